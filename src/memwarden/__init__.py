@@ -1,0 +1,1 @@
+"""memwarden: keep long-running web workers from dying of memory leaks."""

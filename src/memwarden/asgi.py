@@ -1,0 +1,103 @@
+"""The request memory tracker as pure ASGI middleware (FastAPI, Starlette).
+
+A request is measured when its response completes (the last body message is
+sent) or when the app returns or raises, whichever comes first. Non-HTTP
+scopes (lifespan, websocket) pass straight through. With several requests in
+flight in one worker the deltas overlap; the analysis accounts for that.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+from memwarden import context as _context
+from memwarden.meter import RequestMeter, clean_label
+from memwarden.settings import Settings
+
+__all__ = ["AsgiMemoryTracker"]
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+_MARK = "memwarden.tracked"
+
+
+def asgi_route(scope: Scope) -> str:
+    """The route template (Starlette/FastAPI set ``scope["route"]``), else the path."""
+    route = scope.get("route")
+    path = getattr(route, "path", None)
+    if isinstance(path, str):
+        return clean_label(path)
+    raw = scope.get("path")
+    return clean_label(raw if isinstance(raw, str) else "/")
+
+
+def _request_headers(scope: Scope) -> tuple[bytes | None, bytes | None]:
+    """X-Request-ID and traceparent; a duplicated header counts as absent."""
+    request_id: bytes | None = None
+    traceparent: bytes | None = None
+    seen_id = seen_trace = 0
+    for name, value in scope.get("headers") or ():
+        if name == b"x-request-id":
+            seen_id += 1
+            request_id = value
+        elif name == b"traceparent":
+            seen_trace += 1
+            traceparent = value
+    return (request_id if seen_id == 1 else None, traceparent if seen_trace == 1 else None)
+
+
+class AsgiMemoryTracker:
+    """ASGI middleware writing one request log line per HTTP request."""
+
+    def __init__(self, app: ASGIApp, settings: Settings | None = None,
+                 meter: RequestMeter | None = None) -> None:
+        self.app = app
+        self.meter = meter if meter is not None else RequestMeter(settings)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope.get("type") != "http" or scope.get(_MARK):
+            await self.app(scope, receive, send)
+            return
+        scope[_MARK] = True
+        raw_id, raw_trace = _request_headers(scope)
+        request_id = _context.request_id_from(raw_id, raw_trace)
+        token = _context._request_id.set(request_id)
+        method = clean_label(str(scope.get("method", "GET")))
+        header = (b"x-request-id", request_id.encode("ascii"))
+        status: int | None = None
+        done = False
+        meter = self.meter
+        begin = meter.start()
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal status, done
+            kind = message.get("type")
+            if kind == "http.response.start":
+                status = message.get("status")
+                message = dict(message)
+                message["headers"] = [*message.get("headers", ()), header]
+            await send(message)
+            if kind == "http.response.body" and not message.get("more_body", False) and not done:
+                done = True
+                meter.finish(begin, request_id, method, asgi_route(scope), status)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        except BaseException as exc:
+            if not done:
+                done = True
+                meter.finish(begin, request_id, method, asgi_route(scope), status, exc)
+            raise
+        finally:
+            if not done:  # the app returned without completing its response
+                done = True
+                meter.finish(begin, request_id, method, asgi_route(scope), status)
+            try:
+                _context._request_id.reset(token)
+            except ValueError:
+                _context._request_id.set(None)

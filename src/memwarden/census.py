@@ -1,0 +1,169 @@
+"""Resource census: counts of the things that leak in practice.
+
+Built-in counters (threads, fds, descendants and their PSS, asyncio tasks and
+event loops) plus a registry users fill: ``track(obj, kind)`` counts live
+objects of a kind through weak references, ``gauge(name, fn)`` reads a number
+on each census. A census is sampled, never taken on every request, because
+reading /proc for descendants costs far more than the per-request probe.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import logging
+import sys
+import threading
+import weakref
+from collections.abc import Callable
+from typing import Any
+
+from memwarden import probe as _probe
+
+__all__ = [
+    "census",
+    "enable_loop_tracking",
+    "gauge",
+    "remove_gauge",
+    "track",
+    "tracked_count",
+    "untrack_kind",
+]
+
+_log = logging.getLogger("memwarden.census")
+
+# kind -> live objects. A WeakSet per kind rather than a WeakValueDictionary:
+# we only ever need the count, and WeakSet drops dead entries on its own.
+_tracked: dict[str, weakref.WeakSet[Any]] = {}
+_gauges: dict[str, Callable[[], float | int | None]] = {}
+_failed_gauges: set[str] = set()
+_registry_lock = threading.Lock()
+
+# Event loops created in this process, when loop tracking is on.
+_loops: weakref.WeakSet[asyncio.AbstractEventLoop] = weakref.WeakSet()
+_loop_tracking_on = False
+
+
+def track(obj: object, kind: str) -> None:
+    """Count ``obj`` under ``kind`` for as long as it is alive.
+
+    The object must support weak references. Tracking adds no strong
+    reference, so it never keeps the object alive itself.
+    """
+    with _registry_lock:
+        live = _tracked.get(kind)
+        if live is None:
+            live = _tracked[kind] = weakref.WeakSet()
+    live.add(obj)
+
+
+def untrack_kind(kind: str) -> None:
+    """Forget a kind (and its objects) entirely."""
+    with _registry_lock:
+        _tracked.pop(kind, None)
+
+
+def tracked_count(kind: str) -> int:
+    live = _tracked.get(kind)
+    return len(live) if live is not None else 0
+
+
+def gauge(name: str, fn: Callable[[], float | int | None]) -> None:
+    """Read ``fn()`` on each census under ``name``; a raising gauge is omitted."""
+    with _registry_lock:
+        _gauges[name] = fn
+        _failed_gauges.discard(name)
+
+
+def remove_gauge(name: str) -> None:
+    with _registry_lock:
+        _gauges.pop(name, None)
+
+
+def enable_loop_tracking() -> None:
+    """Track every asyncio event loop created from now on (opt-in).
+
+    Wraps ``BaseEventLoop.__init__`` so that loops made by ``asyncio.run``,
+    ``new_event_loop`` and libraries alike are seen. Idempotent.
+    """
+    global _loop_tracking_on
+    if _loop_tracking_on:
+        return
+    original_init = asyncio.BaseEventLoop.__init__
+
+    def tracking_init(self: asyncio.BaseEventLoop, *args: Any, **kwargs: Any) -> None:
+        original_init(self, *args, **kwargs)
+        _loops.add(self)
+
+    asyncio.BaseEventLoop.__init__ = tracking_init  # type: ignore[method-assign]
+    _loop_tracking_on = True
+
+
+def _loop_counts() -> dict[str, int]:
+    loops = list(_loops)
+    open_loops = [loop for loop in loops if not loop.is_closed()]
+    tasks = 0
+    for loop in open_loops:
+        try:
+            tasks += len(asyncio.all_tasks(loop))
+        except RuntimeError:
+            # The set changed size under us (another thread's loop): skip this sample.
+            continue
+    return {"asyncio.loops": len(open_loops), "asyncio.loops_alive": len(loops),
+            "asyncio.tasks": tasks}
+
+
+def _gc_type_counts(top: int) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for obj in gc.get_objects():
+        name = type(obj).__name__
+        counts[name] = counts.get(name, 0) + 1
+    ranked = sorted(counts.items(), key=lambda item: item[1], reverse=True)[:top]
+    return {f"gc.{name}": n for name, n in ranked}
+
+
+def census(
+    process_probe: _probe.Probe | None = None,
+    *,
+    descendants: bool = True,
+    gc_types: int = 0,
+) -> dict[str, int | float]:
+    """Take one census. Keys are omitted when their probe is unavailable.
+
+    ``gc_types`` > 0 adds the counts of the most common object types: it walks
+    every tracked object, so it is slow and only taken when asked.
+    """
+    p = process_probe if process_probe is not None else _probe.current()
+    result: dict[str, int | float] = {}
+    threads = p.threads()
+    result["threads"] = threads if threads is not None else threading.active_count()
+    fds = p.open_fds()
+    if fds is not None:
+        result["fds"] = fds
+    if descendants:
+        desc = p.descendants_memory()
+        if desc is not None:
+            result["children"] = desc.count
+            if desc.pss_bytes is not None:
+                result["children_pss_bytes"] = desc.pss_bytes
+    if _loop_tracking_on:
+        result.update(_loop_counts())
+    result["blocks"] = sys.getallocatedblocks()
+    for kind, live in list(_tracked.items()):
+        result[kind] = len(live)
+    for name, fn in list(_gauges.items()):
+        try:
+            value = fn()
+        except Exception:
+            if name not in _failed_gauges:
+                _failed_gauges.add(name)
+                _log.warning("census gauge %r raised; it is omitted until it recovers",
+                             name, exc_info=True)
+            continue
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            continue
+        _failed_gauges.discard(name)
+        result[name] = value
+    if gc_types > 0:
+        result.update(_gc_type_counts(gc_types))
+    return result

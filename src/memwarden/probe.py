@@ -1,0 +1,393 @@
+"""Process memory probes that never raise.
+
+Every reader returns ``None`` when its source is unavailable (no /proc, a
+permission error, a kernel without the file) and logs that once per process,
+so a request never fails because a probe did. The /proc and /sys roots are
+parameters so tests can point a probe at a recorded tree.
+
+The per-request reading is RSS from ``statm``, read with ``pread`` on a
+descriptor kept open: about 1 us against 10 us for open+read. The descriptor
+must be opened in the process it describes: ``/proc/self/statm`` opened in the
+gunicorn master keeps reading the master after fork. So it is opened lazily
+and reopened whenever ``os.getpid()`` changes.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = [
+    "CgroupMemory",
+    "Descendants",
+    "Probe",
+    "SmapsRollup",
+    "allocated_blocks",
+    "current",
+]
+
+_log = logging.getLogger("memwarden.probe")
+_PAGE_SIZE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+# cgroup v1 reports "no limit" as a huge page-aligned number, not a keyword.
+_V1_NO_LIMIT = 1 << 60
+
+
+@dataclass(frozen=True, slots=True)
+class SmapsRollup:
+    rss_bytes: int
+    pss_bytes: int
+    uss_bytes: int
+    swap_bytes: int
+
+
+@dataclass(frozen=True, slots=True)
+class Descendants:
+    pids: tuple[int, ...]
+    pss_bytes: int | None
+    rss_bytes: int | None
+
+    @property
+    def count(self) -> int:
+        return len(self.pids)
+
+
+@dataclass(frozen=True, slots=True)
+class CgroupMemory:
+    version: int
+    path: str
+    current_bytes: int | None
+    limit_bytes: int | None  # None: no limit
+    oom_kills: int | None
+
+
+def allocated_blocks() -> int:
+    """``sys.getallocatedblocks()``: ~0.7 us and free of allocator noise."""
+    return sys.getallocatedblocks()
+
+
+class Probe:
+    """Memory probes for one process (this one by default)."""
+
+    __slots__ = ("_degraded", "_fd", "_fd_pid", "_pid", "proc_root", "sys_root")
+
+    def __init__(self, proc_root: str = "/proc", sys_root: str = "/sys",
+                 pid: int | None = None) -> None:
+        self.proc_root = proc_root
+        self.sys_root = sys_root
+        self._pid = pid
+        self._fd = -1
+        self._fd_pid = -1
+        self._degraded: set[str] = set()
+
+    # -- helpers -----------------------------------------------------------------
+
+    @property
+    def pid(self) -> int:
+        return self._pid if self._pid is not None else os.getpid()
+
+    def _degrade(self, what: str, exc: BaseException) -> None:
+        # Once per probe and process: a forked worker inherits the parent's set,
+        # so the key includes the pid.
+        key = f"{os.getpid()}:{what}"
+        if key not in self._degraded:
+            self._degraded.add(key)
+            _log.warning("memwarden probe %s unavailable (%s); its fields are omitted",
+                         what, exc.__class__.__name__)
+
+    def _read(self, what: str, path: str) -> str | None:
+        try:
+            with open(path, encoding="ascii", errors="replace") as fh:
+                return fh.read()
+        except OSError as exc:
+            self._degrade(what, exc)
+            return None
+
+    # -- per-request -------------------------------------------------------------
+
+    def rss_bytes(self) -> int | None:
+        """Resident set size now, from statm via pread on a kept descriptor."""
+        pid = self.pid
+        fd = self._fd
+        if self._fd_pid != pid or fd < 0:
+            fd = self._reopen_statm(pid)
+            if fd < 0:
+                return None
+        try:
+            data = os.pread(fd, 128, 0)
+            return int(data.split(None, 2)[1]) * _PAGE_SIZE
+        except (OSError, ValueError, IndexError) as exc:
+            self._degrade("statm", exc)
+            return None
+
+    def _reopen_statm(self, pid: int) -> int:
+        old = self._fd
+        # Only close a descriptor this process opened: after fork the inherited
+        # one is a copy, closing it here is harmless, but it reads the parent.
+        if old >= 0:
+            try:
+                os.close(old)
+            except OSError:
+                pass
+        self._fd = -1
+        self._fd_pid = pid
+        try:
+            self._fd = os.open(f"{self.proc_root}/{pid}/statm", os.O_RDONLY | os.O_CLOEXEC)
+        except OSError as exc:
+            self._degrade("statm", exc)
+        return self._fd
+
+    def close(self) -> None:
+        if self._fd >= 0 and self._fd_pid == os.getpid():
+            try:
+                os.close(self._fd)
+            except OSError:
+                pass
+        self._fd = -1
+        self._fd_pid = -1
+
+    # -- sampled -----------------------------------------------------------------
+
+    def _status_field(self, name: str, pid: int | None = None) -> int | None:
+        text = self._read("status", f"{self.proc_root}/{pid or self.pid}/status")
+        if text is None:
+            return None
+        for line in text.splitlines():
+            if line.startswith(name):
+                try:
+                    parts = line.split()
+                    value = int(parts[1])
+                    return value * 1024 if len(parts) > 2 and parts[2] == "kB" else value
+                except (ValueError, IndexError) as exc:
+                    self._degrade("status", exc)
+                    return None
+        return None
+
+    def peak_rss_bytes(self) -> int | None:
+        return self._status_field("VmHWM:")
+
+    def threads(self) -> int | None:
+        """OS threads (native ones included, which ``threading`` cannot see)."""
+        return self._status_field("Threads:")
+
+    def open_fds(self) -> int | None:
+        try:
+            return len(os.listdir(f"{self.proc_root}/{self.pid}/fd"))
+        except OSError as exc:
+            self._degrade("fd", exc)
+            return None
+
+    def smaps_rollup(self, pid: int | None = None) -> SmapsRollup | None:
+        """PSS/USS: ~9 us per resident MiB, so sample it, never per request."""
+        target = pid if pid is not None else self.pid
+        path = f"{self.proc_root}/{target}/smaps_rollup"
+        try:
+            with open(path, encoding="ascii", errors="replace") as fh:
+                text = fh.read()
+        except OSError as exc:
+            if pid is None:
+                self._degrade("smaps_rollup", exc)
+            return None  # a descendant that just exited is not a degraded probe
+        fields: dict[str, int] = {}
+        for line in text.splitlines():
+            key, _, rest = line.partition(":")
+            if key in ("Rss", "Pss", "Private_Clean", "Private_Dirty", "Swap"):
+                try:
+                    fields[key] = int(rest.split()[0]) * 1024
+                except (ValueError, IndexError):
+                    continue
+        if "Rss" not in fields or "Pss" not in fields:
+            return None
+        return SmapsRollup(
+            rss_bytes=fields["Rss"],
+            pss_bytes=fields["Pss"],
+            uss_bytes=fields.get("Private_Clean", 0) + fields.get("Private_Dirty", 0),
+            swap_bytes=fields.get("Swap", 0),
+        )
+
+    def descendants(self) -> tuple[int, ...] | None:
+        """All descendant pids (children, grandchildren...), breadth first."""
+        root = self.pid
+        found: list[int] = []
+        frontier = [root]
+        use_children_file = True
+        parents: dict[int, list[int]] | None = None
+        while frontier:
+            nxt: list[int] = []
+            for pid in frontier:
+                kids: list[int] | None = None
+                if use_children_file:
+                    kids = self._children_from_task_files(pid)
+                    if kids is None:
+                        use_children_file = False
+                if kids is None:
+                    if parents is None:
+                        parents = self._ppid_map()
+                        if parents is None:
+                            return None
+                    kids = parents.get(pid, [])
+                nxt.extend(kids)
+            found.extend(nxt)
+            frontier = nxt
+        return tuple(found)
+
+    def _children_from_task_files(self, pid: int) -> list[int] | None:
+        # /proc/PID/task/TID/children needs CONFIG_PROC_CHILDREN; None means fall back.
+        task_dir = f"{self.proc_root}/{pid}/task"
+        try:
+            tids = os.listdir(task_dir)
+        except FileNotFoundError:
+            return []  # the process exited between reads
+        except OSError as exc:
+            self._degrade("task", exc)
+            return None
+        kids: list[int] = []
+        for tid in tids:
+            try:
+                with open(f"{task_dir}/{tid}/children", "rb") as fh:
+                    kids.extend(int(x) for x in fh.read().split())
+            except FileNotFoundError:
+                if not os.path.exists(f"{task_dir}/{tid}"):
+                    continue  # the thread exited
+                return None
+            except (OSError, ValueError):
+                continue
+        return kids
+
+    def _ppid_map(self) -> dict[int, list[int]] | None:
+        try:
+            entries = os.listdir(self.proc_root)
+        except OSError as exc:
+            self._degrade("proc", exc)
+            return None
+        parents: dict[int, list[int]] = {}
+        for name in entries:
+            if not name.isdigit():
+                continue
+            try:
+                with open(f"{self.proc_root}/{name}/stat", "rb") as fh:
+                    stat = fh.read()
+                # The command name may contain spaces and parentheses: split after the last ')'.
+                ppid = int(stat[stat.rindex(b")") + 2:].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+            parents.setdefault(ppid, []).append(int(name))
+        return parents
+
+    def descendants_memory(self) -> Descendants | None:
+        pids = self.descendants()
+        if pids is None:
+            return None
+        pss = rss = 0
+        seen_any = False
+        for pid in pids:
+            rollup = self.smaps_rollup(pid)
+            if rollup is not None:
+                seen_any = True
+                pss += rollup.pss_bytes
+                rss += rollup.rss_bytes
+        if pids and not seen_any:
+            return Descendants(pids, None, None)
+        return Descendants(pids, pss, rss)
+
+    # -- cgroup ------------------------------------------------------------------
+
+    def cgroup_memory(self) -> CgroupMemory | None:
+        """The memory cgroup this process sits in, v2 or v1 (hybrid hosts too)."""
+        text = self._read("cgroup", f"{self.proc_root}/{self.pid}/cgroup")
+        if text is None:
+            return None
+        v1_path = v2_path = None
+        for line in text.splitlines():
+            parts = line.split(":", 2)
+            if len(parts) != 3:
+                continue
+            hierarchy, controllers, path = parts
+            if hierarchy == "0" and controllers == "":
+                v2_path = path
+            elif "memory" in controllers.split(","):
+                v1_path = path
+        base = Path(self.sys_root) / "fs" / "cgroup"
+        if v1_path is not None:
+            found = self._v1(base / "memory", v1_path)
+            if found is not None:
+                return found
+        if v2_path is not None:
+            for mount in (base, base / "unified"):
+                found = self._v2(mount, v2_path)
+                if found is not None:
+                    return found
+        return None
+
+    @staticmethod
+    def _resolve(mount: Path, path: str, marker: str) -> Path | None:
+        # Inside a cgroup namespace /proc/self/cgroup may name a path the mount
+        # does not show; walk up to the deepest ancestor that exists.
+        rel = path.strip("/")
+        while True:
+            candidate = mount / rel if rel else mount
+            if (candidate / marker).is_file():
+                return candidate
+            if not rel:
+                return None
+            rel = rel.rpartition("/")[0]
+
+    @staticmethod
+    def _int_file(path: Path) -> int | None:
+        try:
+            raw = path.read_text().strip()
+        except OSError:
+            return None
+        if raw == "max":
+            return None
+        try:
+            return int(raw)
+        except ValueError:
+            return None
+
+    def _v2(self, mount: Path, path: str) -> CgroupMemory | None:
+        group = self._resolve(mount, path, "memory.current")
+        if group is None:
+            return None
+        oom: int | None = None
+        try:
+            for line in (group / "memory.events").read_text().splitlines():
+                key, _, value = line.partition(" ")
+                if key == "oom_kill":
+                    oom = int(value)
+        except (OSError, ValueError):
+            pass
+        return CgroupMemory(2, "/" + str(group.relative_to(mount)).strip("."),
+                            self._int_file(group / "memory.current"),
+                            self._int_file(group / "memory.max"), oom)
+
+    def _v1(self, mount: Path, path: str) -> CgroupMemory | None:
+        group = self._resolve(mount, path, "memory.usage_in_bytes")
+        if group is None:
+            return None
+        limit = self._int_file(group / "memory.limit_in_bytes")
+        if limit is not None and limit >= _V1_NO_LIMIT:
+            limit = None
+        oom: int | None = None
+        try:
+            for line in (group / "memory.oom_control").read_text().splitlines():
+                key, _, value = line.partition(" ")
+                if key == "oom_kill":
+                    oom = int(value)
+        except (OSError, ValueError):
+            pass
+        return CgroupMemory(1, "/" + str(group.relative_to(mount)).strip("."),
+                            self._int_file(group / "memory.usage_in_bytes"), limit, oom)
+
+
+_current: Probe | None = None
+
+
+def current() -> Probe:
+    """The probe for this process, created on first use (after fork in a worker)."""
+    global _current
+    if _current is None:
+        _current = Probe()
+    return _current

@@ -1,0 +1,1 @@
+"""memwarden pytest plugin (being written)."""

@@ -1,0 +1,134 @@
+"""One settings table: environment variables, validation and docs.
+
+Each setting is read from ``MEMWARDEN_<NAME>``; values are validated when the
+settings are loaded (in the gunicorn master, at start), never mid-request.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+__all__ = ["SETTINGS", "Setting", "Settings", "SettingsError", "settings_doc"]
+
+
+class SettingsError(ValueError):
+    """A MEMWARDEN_* value that cannot be used; the message names it."""
+
+
+def _bool(raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError("expected one of 1/0, true/false, yes/no, on/off")
+
+
+def _int_at_least(minimum: int) -> Callable[[str], int]:
+    def parse(raw: str) -> int:
+        value = int(raw)
+        if value < minimum:
+            raise ValueError(f"must be at least {minimum}")
+        return value
+    return parse
+
+
+def _float_at_least(minimum: float) -> Callable[[str], float]:
+    def parse(raw: str) -> float:
+        value = float(raw)
+        if not value >= minimum:  # also rejects NaN
+            raise ValueError(f"must be at least {minimum}")
+        return value
+    return parse
+
+
+def _paths(raw: str) -> tuple[str, ...]:
+    return tuple(p.strip() for p in raw.split(",") if p.strip())
+
+
+def _log_level(raw: str) -> str:
+    value = raw.strip().upper()
+    if value not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+        raise ValueError("expected DEBUG, INFO, WARNING, ERROR or CRITICAL")
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class Setting:
+    name: str
+    default: str
+    parse: Callable[[str], Any]
+    doc: str
+
+    @property
+    def env(self) -> str:
+        return "MEMWARDEN_" + self.name.upper()
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("census_every", "100", _int_at_least(1),
+            "Take a resource census every N requests per worker (1: every request)."),
+    Setting("census_seconds", "60", _float_at_least(0.0),
+            "Also take one when this many seconds passed since the last (0: count only)."),
+    Setting("census_descendants", "1", _bool,
+            "Include descendant processes and their PSS in the census."),
+    Setting("gc_types", "0", _int_at_least(0),
+            "Add counts of the N most common object types to the census (slow; 0: off)."),
+    Setting("loop_tracking", "0", _bool,
+            "Count open asyncio event loops and their tasks (wraps BaseEventLoop.__init__)."),
+    Setting("log_level", "INFO", _log_level, "Level of the JSON logs set up for gunicorn."),
+    Setting("health_paths", "/healthz,/health,/livez,/readyz,/ping", _paths,
+            "Paths of health checks: logged, but not counted toward recycling."),
+    Setting("access_log", "0", _bool,
+            "Also write gunicorn's access log (as JSON); the request line covers it."),
+    Setting("wrap_app", "1", _bool,
+            "Wrap the gunicorn app with the request memory tracker after fork."),
+)
+
+
+def settings_doc() -> str:
+    """A Markdown table of every setting, for the README."""
+    rows = ["| variable | default | meaning |", "| --- | --- | --- |"]
+    rows += [f"| `{s.env}` | `{s.default}` | {s.doc} |" for s in SETTINGS]
+    return "\n".join(rows)
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    census_every: int = 100
+    census_seconds: float = 60.0
+    census_descendants: bool = True
+    gc_types: int = 0
+    loop_tracking: bool = False
+    log_level: str = "INFO"
+    health_paths: tuple[str, ...] = field(
+        default=("/healthz", "/health", "/livez", "/readyz", "/ping"))
+    access_log: bool = False
+    wrap_app: bool = True
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """Read every ``MEMWARDEN_*`` variable; raise SettingsError naming a bad one."""
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for setting in SETTINGS:
+            raw = env.get(setting.env)
+            if raw is None:
+                continue
+            try:
+                values[setting.name] = setting.parse(raw)
+            except ValueError as exc:
+                raise SettingsError(f"{setting.env}={raw!r}: {exc}") from None
+        values.update(overrides)
+        return cls(**values)
+
+
+# The table and the dataclass must agree; checked at import so a mismatch
+# fails every test rather than one mid-request.
+_table_defaults = {s.name: s.parse(s.default) for s in SETTINGS}
+_class_defaults = {f.name: getattr(Settings(), f.name) for f in fields(Settings)}
+if _table_defaults != _class_defaults:  # pragma: no cover - a developer error
+    raise RuntimeError(f"settings table and Settings differ: {_table_defaults} != {_class_defaults}")
