@@ -1,7 +1,8 @@
 """The request memory tracker as pure ASGI middleware (FastAPI, Starlette).
 
 A request is measured when its response completes (the last body message is
-sent) or when the app returns or raises, whichever comes first. Non-HTTP
+sent) and logged when the app returns or raises, so that an exception raised
+after a framework sent its 500 response is still named on the line. Non-HTTP
 scopes (lifespan, websocket) pass straight through. With several requests in
 flight in one worker the deltas overlap; the analysis accounts for that.
 """
@@ -70,33 +71,31 @@ class AsgiMemoryTracker:
         method = clean_label(str(scope.get("method", "GET")))
         header = (b"x-request-id", request_id.encode("ascii"))
         status: int | None = None
-        done = False
+        end: tuple[float, int | None, int] | None = None
         meter = self.meter
         begin = meter.start()
 
         async def tracking_send(message: Message) -> None:
-            nonlocal status, done
+            nonlocal status, end
             kind = message.get("type")
             if kind == "http.response.start":
                 status = message.get("status")
                 message = dict(message)
                 message["headers"] = [*message.get("headers", ()), header]
             await send(message)
-            if kind == "http.response.body" and not message.get("more_body", False) and not done:
-                done = True
-                meter.finish(begin, request_id, method, asgi_route(scope), status)
+            if kind == "http.response.body" and not message.get("more_body", False):
+                # Measured now, logged when the app returns: frameworks send
+                # their 500 response first and raise afterwards.
+                end = meter.readings()
 
+        error: BaseException | None = None
         try:
             await self.app(scope, receive, tracking_send)
         except BaseException as exc:
-            if not done:
-                done = True
-                meter.finish(begin, request_id, method, asgi_route(scope), status, exc)
+            error = exc
             raise
         finally:
-            if not done:  # the app returned without completing its response
-                done = True
-                meter.finish(begin, request_id, method, asgi_route(scope), status)
+            meter.finish(begin, request_id, method, asgi_route(scope), status, error, end)
             try:
                 _context._request_id.reset(token)
             except ValueError:

@@ -8,6 +8,7 @@ that is overlong, holds control characters, newlines, non-ASCII or a comma
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
 from contextvars import ContextVar
@@ -34,9 +35,34 @@ def current_request_id() -> str | None:
     return _request_id.get()
 
 
+class _IdSource:
+    """32 hex digits: 64 random bits drawn once per process, then a counter.
+
+    As unique as a random id across workers and hosts, without a syscall per
+    request; renewed in the child after every fork.
+    """
+
+    __slots__ = ("count", "prefix")
+
+    def __init__(self) -> None:
+        self.prefix = os.urandom(8).hex()
+        self.count = itertools.count(1)  # next() is atomic under the GIL
+
+
+_ids = _IdSource()
+
+
+def _renew_ids() -> None:
+    global _ids
+    _ids = _IdSource()
+
+
+os.register_at_fork(after_in_child=_renew_ids)
+
+
 def new_request_id() -> str:
-    # urandom+hex is ~3x cheaper than uuid4().hex and just as unique.
-    return os.urandom(16).hex()
+    ids = _ids
+    return f"{ids.prefix}{next(ids.count):016x}"
 
 
 def sanitize_request_id(value: str | bytes | None) -> str | None:

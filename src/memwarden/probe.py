@@ -26,6 +26,7 @@ __all__ = [
     "Probe",
     "SmapsRollup",
     "allocated_blocks",
+    "configure",
     "current",
 ]
 
@@ -91,7 +92,17 @@ class Probe:
     def _degrade(self, what: str, exc: BaseException) -> None:
         # Once per probe and process: a forked worker inherits the parent's set,
         # so the key includes the pid.
-        key = f"{os.getpid()}:{what}"
+        pid = os.getpid()
+        if f"{pid}:root" in self._degraded:
+            return
+        if not os.path.isdir(f"{self.proc_root}/{self.pid}"):
+            # The whole tree is missing (no /proc, or the pid is gone): one
+            # warning says it all, rather than one per probe kind.
+            self._degraded.add(f"{pid}:root")
+            _log.warning("memwarden cannot read %s/%s (%s); memory fields are omitted",
+                         self.proc_root, self.pid, exc.__class__.__name__)
+            return
+        key = f"{pid}:{what}"
         if key not in self._degraded:
             self._degraded.add(key)
             _log.warning("memwarden probe %s unavailable (%s); its fields are omitted",
@@ -210,6 +221,9 @@ class Probe:
     def descendants(self) -> tuple[int, ...] | None:
         """All descendant pids (children, grandchildren...), breadth first."""
         root = self.pid
+        if not os.path.isdir(f"{self.proc_root}/{root}"):
+            self._degrade("task", FileNotFoundError(f"{self.proc_root}/{root}"))
+            return None
         found: list[int] = []
         frontier = [root]
         use_children_file = True
@@ -383,11 +397,22 @@ class Probe:
 
 
 _current: Probe | None = None
+_roots = ("/proc", "/sys")
+
+
+def configure(proc_root: str = "/proc", sys_root: str = "/sys") -> None:
+    """Set the roots the process-wide probe reads (e.g. a host /proc mounted elsewhere)."""
+    global _current, _roots
+    if (proc_root, sys_root) != _roots:
+        _roots = (proc_root, sys_root)
+        if _current is not None:
+            _current.close()
+        _current = None
 
 
 def current() -> Probe:
     """The probe for this process, created on first use (after fork in a worker)."""
     global _current
     if _current is None:
-        _current = Probe()
+        _current = Probe(*_roots)
     return _current

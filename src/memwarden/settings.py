@@ -84,6 +84,9 @@ SETTINGS: tuple[Setting, ...] = (
             "Paths of health checks: logged, but not counted toward recycling."),
     Setting("access_log", "0", _bool,
             "Also write gunicorn's access log (as JSON); the request line covers it."),
+    Setting("proc_root", "/proc", str,
+            "Where /proc is mounted (a container may see the host's elsewhere)."),
+    Setting("sys_root", "/sys", str, "Where /sys is mounted, for cgroup files."),
     Setting("wrap_app", "1", _bool,
             "Wrap the gunicorn app with the request memory tracker after fork."),
 )
@@ -107,6 +110,8 @@ class Settings:
     health_paths: tuple[str, ...] = field(
         default=("/healthz", "/health", "/livez", "/readyz", "/ping"))
     access_log: bool = False
+    proc_root: str = "/proc"
+    sys_root: str = "/sys"
     wrap_app: bool = True
 
     @classmethod

@@ -48,7 +48,7 @@ class _Measured:
                  "_request_id", "_route", "_status", "_token", "_tracker")
 
     def __init__(self, tracker: MemoryTracker, inner: Iterable[bytes], environ: Environ,
-                 begin: tuple[float, int | None, int], request_id: str, method: str,
+                 begin: float, request_id: str, method: str,
                  status: list[int | None], route: list[str | None], token: Any) -> None:
         self._tracker = tracker
         self._inner = inner
@@ -124,7 +124,7 @@ class MemoryTracker:
             raise
         return _Measured(self, result, environ, begin, request_id, method, status, route, token)
 
-    def _record(self, route: str, begin: tuple[float, int | None, int], request_id: str,
+    def _record(self, route: str, begin: float, request_id: str,
                 method: str, status: int | None, error: BaseException | None,
                 token: Any) -> None:
         try:

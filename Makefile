@@ -1,0 +1,52 @@
+# Every target sets up what it needs: a .venv at the repo root with the
+# package and its test/example extras, and Debian's chromium when missing.
+SHELL := /bin/bash
+PY := .venv/bin/python
+VENV_STAMP := .venv/.installed
+CHROMIUM := /usr/lib/chromium/chromium
+
+.PHONY: demo test lint typecheck unit bench-overhead bench-detect bench-soak bench-week chromium venv clean
+
+venv: $(VENV_STAMP)
+
+$(VENV_STAMP): pyproject.toml
+	@test -x $(PY) || python3 -m venv .venv
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	@touch $@
+
+chromium:
+	@if [ ! -x $(CHROMIUM) ]; then \
+		echo "installing Debian's chromium (apt-get)"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	fi
+	@test -x $(CHROMIUM) || { echo "chromium is missing at $(CHROMIUM): apt-get install -y chromium"; exit 1; }
+
+demo: venv chromium
+	$(PY) -m memwarden.cli demo --out reports/demo
+
+lint: venv
+	.venv/bin/ruff check src tests benchmarks examples
+
+typecheck: venv
+	.venv/bin/mypy
+
+unit: venv chromium
+	$(PY) -m pytest -q
+
+test: lint typecheck unit
+
+bench-overhead: venv
+	$(PY) benchmarks/overhead.py
+
+bench-detect: venv
+	$(PY) benchmarks/detection.py
+
+bench-soak: venv chromium
+	$(PY) benchmarks/soak.py
+
+bench-week: venv chromium
+	$(PY) benchmarks/week.py
+
+clean:
+	rm -rf .venv reports build dist src/*.egg-info

@@ -1,0 +1,143 @@
+"""Per-request cost of memwarden's tracker against a naive tracker and tracemalloc.
+
+All variants run in this one process, on the same Flask hello-world request,
+interleaved round by round so that drift hits them alike; logs go to
+/dev/null. The added cost of a variant is its median per-request time minus
+the bare app's.
+
+Last line: ``overhead_us=X naive_us=Y ratio=X/Y``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import logging
+import statistics
+import sys
+import time
+import tracemalloc
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import psutil
+from flask import Flask
+
+from memwarden.logs import JsonFormatter
+from memwarden.settings import Settings
+from memwarden.wsgi import MemoryTracker
+
+WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+
+
+def hello_app() -> Flask:
+    app = Flask("hello")
+
+    @app.get("/hello/<name>")
+    def hello(name: str) -> str:
+        return f"hello {name}"
+
+    return app
+
+
+class NaiveTracker:
+    """What teams write first: psutil before and after, one json.dumps log line."""
+
+    def __init__(self, app: WSGIApp) -> None:
+        self.app = app
+        self.process = psutil.Process()
+        self.log = logging.getLogger("naive.request")
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]
+                 ) -> Iterable[bytes]:
+        before = self.process.memory_info().rss
+        started = time.perf_counter()
+        result = self.app(environ, start_response)
+        after = self.process.memory_info().rss
+        self.log.info(json.dumps({
+            "path": environ.get("PATH_INFO"), "method": environ.get("REQUEST_METHOD"),
+            "rss": after, "rss_delta": after - before,
+            "duration_ms": (time.perf_counter() - started) * 1000,
+        }))
+        return result
+
+
+def _environ() -> dict[str, Any]:
+    return {"REQUEST_METHOD": "GET", "PATH_INFO": "/hello/world", "QUERY_STRING": "",
+            "SERVER_NAME": "127.0.0.1", "SERVER_PORT": "8000", "SERVER_PROTOCOL": "HTTP/1.1",
+            "wsgi.url_scheme": "http", "wsgi.input": io.BytesIO(), "wsgi.errors": sys.stderr}
+
+
+def _start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None
+                    ) -> Callable[[bytes], None]:
+    return lambda data: None
+
+
+def time_round(app: WSGIApp, n: int) -> float:
+    """Mean seconds per request over n requests."""
+    environ = _environ
+    start_response = _start_response
+    started = time.perf_counter()
+    for _ in range(n):
+        body = app(environ(), start_response)
+        for _chunk in body:
+            pass
+        close = getattr(body, "close", None)
+        if close is not None:
+            close()
+    return (time.perf_counter() - started) / n
+
+
+def setup_logging(devnull: io.TextIOWrapper) -> None:
+    json_handler = logging.StreamHandler(devnull)
+    json_handler.setFormatter(JsonFormatter())
+    mw = logging.getLogger("memwarden")
+    mw.addHandler(json_handler)
+    mw.setLevel(logging.INFO)
+    mw.propagate = False
+    plain = logging.StreamHandler(devnull)  # the naive tracker's stdlib handler
+    naive = logging.getLogger("naive")
+    naive.addHandler(plain)
+    naive.setLevel(logging.INFO)
+    naive.propagate = False
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=21)
+    parser.add_argument("--requests", type=int, default=2000)
+    args = parser.parse_args()
+
+    devnull = open("/dev/null", "w")  # noqa: SIM115 - held for the whole run
+    setup_logging(devnull)
+    flask_app = hello_app()
+    bare: WSGIApp = flask_app.wsgi_app
+    variants: dict[str, WSGIApp] = {
+        "bare": bare,
+        "memwarden": MemoryTracker(bare, Settings()),  # the defaults, census included
+        "naive": NaiveTracker(bare),
+    }
+    samples: dict[str, list[float]] = {name: [] for name in [*variants, "tracemalloc"]}
+    for app in variants.values():  # warm-up: imports, caches, first census
+        time_round(app, 500)
+    for _ in range(args.rounds):
+        for name, app in variants.items():
+            samples[name].append(time_round(app, args.requests))
+        tracemalloc.start(1)
+        samples["tracemalloc"].append(time_round(bare, args.requests))
+        tracemalloc.stop()
+
+    median_us = {name: statistics.median(v) * 1e6 for name, v in samples.items()}
+    base = median_us["bare"]
+    print(f"rounds={args.rounds} requests_per_round={args.requests}")
+    for name, us in median_us.items():
+        print(f"{name:12s} {us:8.2f} us/request  (+{us - base:.2f} us)")
+    overhead = median_us["memwarden"] - base
+    naive = median_us["naive"] - base
+    print(f"tracemalloc_us={median_us['tracemalloc'] - base:.2f}")
+    print(f"overhead_us={overhead:.2f} naive_us={naive:.2f} ratio={overhead / naive:.3f}")
+
+
+if __name__ == "__main__":
+    main()

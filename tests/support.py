@@ -1,0 +1,163 @@
+"""Helpers for tests that run real servers on 127.0.0.1."""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+VENV_BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for_port(port: int, timeout: float = 30.0, proc: subprocess.Popen[Any] | None = None
+                  ) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode} before listening")
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
+            return
+        time.sleep(0.05)
+    raise TimeoutError(f"nothing listening on 127.0.0.1:{port} after {timeout} s")
+
+
+def request(port: int, method: str, path: str, body: bytes | None = None,
+            headers: Mapping[str, str] | None = None, timeout: float = 30.0
+            ) -> tuple[int, dict[str, str], bytes]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        conn.request(method, path, body=body, headers=dict(headers or {}))
+        resp = conn.getresponse()
+        return resp.status, {k.lower(): v for k, v in resp.getheaders()}, resp.read()
+    finally:
+        conn.close()
+
+
+def json_lines(path: Path) -> list[dict[str, Any]]:
+    """Every line of a log file that is a JSON object; other lines are an error."""
+    out = []
+    for raw in path.read_text(errors="replace").splitlines():
+        if not raw.strip():
+            continue
+        try:
+            obj = json.loads(raw)
+        except json.JSONDecodeError as exc:
+            raise AssertionError(f"log line is not JSON: {raw[:300]!r}") from exc
+        out.append(obj)
+    return out
+
+
+def descendants(pid: int) -> list[int]:
+    """Live descendants of pid, from /proc (children files)."""
+    found: list[int] = []
+    frontier = [pid]
+    while frontier:
+        nxt: list[int] = []
+        for p in frontier:
+            try:
+                tids = os.listdir(f"/proc/{p}/task")
+            except OSError:
+                continue
+            for tid in tids:
+                with contextlib.suppress(OSError):
+                    nxt += [int(x) for x in Path(f"/proc/{p}/task/{tid}/children").read_text().split()]
+        found += nxt
+        frontier = nxt
+    return found
+
+
+class Gunicorn:
+    """A real gunicorn on 127.0.0.1 with its stderr in a file."""
+
+    def __init__(self, app: str, tmp: Path, *, args: list[str] | None = None,
+                 env: Mapping[str, str] | None = None, cwd: Path | None = None,
+                 config: str = "python:memwarden.gunicorn_conf") -> None:
+        self.port = free_port()
+        self.log_path = tmp / f"gunicorn-{self.port}.log"
+        cmd = [str(VENV_BIN / "gunicorn"), "-c", config, "-b", f"127.0.0.1:{self.port}",
+               "--no-control-socket", *(args or []), app]
+        full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+        self._log = self.log_path.open("wb")
+        self.proc = subprocess.Popen(cmd, cwd=cwd or (REPO / "tests" / "apps"), env=full_env,
+                                     stdout=self._log, stderr=subprocess.STDOUT,
+                                     start_new_session=True)
+        try:
+            wait_for_port(self.port, proc=self.proc)
+        except Exception:
+            self.stop()
+            raise AssertionError(f"gunicorn did not start:\n{self.log_path.read_text()[-3000:]}"
+                                 ) from None
+
+    def request(self, method: str, path: str, **kw: Any) -> tuple[int, dict[str, str], bytes]:
+        return request(self.port, method, path, **kw)
+
+    def lines(self, logger: str | None = None, message: str | None = None
+              ) -> list[dict[str, Any]]:
+        found = json_lines(self.log_path)
+        if logger is not None:
+            found = [x for x in found if x.get("logger") == logger]
+        if message is not None:
+            found = [x for x in found if x.get("message") == message]
+        return found
+
+    def request_lines(self, count: int, timeout: float = 10.0) -> list[dict[str, Any]]:
+        """Wait until ``count`` request lines are written, then return them."""
+        deadline = time.monotonic() + timeout
+        while True:
+            found = self.lines("memwarden.request", "request")
+            if len(found) >= count or time.monotonic() > deadline:
+                return found
+            time.sleep(0.05)
+
+    def worker_pids(self, expect: int | None = None, timeout: float = 15.0) -> list[int]:
+        """The master's children (its workers); waits until ``expect`` of them run."""
+        deadline = time.monotonic() + timeout
+        while True:
+            path = Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children")
+            pids = [int(x) for x in path.read_text().split()]
+            if expect is None or len(pids) == expect or time.monotonic() > deadline:
+                return pids
+            time.sleep(0.05)
+
+    def stop(self, timeout: float = 15.0) -> None:
+        if self.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(5)
+        self._log.close()
+
+    def __enter__(self) -> Gunicorn:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+@contextlib.contextmanager
+def gunicorn(app: str, tmp: Path, **kw: Any) -> Iterator[Gunicorn]:
+    server = Gunicorn(app, tmp, **kw)
+    try:
+        yield server
+    finally:
+        server.stop()

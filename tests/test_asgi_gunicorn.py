@@ -1,0 +1,66 @@
+"""The ASGI tracker under real gunicorn with uvicorn workers and a FastAPI app."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from support import gunicorn
+
+UVICORN = ["-k", "uvicorn_worker.UvicornWorker"]
+CONTRACT_KEYS = {"timestamp", "level", "logger", "message", "request_id", "pid", "seq",
+                 "method", "route", "status", "duration_ms", "rss_bytes", "rss_delta_bytes",
+                 "blocks_delta"}
+
+
+def _statm_rss(pid: int) -> int:
+    import os
+
+    return int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def test_fastapi_request_lines_carry_every_contract_field(tmp_path: Path) -> None:
+    """Each FastAPI request yields one line with the route template and the worker's RSS."""
+    with gunicorn("fastapi_app:app", tmp_path, args=["-w", "2", *UVICORN]) as server:
+        workers = set(server.worker_pids(expect=2))
+        ids = [f"asgi-{i}" for i in range(30)]
+        for i, rid in enumerate(ids):
+            status, headers, _ = server.request(
+                "GET", f"/items/{i}?api_key=s3cr3t-query",
+                headers={"X-Request-ID": rid, "Cookie": "sid=s3cr3t-cookie"})
+            assert status == 200
+            assert headers["x-request-id"] == rid
+        lines = server.request_lines(30)
+        rss_now = {pid: _statm_rss(pid) for pid in workers}
+    text = server.log_path.read_text()
+    assert "s3cr3t" not in text
+    assert sorted(x["request_id"] for x in lines) == sorted(ids)
+    by_pid: dict[int, list[dict[str, object]]] = {}
+    for line in lines:
+        assert CONTRACT_KEYS <= line.keys(), CONTRACT_KEYS - line.keys()
+        assert line["route"] == "/items/{item_id}"
+        assert line["status"] == 200 and line["method"] == "GET"
+        assert line["pid"] in workers
+        by_pid.setdefault(line["pid"], []).append(line)
+    for pid, worker_lines in by_pid.items():
+        assert [x["seq"] for x in worker_lines] == list(range(1, len(worker_lines) + 1))
+        assert "census" in worker_lines[0]
+        assert abs(worker_lines[-1]["rss_bytes"] - rss_now[pid]) <= 256 * 1024
+    app_lines = [x for x in server.lines("fastapi_app")]
+    assert {x["request_id"] for x in app_lines} == set(ids)
+
+
+def test_fastapi_exception_and_streaming(tmp_path: Path) -> None:
+    """An exception is logged with status 500 and re-raised; a stream is logged once at its end."""
+    with gunicorn("fastapi_app:app", tmp_path, args=["-w", "1", *UVICORN]) as server:
+        assert server.request("GET", "/boom")[0] == 500
+        status, _, body = server.request("GET", "/stream")
+        assert status == 200 and body.count(b"chunk") == 5
+        assert server.request("GET", "/items/1", headers={"X-Request-ID": "bad\x7fid"})[0] == 200
+        lines = server.request_lines(3)
+        errors = [x for x in server.lines() if x.get("exc_type") == "RuntimeError"]
+    by_route = {x["route"]: x for x in lines}
+    assert by_route["/boom"]["status"] == 500
+    assert by_route["/boom"]["error"] == "RuntimeError"
+    assert by_route["/stream"]["status"] == 200
+    assert by_route["/items/{item_id}"]["request_id"] != "bad\x7fid"
+    assert errors, "the server logged the traceback as a JSON line"

@@ -1,0 +1,621 @@
+"""The memwarden pytest plugin, driven through pytester in real pytest subprocesses.
+
+Each inner test module leaks a real resource and cleans it up in its own
+``teardown_module``, which runs after the plugin's check, so nothing outlives
+the inner run.
+"""
+
+from __future__ import annotations
+
+import re
+import textwrap
+
+import pytest
+
+from memwarden.pytest_plugin import Leak, _grew_every_run
+
+pytest_plugins = ["pytester"]
+
+
+def run_inner(pytester: pytest.Pytester, source: str, *args: str) -> pytest.RunResult:
+    pytester.makepyfile(test_inner=textwrap.dedent(source))
+    # A subprocess per run: leaked threads, fds and loop tracking stay out of this process.
+    return pytester.runpytest_subprocess("--strict-markers", "-W", "error", "-rA", *args)
+
+
+# -- no_leaks ------------------------------------------------------------------------
+
+
+def test_no_leaks_fails_on_a_thread_left_running_and_names_it(
+        pytester: pytest.Pytester) -> None:
+    result = run_inner(pytester, """
+        import threading
+        import pytest
+
+        RELEASE = threading.Event()
+        THREADS = []
+
+        @pytest.mark.no_leaks(settle=0.2)
+        def test_leaky():
+            thread = threading.Thread(target=RELEASE.wait, name="leaky-worker")
+            thread.start()
+            THREADS.append(thread)
+
+        def teardown_module():
+            RELEASE.set()
+            for thread in THREADS:
+                thread.join()
+    """)
+    result.assert_outcomes(passed=1, errors=1)
+    result.stdout.re_match_lines([
+        r".*memwarden no_leaks: leaked threads \+1 \(still there after a 0\.2 s settle\)",
+        r"\s+threads: (\d+) -> \d+ \(\+1\): leaky-worker$",
+    ])
+
+
+def test_no_leaks_fails_on_fds_kept_open_and_names_what_they_point_to(
+        pytester: pytest.Pytester) -> None:
+    result = run_inner(pytester, """
+        import os
+        import pytest
+
+        PIPES = []
+
+        @pytest.mark.no_leaks(settle=0.2)
+        def test_leaky():
+            PIPES.append(os.pipe())
+
+        def teardown_module():
+            for read_end, write_end in PIPES:
+                os.close(read_end)
+                os.close(write_end)
+    """)
+    result.assert_outcomes(passed=1, errors=1)
+    result.stdout.re_match_lines([
+        r"\s+fds: (\d+) -> \d+ \(\+2\): pipe:\[(\d+)\], pipe:\[\2\]$",
+    ])
+
+
+def test_no_leaks_fails_on_a_child_process_left_running_with_its_pid_and_cmdline(
+        pytester: pytest.Pytester) -> None:
+    result = run_inner(pytester, """
+        import subprocess
+        import pytest
+
+        CHILDREN = []
+
+        @pytest.mark.no_leaks(settle=0.2)
+        def test_leaky():
+            CHILDREN.append(subprocess.Popen(["sleep", "30"]))
+            print("child pid", CHILDREN[-1].pid)
+
+        def teardown_module():
+            for child in CHILDREN:
+                child.kill()
+                child.wait()
+    """)
+    result.assert_outcomes(passed=1, errors=1)
+    pid = re.search(r"child pid (\d+)", result.stdout.str())
+    assert pid is not None
+    result.stdout.re_match_lines([
+        rf"\s+children: 0 -> 1 \(\+1\): pid {pid.group(1)} \(sleep 30\)$",
+    ])
+
+
+def test_no_leaks_fails_on_an_unclosed_event_loop_its_pending_task_and_its_fds(
+        pytester: pytest.Pytester) -> None:
+    result = run_inner(pytester, """
+        import asyncio
+        import pytest
+
+        LOOPS = []
+
+        async def sleeper():
+            await asyncio.sleep(30)
+
+        @pytest.mark.no_leaks(settle=0.2)
+        def test_leaky():
+            loop = asyncio.new_event_loop()
+            loop.create_task(sleeper(), name="sleeper-task")
+            LOOPS.append(loop)
+
+        def teardown_module():
+            for loop in LOOPS:
+                for task in asyncio.all_tasks(loop):
+                    task.cancel()
+                loop.run_until_complete(asyncio.sleep(0))
+                loop.close()
+    """)
+    result.assert_outcomes(passed=1, errors=1)
+    result.stdout.re_match_lines([
+        r".*leaked fds \+3, asyncio.loops \+1, asyncio.tasks \+1 .*",
+        r"\s+fds: \d+ -> \d+ \(\+3\): anon_inode:\[eventpoll\], socket:\[\d+\], socket:\[\d+\]$",
+        r"\s+asyncio.loops: 0 -> 1 \(\+1\): <_UnixSelectorEventLoop running=False closed=False.*",
+        r"\s+asyncio.tasks: 0 -> 1 \(\+1\): sleeper-task \(sleeper\)$",
+    ])
+
+
+def test_no_leaks_fails_on_live_objects_of_a_tracked_kind(pytester: pytest.Pytester) -> None:
+    result = run_inner(pytester, """
+        import pytest
+        from memwarden import census
+
+        class BrowserContext:
+            def __repr__(self):
+                return "<BrowserContext>"
+
+        KEPT = []
+
+        @pytest.mark.no_leaks(settle=0.2)
+        def test_leaky():
+            for _ in range(3):
+                context = BrowserContext()
+                census.track(context, "playwright.contexts")
+                KEPT.append(context)
+            # Tracked and released within the test: not a leak.
+            census.track(BrowserContext(), "playwright.contexts")
+    """)
+    result.assert_outcomes(passed=1, errors=1)
+    result.stdout.re_match_lines([
+        r"\s+playwright.contexts: 0 -> 3 \(\+3\): "
+        r"<BrowserContext>, <BrowserContext>, <BrowserContext>$",
+    ])
+
+
+def test_no_leaks_passes_a_test_that_cleans_up_after_itself(pytester: pytest.Pytester) -> None:
+    result = run_inner(pytester, """
+        import asyncio
+        import os
+        import subprocess
+        import threading
+        import pytest
+
+        @pytest.mark.no_leaks
+        def test_clean():
+            thread = threading.Thread(target=lambda: None)
+            thread.start()
+            thread.join()
+            read_end, write_end = os.pipe()
+            os.close(read_end)
+            os.close(write_end)
+            subprocess.run(["true"], check=True)
+            asyncio.run(asyncio.sleep(0))
+    """)
+    result.assert_outcomes(passed=1)
+    assert "memwarden no_leaks" not in result.stdout.str()
+
+
+def test_no_leaks_fixture_without_marker_applies_the_default_check(
+        pytester: pytest.Pytester) -> None:
+    result = run_inner(pytester, """
+        import os
+
+        FDS = []
+
+        def test_clean(no_leaks):
+            assert no_leaks.settle == 2.0
+
+        def test_leaky(no_leaks):
+            no_leaks.settle = 0.2
+            FDS.append(os.open(os.devnull, os.O_RDONLY))
+
+        def teardown_module():
+            for fd in FDS:
+                os.close(fd)
+    """)
+    result.assert_outcomes(passed=2, errors=1)
+    result.stdout.re_match_lines([r"\s+fds: \d+ -> \d+ \(\+1\): /dev/null$"])
+
+
+def test_no_leaks_ignore_by_kind_skips_that_kind_only(pytester: pytest.Pytester) -> None:
+    result = run_inner(pytester, """
+        import os
+        import threading
+        import pytest
+
+        RELEASE = threading.Event()
+        THREADS = []
+        FDS = []
+
+        def start_thread():
+            thread = threading.Thread(target=RELEASE.wait, name="worker")
+            thread.start()
+            THREADS.append(thread)
+
+        @pytest.mark.no_leaks(settle=0.2, ignore=("threads",))
+        def test_thread_ignored():
+            start_thread()
+
+        @pytest.mark.no_leaks(settle=0.2, ignore="threads")
+        def test_fd_still_checked():
+            FDS.append(os.open(os.devnull, os.O_RDONLY))
+
+        def teardown_module():
+            RELEASE.set()
+            for thread in THREADS:
+                thread.join()
+            for fd in FDS:
+                os.close(fd)
+    """)
+    result.assert_outcomes(passed=2, errors=1)
+    result.stdout.re_match_lines([r"ERROR test_inner.py::test_fd_still_checked .*"])
+
+
+def test_no_leaks_ignore_thread_prefix_skips_only_threads_named_so(
+        pytester: pytest.Pytester) -> None:
+    result = run_inner(pytester, """
+        import threading
+        import pytest
+
+        RELEASE = threading.Event()
+        THREADS = []
+
+        def start_thread(name):
+            thread = threading.Thread(target=RELEASE.wait, name=name)
+            thread.start()
+            THREADS.append(thread)
+
+        @pytest.mark.no_leaks(settle=0.2, ignore=("thread:pydevd",))
+        def test_debugger_thread_ignored():
+            start_thread("pydevd.Reader")
+
+        @pytest.mark.no_leaks(settle=0.2, ignore=("thread:pydevd",))
+        def test_other_thread_reported():
+            start_thread("pydevd.Writer")
+            start_thread("app-worker")
+
+        def teardown_module():
+            RELEASE.set()
+            for thread in THREADS:
+                thread.join()
+    """)
+    result.assert_outcomes(passed=2, errors=1)
+    result.stdout.re_match_lines([
+        r".*memwarden no_leaks: leaked threads \+1 .*",  # the ignored thread is not counted
+        r"\s+threads: \d+ -> \d+ \(\+2\): app-worker$",
+    ])
+
+
+def test_no_leaks_kinds_limits_the_check_to_the_kinds_named(pytester: pytest.Pytester) -> None:
+    result = run_inner(pytester, """
+        import os
+        import pytest
+        from memwarden import census
+
+        SESSIONS = {}
+        FDS = []
+        census.gauge("sessions", lambda: len(SESSIONS))
+
+        @pytest.mark.no_leaks(settle=0.2, kinds=("sessions",))
+        def test_gauge_checked():
+            FDS.append(os.open(os.devnull, os.O_RDONLY))  # fds are not checked here
+            SESSIONS["user-1"] = {"history": []}
+
+        def teardown_module():
+            for fd in FDS:
+                os.close(fd)
+    """)
+    result.assert_outcomes(passed=1, errors=1)
+    output = result.stdout.str()
+    assert re.search(r"^\s+sessions: 0 -> 1 \(\+1\)$", output, re.MULTILINE)
+    assert "fds:" not in output
+
+
+def test_no_leaks_rejects_a_kind_no_census_knows(pytester: pytest.Pytester) -> None:
+    result = run_inner(pytester, """
+        import pytest
+
+        @pytest.mark.no_leaks(kinds=("fd",))
+        def test_typo():
+            pass
+    """)
+    result.assert_outcomes(passed=1, errors=1)
+    result.stdout.re_match_lines([r".*no_leaks kinds names unknown kind\(s\) fd: not one of .*"])
+
+
+def test_no_leaks_waits_for_a_thread_that_finishes_within_the_settle_period(
+        pytester: pytest.Pytester) -> None:
+    result = run_inner(pytester, """
+        import threading
+        import time
+        import pytest
+
+        @pytest.mark.no_leaks
+        def test_thread_finishes_after_the_test():
+            threading.Thread(target=time.sleep, args=(0.3,), name="slow").start()
+    """)
+    result.assert_outcomes(passed=1)
+
+
+def test_no_leaks_reports_a_thread_still_running_when_settle_is_shorter(
+        pytester: pytest.Pytester) -> None:
+    result = run_inner(pytester, """
+        import threading
+        import time
+        import pytest
+
+        @pytest.mark.no_leaks(settle=0.05)
+        def test_thread_outlives_the_settle():
+            threading.Thread(target=time.sleep, args=(0.5,), name="slow").start()
+    """)
+    result.assert_outcomes(passed=1, errors=1)
+    result.stdout.re_match_lines([r"\s+threads: \d+ -> \d+ \(\+1\): slow$"])
+
+
+def test_no_leaks_baseline_includes_module_fixtures_and_function_fixtures_clean_up_first(
+        pytester: pytest.Pytester) -> None:
+    result = run_inner(pytester, """
+        import os
+        import threading
+        import pytest
+
+        @pytest.fixture(scope="module")
+        def server():
+            stop = threading.Event()
+            thread = threading.Thread(target=stop.wait, name="module-server")
+            thread.start()
+            yield thread
+            stop.set()
+            thread.join()
+
+        @pytest.fixture
+        def scratch_fd():
+            fd = os.open(os.devnull, os.O_RDONLY)
+            yield fd
+            os.close(fd)
+
+        @pytest.mark.no_leaks(settle=0.2)
+        def test_uses_both(scratch_fd, server):
+            assert server.is_alive()
+    """)
+    result.assert_outcomes(passed=1)
+
+
+def test_no_leaks_does_not_report_leaks_of_a_test_that_already_failed(
+        pytester: pytest.Pytester) -> None:
+    result = run_inner(pytester, """
+        import os
+        import pytest
+
+        FDS = []
+
+        @pytest.mark.no_leaks(settle=0.2)
+        def test_fails():
+            FDS.append(os.open(os.devnull, os.O_RDONLY))
+            assert False, "the test's own failure"
+
+        def teardown_module():
+            for fd in FDS:
+                os.close(fd)
+    """)
+    result.assert_outcomes(failed=1)
+    assert "memwarden no_leaks" not in result.stdout.str()
+
+
+def test_no_leaks_rejects_unknown_options_with_the_valid_ones(pytester: pytest.Pytester) -> None:
+    result = run_inner(pytester, """
+        import pytest
+
+        @pytest.mark.no_leaks(setle=1.0)
+        def test_typo():
+            pass
+    """)
+    result.assert_outcomes(errors=1)
+    result.stdout.re_match_lines([
+        r".*memwarden: bad no_leaks marker: unknown option\(s\) setle "
+        r"\(options: ignore, kinds, settle\)",
+    ])
+
+
+# -- limit_growth ----------------------------------------------------------------------
+
+
+def test_limit_growth_fails_when_blocks_grow_in_every_run_and_reports_each_delta(
+        pytester: pytest.Pytester) -> None:
+    result = run_inner(pytester, """
+        import pytest
+
+        KEPT = []
+
+        @pytest.mark.limit_growth
+        def test_appends_every_run():
+            KEPT.extend(object() for _ in range(1000))
+    """)
+    result.assert_outcomes(failed=1)
+    match = re.search(r"blocks grew in all 5 runs: (.*)$", result.stdout.str(), re.MULTILINE)
+    assert match is not None
+    deltas = [int(delta) for delta in match.group(1).split(", ")]
+    assert len(deltas) == 5
+    assert all(950 <= delta <= 1100 for delta in deltas), deltas
+
+
+def test_limit_growth_passes_a_lazy_cache_filled_on_the_first_call(
+        pytester: pytest.Pytester) -> None:
+    result = run_inner(pytester, """
+        import pytest
+
+        CACHE = {}
+
+        @pytest.mark.limit_growth
+        def test_lazy_cache():
+            if "table" not in CACHE:
+                CACHE["table"] = [object() for _ in range(5000)]
+    """)
+    result.assert_outcomes(passed=1)
+
+
+def test_limit_growth_passes_a_body_that_does_not_grow(pytester: pytest.Pytester) -> None:
+    result = run_inner(pytester, """
+        import pytest
+
+        @pytest.mark.limit_growth(runs=8, warmup=1)
+        def test_no_growth():
+            scratch = [object() for _ in range(1000)]
+            assert len(scratch) == 1000
+    """)
+    result.assert_outcomes(passed=1)
+
+
+def test_limit_growth_passes_growth_in_only_some_runs(pytester: pytest.Pytester) -> None:
+    result = run_inner(pytester, """
+        import pytest
+
+        KEPT = []
+        CALLS = []
+
+        @pytest.mark.limit_growth
+        def test_grows_every_other_run():
+            CALLS.append(None)
+            if len(CALLS) % 2:
+                KEPT.extend(object() for _ in range(1000))
+    """)
+    result.assert_outcomes(passed=1)
+
+
+def test_limit_growth_runs_warmup_plus_runs_times_within_the_same_fixtures(
+        pytester: pytest.Pytester) -> None:
+    result = run_inner(pytester, """
+        import pytest
+
+        CALLS = []
+        SETUPS = []
+
+        @pytest.fixture
+        def resource():
+            SETUPS.append(None)
+            return object()
+
+        @pytest.mark.limit_growth(runs=3, warmup=1)
+        def test_repeated(resource):
+            CALLS.append(resource)  # the same object each run: no growth
+
+        def test_counts():
+            assert len(SETUPS) == 1
+            assert len(CALLS) == 4
+            assert all(call is CALLS[0] for call in CALLS)
+    """)
+    result.assert_outcomes(passed=2)
+
+
+def test_limit_growth_on_a_census_kind_reports_fd_growth(pytester: pytest.Pytester) -> None:
+    result = run_inner(pytester, """
+        import os
+        import pytest
+
+        FDS = []
+
+        @pytest.mark.limit_growth(metric="fds", runs=3, warmup=1)
+        def test_opens_a_file_every_run():
+            FDS.append(os.open(os.devnull, os.O_RDONLY))
+
+        def teardown_module():
+            for fd in FDS:
+                os.close(fd)
+    """)
+    result.assert_outcomes(failed=1)
+    result.stdout.re_match_lines([r".*fds grew in all 3 runs: \+1, \+1, \+1$"])
+
+
+def test_limit_growth_on_rss_honours_min_growth(pytester: pytest.Pytester) -> None:
+    result = run_inner(pytester, """
+        import pytest
+
+        KEPT = []
+
+        @pytest.mark.limit_growth(metric="rss", runs=3, warmup=1, min_growth=1 << 20)
+        def test_keeps_two_mib_every_run():
+            KEPT.append(b"x" * (2 << 20))
+
+        @pytest.mark.limit_growth(metric="rss", runs=3, warmup=1, min_growth=64 << 20)
+        def test_same_growth_under_a_higher_threshold():
+            KEPT.append(b"x" * (2 << 20))
+    """)
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.re_match_lines([r".*rss grew in all 3 runs: \+\d+, \+\d+, \+\d+$"])
+
+
+def test_limit_growth_gives_each_run_fresh_log_and_warning_capture(
+        pytester: pytest.Pytester) -> None:
+    result = run_inner(pytester, """
+        import logging
+        import warnings
+        import pytest
+
+        @pytest.mark.limit_growth
+        @pytest.mark.filterwarnings("default")
+        def test_logs_and_warns(caplog):
+            logging.getLogger("app").warning("slow request")
+            warnings.warn("old API", DeprecationWarning)
+            assert len(caplog.records) == 1
+    """)
+    result.assert_outcomes(passed=1, warnings=1)
+
+
+def test_limit_growth_rejects_async_tests_with_a_clear_error(pytester: pytest.Pytester) -> None:
+    result = run_inner(pytester, """
+        import pytest
+
+        @pytest.mark.limit_growth
+        async def test_async_body():
+            pass
+    """, "-p", "no:anyio")
+    result.assert_outcomes(failed=1)
+    result.stdout.re_match_lines([
+        r".*limit_growth repeats a sync test body, and test_async_body is async.*",
+    ])
+
+
+def test_limit_growth_rejects_an_unknown_metric_and_lists_known_ones(
+        pytester: pytest.Pytester) -> None:
+    result = run_inner(pytester, """
+        import pytest
+
+        @pytest.mark.limit_growth(metric="sesions")
+        def test_typo():
+            pass
+    """)
+    result.assert_outcomes(failed=1)
+    result.stdout.re_match_lines([
+        r".*limit_growth metric 'sesions' is not blocks, rss or a census kind "
+        r"\(known now: .*fds.*\)",
+    ])
+
+
+# -- registration and pure helpers ------------------------------------------------------
+
+
+def test_markers_are_registered_with_help_for_strict_markers(pytester: pytest.Pytester) -> None:
+    result = pytester.runpytest_subprocess("--strict-markers", "--markers")
+    result.stdout.re_match_lines([
+        r"@pytest.mark.no_leaks\(settle=2.0, ignore=\(\), kinds=None\): fail the test if.*",
+        r"@pytest.mark.limit_growth\(runs=5, warmup=2, metric='blocks', min_growth=1\): .*",
+    ])
+
+
+def test_leak_line_says_what_leaked_and_by_how_much() -> None:
+    leak = Leak("fds", 12, 15, ("pipe:[123]", "pipe:[123]", "anon_inode:[eventpoll]"))
+    assert leak.line() == "fds: 12 -> 15 (+3): pipe:[123], pipe:[123], anon_inode:[eventpoll]"
+
+
+def test_leak_line_shortens_long_lists_and_names() -> None:
+    leak = Leak("sessions", 0, 20, tuple("x" * 100 for _ in range(20)))
+    line = leak.line()
+    assert line.endswith(", ... and 12 more")
+    assert ("x" * 77 + "...") in line
+    assert Leak("sessions", 1.5, 2.0).line() == "sessions: 1.5 -> 2 (+0.5)"
+
+
+@pytest.mark.parametrize(
+    ("deltas", "leak"),
+    [
+        # bpo-30776's examples: noise and one-off growth are not leaks...
+        ([3, 0, 0], False),
+        ([0, 1, 0], False),
+        ([8, -8, 1], False),
+        # ...growth in every run is.
+        ([5, 5, 6], True),
+        ([10, 1, 1], True),
+    ],
+)
+def test_growth_rule_needs_growth_in_every_measured_run(deltas: list[int], leak: bool) -> None:
+    assert _grew_every_run(deltas, 1) is leak
