@@ -276,6 +276,33 @@ def test_no_leaks_ignore_thread_prefix_skips_only_threads_named_so(
     ])
 
 
+def test_no_leaks_ignore_child_prefix_matches_the_command_line(
+        pytester: pytest.Pytester) -> None:
+    result = run_inner(pytester, """
+        import subprocess
+        import pytest
+
+        CHILDREN = []
+
+        @pytest.mark.no_leaks(settle=0.2, ignore="child:sleep 3")
+        def test_leaky():
+            CHILDREN.append(subprocess.Popen(["sleep", "30"]))  # ignored
+            CHILDREN.append(subprocess.Popen(["cat"], stdin=subprocess.PIPE))
+
+        def teardown_module():
+            for child in CHILDREN:
+                child.kill()
+                child.wait()
+                if child.stdin is not None:
+                    child.stdin.close()
+    """)
+    result.assert_outcomes(passed=1, errors=1)
+    result.stdout.re_match_lines([
+        r".*memwarden no_leaks: leaked fds \+1, children \+1 .*",
+        r"\s+children: 0 -> 2 \(\+2\): pid \d+ \(cat\)$",
+    ])
+
+
 def test_no_leaks_kinds_limits_the_check_to_the_kinds_named(pytester: pytest.Pytester) -> None:
     result = run_inner(pytester, """
         import os

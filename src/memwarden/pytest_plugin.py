@@ -157,15 +157,17 @@ def _native_thread_name(tid: int) -> str:
     return comm.strip() if comm else "?"
 
 
-def _describe_pid(pid: int) -> str:
+def _pid_command(pid: int) -> str:
+    """The command line, or ``[comm]`` (plus `` zombie``) when it has none."""
     raw = _read_text(f"/proc/{pid}/cmdline")
     cmdline = raw.replace("\0", " ").strip() if raw else ""
     if cmdline:
-        return f"pid {pid} ({cmdline})"
+        return cmdline
     stat = _read_text(f"/proc/{pid}/stat") or ""
-    comm = stat[stat.find("(") + 1: stat.rfind(")")] if "(" in stat else "?"
+    # The command name may contain spaces and parentheses: the state follows the last ')'.
+    comm = stat[stat.find("(") + 1: stat.rfind(")")] if ")" in stat else "?"
     state = stat[stat.rfind(")") + 2: stat.rfind(")") + 3] if ")" in stat else ""
-    return f"pid {pid} ([{comm}]{' zombie' if state == 'Z' else ''})"
+    return f"[{comm}]{' zombie' if state == 'Z' else ''}"
 
 
 def _open_loops() -> list[asyncio.AbstractEventLoop]:
@@ -365,9 +367,10 @@ class LeakCheck:
             if before.children is None or after.children is None:
                 return None
             old = set(before.children)
-            new_pids = [pid for pid in after.children if pid not in old]
+            commands = {pid: _pid_command(pid) for pid in after.children if pid not in old}
             return self._counted(kind, len(before.children), len(after.children),
-                                 [_describe_pid(pid) for pid in new_pids])
+                                 list(commands.values()),
+                                 [f"pid {pid} ({command})" for pid, command in commands.items()])
         if kind == "asyncio.loops":
             new_loops = [repr(loop) for loop in after.loops if loop not in before.loops]
             return self._counted(kind, before.loop_count, after.loop_count, new_loops)
@@ -384,13 +387,16 @@ class LeakCheck:
         return None
 
     def _counted(self, kind: str, before: int | float, after: int | float,
-                 new: list[str]) -> Leak | None:
+                 new: list[str], shown: list[str] | None = None) -> Leak | None:
         """Count rule: a kind leaks when there is more of it than before.
 
-        New items an ignore prefix matches are taken off the growth first.
+        New items an ignore prefix matches (on ``new``; ``shown`` is how they
+        are named, when that differs) are taken off the growth first.
         """
         prefixes = self._prefixes(kind)
-        kept = [name for name in new if not _matches(name, prefixes)]
+        names = new if shown is None else shown
+        kept = [name for key, name in zip(new, names, strict=True)
+                if not _matches(key, prefixes)]
         growth = (after - before) - (len(new) - len(kept))
         if growth <= 0:
             return None
