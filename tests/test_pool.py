@@ -176,12 +176,12 @@ def test_reap_idle_closes_only_expired_idle_resources() -> None:
     factory = Factory()
 
     async def main() -> None:
-        pool = factory.pool(max_size=2, idle_ttl=0.05)
+        pool = factory.pool(max_size=2, idle_ttl=0.1)
         stale_lease, fresh_lease = pool.acquire(), pool.acquire()
         stale = await stale_lease.__aenter__()
         fresh = await fresh_lease.__aenter__()
         await stale_lease.__aexit__(None, None, None)
-        await asyncio.sleep(0.08)
+        await asyncio.sleep(0.15)
         await fresh_lease.__aexit__(None, None, None)
         assert await pool.reap_idle() == 1
         assert (stale.closed, fresh.closed) == (1, 0)
@@ -470,6 +470,31 @@ def test_close_closes_leases_still_out_after_its_timeout_exactly_once() -> None:
     arun(main())
 
 
+def test_close_during_a_health_check_closes_that_resource_exactly_once() -> None:
+    factory = Factory()
+    checking = asyncio.Event()
+
+    async def slow_unhealthy(res: Res) -> bool:
+        checking.set()
+        await asyncio.sleep(0.03)
+        return False
+
+    async def main() -> None:
+        pool = factory.pool(max_size=1, health_check=slow_unhealthy)
+        async with pool.acquire() as res:
+            pass
+        acquirer = asyncio.create_task(pool.acquire().__aenter__())
+        await checking.wait()
+        await pool.close(timeout=0)  # takes the resource back mid-check and closes it
+        with pytest.raises(PoolClosed):
+            await acquirer
+        await until(lambda: pool.stats().closing == 0)
+        assert res.closed == 1
+        assert len(factory.made) == 1  # no resource created on the closed pool
+
+    arun(main())
+
+
 def test_close_wakes_waiters_with_pool_closed() -> None:
     async def main() -> None:
         pool = Factory().pool(max_size=1)
@@ -532,6 +557,22 @@ def test_pool_runs_on_the_worker_loop_from_sync_code() -> None:
     finally:
         mwloop.shutdown(timeout=2)
     assert factory.made[0].closed == 1
+
+
+def test_pool_held_on_the_worker_loop_is_closed_by_loop_shutdown() -> None:
+    factory = Factory()
+    held = mwloop.hold(lambda: factory.pool(name="held"), name="pool", timeout=5)
+
+    async def use(pool: Pool[Res]) -> int:
+        async with pool.acquire() as res:
+            return res.n
+
+    try:
+        assert mwloop.run(use(held.value), timeout=5) == 0
+    finally:
+        mwloop.shutdown(timeout=5)
+    assert not held.is_open
+    assert [res.closed for res in factory.made] == [1]
 
 
 def test_census_reports_pool_gauges_and_drops_them_when_the_pool_is_gone() -> None:

@@ -364,7 +364,10 @@ def run(coro: Coroutine[Any, Any, T], timeout: float | None = None, *,
 
     On timeout the task is cancelled and given up to ``cancel_grace`` seconds
     to finish its cleanup before :class:`TimeoutError` is raised, so no task is
-    left dangling. Exceptions raised by ``coro`` propagate unchanged.
+    left dangling. Exceptions raised by ``coro`` propagate unchanged; if the
+    task is cancelled on the loop (by :func:`shutdown`, say) this raises
+    :class:`concurrent.futures.CancelledError`. Called from a coroutine on
+    another loop it works but blocks that loop while it waits.
     """
     worker = _current()
     if worker.in_loop_thread():

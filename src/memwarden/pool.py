@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Generic, TypeVar
 
-__all__ = ["Pool", "PoolClosed", "PoolStats", "PoolTimeout"]
+__all__ = ["Lease", "Pool", "PoolClosed", "PoolStats", "PoolTimeout"]
 
 T = TypeVar("T")
 _log = logging.getLogger("memwarden.pool")
@@ -73,7 +73,7 @@ class _Entry(Generic[T]):
         self.retired = False  # handed to close; a late release must not touch it
 
 
-class _Lease(Generic[T]):
+class Lease(Generic[T]):
     """``async with pool.acquire() as resource``: one checkout, one release."""
 
     __slots__ = ("_discard_on", "_entry", "_pool", "_timeout")
@@ -114,6 +114,8 @@ class Pool(Generic[T]):
       pool's loop calls :meth:`reap_idle` this often.
 
     Close errors are logged to ``memwarden.pool``, never raised to callers.
+    The pool is also an async context manager that closes it on exit, so
+    ``memwarden.loop.hold(lambda: Pool(...))`` closes it at worker shutdown.
     """
 
     def __init__(
@@ -183,7 +185,7 @@ class Pool(Generic[T]):
     # -- public API -------------------------------------------------------
 
     def acquire(self, *, timeout: float | None = None,
-                discard_on_error: ErrorFilter = False) -> _Lease[T]:
+                discard_on_error: ErrorFilter = False) -> Lease[T]:
         """``async with pool.acquire() as resource:`` lease one resource.
 
         ``timeout`` overrides ``acquire_timeout``. The resource goes back to
@@ -202,7 +204,7 @@ class Pool(Generic[T]):
             discard_on = discard_on_error
         else:
             discard_on = (discard_on_error,)
-        return _Lease(self, wait, discard_on)
+        return Lease(self, wait, discard_on)
 
     def discard(self, resource: T) -> None:
         """Close ``resource`` when its lease ends instead of returning it."""
@@ -226,6 +228,13 @@ class Pool(Generic[T]):
     @property
     def closed(self) -> bool:
         return self._closed
+
+    async def __aenter__(self) -> Pool[T]:
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None,
+                        exc: BaseException | None, tb: TracebackType | None) -> None:
+        await self.close()
 
     async def reap_idle(self) -> int:
         """Close idle resources older than ``idle_ttl``; return how many.
@@ -299,15 +308,15 @@ class Pool(Generic[T]):
             # A newcomer queues behind earlier waiters; a woken waiter goes first.
             if woken or not self._queue:
                 entry = await self._take_idle()
-                if entry is None and self._size() < self.max_size:
+                if entry is None and not self._closed and self._size() < self.max_size:
                     entry = await self._create_entry(loop)
-                if entry is not None:
-                    if self._closed:  # closed while we health-checked or created it
+                if self._closed:  # closed while we health-checked or created
+                    if entry is not None:
                         self._in_use.pop(id(entry.resource), None)
-                        if not entry.retired:
-                            self._retire(entry)
+                        self._retire(entry)
                         self._check_drained()
-                        raise PoolClosed(f"pool {self.name!r} is closed")
+                    raise PoolClosed(f"pool {self.name!r} is closed")
+                if entry is not None:
                     return entry
             woken = await self._wait(loop, deadline, timeout, front=woken)
 
@@ -453,11 +462,19 @@ class Pool(Generic[T]):
             return []
         tasks = []
         while self._idle and now - self._idle[0].last_used > self.idle_ttl:
-            tasks.append(self._retire(self._idle.popleft()))
+            task = self._retire(self._idle.popleft())
+            if task is not None:
+                tasks.append(task)
         return tasks
 
-    def _retire(self, entry: _Entry[T]) -> asyncio.Task[None]:
-        """Close ``entry`` in its own task; its slot stays taken until that ends."""
+    def _retire(self, entry: _Entry[T]) -> asyncio.Task[None] | None:
+        """Close ``entry`` in its own task; its slot stays taken until that ends.
+
+        Idempotent: close() may already have taken a leased entry back (say,
+        during its health check), and a resource must be closed only once.
+        """
+        if entry.retired:
+            return None
         entry.retired = True
         self._closing += 1
         task = asyncio.get_running_loop().create_task(
@@ -499,14 +516,15 @@ class Pool(Generic[T]):
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(max(0.0, deadline - time.monotonic())):
                 await self._drained.wait()
-        if self._in_use or self._tasks:
+        creations = [task for task in self._tasks if not task.done()]
+        if self._in_use or creations:
             leased = list(self._in_use.values())
             _log.warning("pool %r: after %.3g s, closing %d lease(s) still out and cancelling "
-                         "%d creation(s)", self.name, timeout, len(leased), len(self._tasks))
+                         "%d creation(s)", self.name, timeout, len(leased), len(creations))
             self._in_use.clear()
             for entry in leased:
                 self._retire(entry)
-            for task in list(self._tasks):
+            for task in creations:
                 task.cancel()
         if self._tasks:
             await asyncio.wait(list(self._tasks), timeout=max(0.0, deadline - time.monotonic()))
