@@ -76,7 +76,8 @@ def descendants(pid: int) -> list[int]:
                 continue
             for tid in tids:
                 with contextlib.suppress(OSError):
-                    nxt += [int(x) for x in Path(f"/proc/{p}/task/{tid}/children").read_text().split()]
+                    children = Path(f"/proc/{p}/task/{tid}/children").read_text()
+                    nxt += [int(x) for x in children.split()]
         found += nxt
         frontier = nxt
     return found

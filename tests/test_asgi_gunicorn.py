@@ -36,7 +36,7 @@ def test_fastapi_request_lines_carry_every_contract_field(tmp_path: Path) -> Non
     assert sorted(x["request_id"] for x in lines) == sorted(ids)
     by_pid: dict[int, list[dict[str, object]]] = {}
     for line in lines:
-        assert CONTRACT_KEYS <= line.keys(), CONTRACT_KEYS - line.keys()
+        assert line.keys() >= CONTRACT_KEYS, CONTRACT_KEYS - line.keys()
         assert line["route"] == "/items/{item_id}"
         assert line["status"] == 200 and line["method"] == "GET"
         assert line["pid"] in workers

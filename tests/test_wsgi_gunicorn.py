@@ -49,7 +49,7 @@ def test_request_lines_carry_every_contract_field(tmp_path: Path) -> None:
             ] == ids
     by_pid: dict[int, list[dict[str, object]]] = {}
     for line in lines:
-        assert CONTRACT_KEYS <= line.keys(), CONTRACT_KEYS - line.keys()
+        assert line.keys() >= CONTRACT_KEYS, CONTRACT_KEYS - line.keys()
         assert line["message"] == "request" and line["level"] == "INFO"
         assert line["method"] == "GET"
         assert line["route"] == "/items/<int:item_id>"

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import math
 import sys
 import threading
 import weakref
@@ -95,7 +96,7 @@ def enable_loop_tracking() -> None:
         original_init(self, *args, **kwargs)
         _loops.add(self)
 
-    asyncio.BaseEventLoop.__init__ = tracking_init  # type: ignore[method-assign]
+    asyncio.BaseEventLoop.__init__ = tracking_init  # type: ignore[method-assign,assignment]
     _loop_tracking_on = True
 
 
@@ -162,6 +163,8 @@ def census(
             continue
         if isinstance(value, bool) or not isinstance(value, int | float):
             continue
+        if isinstance(value, float) and not math.isfinite(value):
+            continue  # NaN and Infinity would make the request line invalid JSON
         _failed_gauges.discard(name)
         result[name] = value
     if gc_types > 0:

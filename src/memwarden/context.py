@@ -23,7 +23,7 @@ __all__ = [
 
 MAX_REQUEST_ID_LENGTH = 128
 # Letters, digits and the punctuation found in UUIDs, ULIDs, hex and base64ish ids.
-_VALID_ID = re.compile(r"[A-Za-z0-9._:+=/-]{1,%d}" % MAX_REQUEST_ID_LENGTH)
+_VALID_ID = re.compile(rf"[A-Za-z0-9._:+=/-]{{1,{MAX_REQUEST_ID_LENGTH}}}")
 _TRACEPARENT = re.compile(r"[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}")
 _ZERO_TRACE = "0" * 32
 

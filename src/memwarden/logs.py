@@ -34,21 +34,37 @@ def _default(value: object) -> str:
         return f"<unprintable {type(value).__name__}>"
 
 
+def _encode_each(out: dict[str, Any]) -> str:
+    """The line when ``out`` as a whole cannot be encoded: each value that fails
+    (circular, too deep, not finite, keys json rejects) becomes its ``str``,
+    so the request id, pid and the other fields stay on the line."""
+    parts = []
+    for key, value in out.items():
+        try:
+            text = json.dumps(value, default=_default, allow_nan=False)
+        except Exception:
+            text = json.dumps(_default(value))
+        parts.append(f"{json.dumps(_default(key))}: {text}")
+    return "{" + ", ".join(parts) + "}"
+
+
 class _Stamper:
     """ISO-8601 UTC timestamps with milliseconds; the seconds part is cached."""
 
-    __slots__ = ("_prefix", "_second")
+    __slots__ = ("_cached",)
 
     def __init__(self) -> None:
-        self._second = -1
-        self._prefix = ""
+        # One tuple, swapped whole: with two attributes a thread could pair a
+        # new second with the previous second's text.
+        self._cached: tuple[int, str] = (-1, "")
 
     def __call__(self, created: float) -> str:
         second = int(created)
-        if second != self._second:
-            self._second = second
-            self._prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
-        return f"{self._prefix}.{int((created - second) * 1000):03d}Z"
+        cached = self._cached
+        if cached[0] != second:
+            cached = (second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)))
+            self._cached = cached
+        return f"{cached[1]}.{int((created - second) * 1000):03d}Z"
 
 
 class JsonFormatter(logging.Formatter):
@@ -65,8 +81,8 @@ class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         try:
             message = record.getMessage()
-        except Exception:  # a bad %-format in the app's own call
-            message = f"{record.msg!s} (unformattable args)"
+        except Exception:  # a bad %-format in the app's own call, or a msg whose str() raises
+            message = f"{_default(record.msg)} (unformattable args)"
         if len(message) > _MAX_MESSAGE:
             message = message[:_MAX_MESSAGE] + "...(truncated)"
         out: dict[str, Any] = {
@@ -75,8 +91,8 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": message,
         }
-        fields: dict[str, Any] | None = getattr(record, "memwarden", None)
-        if fields is not None:
+        fields: Any = getattr(record, "memwarden", None)
+        if type(fields) is dict:  # not an app's own extra={"memwarden": ...}
             out.update(fields)
         else:
             request_id = getattr(record, "request_id", None) or current_request_id()
@@ -88,17 +104,18 @@ class JsonFormatter(logging.Formatter):
                 out["message"] = "access"
             else:
                 for key, value in record.__dict__.items():
-                    if key not in _RESERVED and not key.startswith("_"):
+                    # `extra=` accepts any key; it must not replace level, pid...
+                    if (isinstance(key, str) and key not in _RESERVED and key not in out
+                            and not key.startswith("_")):
                         out[key] = value
         if record.exc_info and record.exc_info[0] is not None:
             out["exc_type"] = record.exc_info[0].__name__
             out["exc"] = self.formatException(record.exc_info)
         try:
-            return json.dumps(out, default=_default)
-        except (TypeError, ValueError):
-            # Circular extras or keys json rejects: keep the line, drop the extras.
-            safe = {k: out[k] for k in ("timestamp", "level", "logger", "message")}
-            return json.dumps(safe, default=_default)
+            # allow_nan=False: NaN and Infinity are not JSON, and log shippers reject them.
+            return json.dumps(out, default=_default, allow_nan=False)
+        except Exception:
+            return _encode_each(out)
 
 
 def _access_fields(atoms: dict[str, Any]) -> dict[str, Any]:
@@ -147,7 +164,8 @@ def gunicorn_logconfig(level: str = "INFO", access_log: bool = False) -> dict[st
             # propagate=False with their own handler so gunicorn's handlers never
             # write a second, non-JSON copy of the same line.
             "gunicorn.error": {"level": level, "handlers": ["stderr"], "propagate": False},
-            "gunicorn.access": {"level": "INFO" if access_log else "WARNING", "handlers": ["stderr"], "propagate": False},
+            "gunicorn.access": {"level": "INFO" if access_log else "WARNING",
+                                "handlers": ["stderr"], "propagate": False},
             "memwarden": {"level": level, "handlers": ["stderr"], "propagate": False},
         },
     }

@@ -14,6 +14,7 @@ and reopened whenever ``os.getpid()`` changes.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
@@ -72,7 +73,7 @@ def allocated_blocks() -> int:
 class Probe:
     """Memory probes for one process (this one by default)."""
 
-    __slots__ = ("_degraded", "_fd", "_fd_pid", "_pid", "proc_root", "sys_root")
+    __slots__ = ("_degraded", "_fd", "_fd_owner", "_fd_pid", "_pid", "proc_root", "sys_root")
 
     def __init__(self, proc_root: str = "/proc", sys_root: str = "/sys",
                  pid: int | None = None) -> None:
@@ -80,7 +81,8 @@ class Probe:
         self.sys_root = sys_root
         self._pid = pid
         self._fd = -1
-        self._fd_pid = -1
+        self._fd_pid = -1  # the pid whose statm the descriptor reads
+        self._fd_owner = -1  # the process that opened it
         self._degraded: set[str] = set()
 
     # -- helpers -----------------------------------------------------------------
@@ -138,12 +140,11 @@ class Probe:
         # Only close a descriptor this process opened: after fork the inherited
         # one is a copy, closing it here is harmless, but it reads the parent.
         if old >= 0:
-            try:
+            with contextlib.suppress(OSError):
                 os.close(old)
-            except OSError:
-                pass
         self._fd = -1
         self._fd_pid = pid
+        self._fd_owner = os.getpid()
         try:
             self._fd = os.open(f"{self.proc_root}/{pid}/statm", os.O_RDONLY | os.O_CLOEXEC)
         except OSError as exc:
@@ -151,11 +152,11 @@ class Probe:
         return self._fd
 
     def close(self) -> None:
-        if self._fd >= 0 and self._fd_pid == os.getpid():
-            try:
+        # Compare with the opener, not the pid read: a probe of another pid
+        # (Probe(pid=...)) would otherwise never close its descriptor.
+        if self._fd >= 0 and self._fd_owner == os.getpid():
+            with contextlib.suppress(OSError):
                 os.close(self._fd)
-            except OSError:
-                pass
         self._fd = -1
         self._fd_pid = -1
 
@@ -373,15 +374,36 @@ class Probe:
                     oom = int(value)
         except (OSError, ValueError):
             pass
-        return CgroupMemory(2, "/" + str(group.relative_to(mount)).strip("."),
-                            self._int_file(group / "memory.current"),
-                            self._int_file(group / "memory.max"), oom)
+        # The limit that applies is the smallest on the way up: a service with
+        # memory.max "max" under a slice with MemoryMax= is still bounded.
+        limit: int | None = None
+        node = group
+        while True:
+            bound = self._int_file(node / "memory.max")
+            if bound is not None and (limit is None or bound < limit):
+                limit = bound
+            if node == mount:
+                break
+            node = node.parent
+        return CgroupMemory(2, _group_path(group, mount),
+                            self._int_file(group / "memory.current"), limit, oom)
 
     def _v1(self, mount: Path, path: str) -> CgroupMemory | None:
         group = self._resolve(mount, path, "memory.usage_in_bytes")
         if group is None:
             return None
         limit = self._int_file(group / "memory.limit_in_bytes")
+        # An ancestor's limit applies too; the kernel reports the effective one.
+        try:
+            for line in (group / "memory.stat").read_text().splitlines():
+                key, _, value = line.partition(" ")
+                if key == "hierarchical_memory_limit":
+                    inherited = int(value)
+                    if limit is None or inherited < limit:
+                        limit = inherited
+                    break
+        except (OSError, ValueError):
+            pass
         if limit is not None and limit >= _V1_NO_LIMIT:
             limit = None
         oom: int | None = None
@@ -392,8 +414,14 @@ class Probe:
                     oom = int(value)
         except (OSError, ValueError):
             pass
-        return CgroupMemory(1, "/" + str(group.relative_to(mount)).strip("."),
+        return CgroupMemory(1, _group_path(group, mount),
                             self._int_file(group / "memory.usage_in_bytes"), limit, oom)
+
+
+def _group_path(group: Path, mount: Path) -> str:
+    # Not str(...).strip("."): that also eats the dots of a group named ".x" or "x.".
+    rel = group.relative_to(mount).as_posix()
+    return "/" if rel == "." else "/" + rel
 
 
 _current: Probe | None = None

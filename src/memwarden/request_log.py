@@ -22,7 +22,7 @@ from memwarden.logs import ContextFilter, JsonFormatter
 __all__ = ["RequestLineWriter"]
 
 _SLOW = None  # sentinel plan: go through logging
-_escape = json.encoder.encode_basestring_ascii  # type: ignore[attr-defined]
+_escape = json.encoder.encode_basestring_ascii
 _escaped: dict[str, str] = {}  # routes, methods and keys repeat: escape each once
 _ESCAPED_MAX = 4096
 
@@ -46,10 +46,14 @@ def format_line(head: dict[str, Any]) -> str:
             text = str(value)
         elif kind is str:
             text = _json_str(value)
-        elif kind is float and value == value and value not in (_INF, -_INF):
-            text = repr(value)
+        elif kind is float:
+            # NaN and infinities are not JSON: write null rather than break the line.
+            text = repr(value) if value == value and value not in (_INF, -_INF) else "null"
         else:
-            text = json.dumps(value, default=str)
+            try:
+                text = json.dumps(value, default=str, allow_nan=False)
+            except ValueError:
+                text = _json_str(str(value))
         parts.append(f"{_json_str(key)}: {text}")
     return "{" + ", ".join(parts) + "}\n"
 
@@ -60,14 +64,13 @@ _INF = float("inf")
 class RequestLineWriter:
     """Emits one request line per call to ``write(fields)``."""
 
-    __slots__ = ("_logger", "_plan", "_prefix", "_second", "_signature")
+    __slots__ = ("_logger", "_plan", "_signature", "_stamp")
 
     def __init__(self, logger: logging.Logger) -> None:
         self._logger = logger
         self._signature: tuple[Any, ...] | None = None
         self._plan: tuple[logging.StreamHandler[Any], ...] | None = _SLOW
-        self._second = -1
-        self._prefix = ""
+        self._stamp: tuple[int, str] = (-1, "")  # one tuple, swapped whole: thread-safe
 
     def _current_signature(self) -> tuple[Any, ...]:
         # Everything that decides where a record goes: handlers (by identity),
@@ -98,10 +101,11 @@ class RequestLineWriter:
 
     def _timestamp(self, now: float) -> str:
         second = int(now)
-        if second != self._second:
-            self._second = second
-            self._prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
-        return f"{self._prefix}.{int((now - second) * 1000):03d}Z"
+        cached_second, prefix = self._stamp
+        if second != cached_second:
+            prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+            self._stamp = (second, prefix)
+        return f"{prefix}.{int((now - second) * 1000):03d}Z"
 
     def write(self, fields: dict[str, Any]) -> None:
         logger = self._logger

@@ -49,6 +49,20 @@ def _paths(raw: str) -> tuple[str, ...]:
     return tuple(p.strip() for p in raw.split(",") if p.strip())
 
 
+def _url_path(raw: str) -> str:
+    value = raw.strip()
+    if value and (not value.startswith("/") or "?" in value or " " in value):
+        raise ValueError("expected a path such as /metrics, or empty")
+    return value
+
+
+def _port(raw: str) -> int:
+    value = int(raw)
+    if not 0 <= value <= 65535:
+        raise ValueError("expected a port number from 0 to 65535")
+    return value
+
+
 def _log_level(raw: str) -> str:
     value = raw.strip().upper()
     if value not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
@@ -89,6 +103,22 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("sys_root", "/sys", str, "Where /sys is mounted, for cgroup files."),
     Setting("wrap_app", "1", _bool,
             "Wrap the gunicorn app with the request memory tracker after fork."),
+    # Export (memwarden.exporters); each exporter is an optional extra.
+    Setting("prometheus", "0", _bool,
+            "Export per-worker metrics to Prometheus (needs `memwarden[prometheus]`)."),
+    Setting("prometheus_dir", "", str,
+            "prometheus_client's multiprocess directory (default: `PROMETHEUS_MULTIPROC_DIR`, "
+            "else a new temporary one); its *.db files are removed when the master starts."),
+    Setting("prometheus_path", "/metrics", _url_path,
+            "Path at which every worker serves the metrics before the app sees the request "
+            "(empty: not served by the app)."),
+    Setting("prometheus_port", "0", _port,
+            "Also serve the metrics from a small server beside the master on this port (0: off)."),
+    Setting("prometheus_host", "127.0.0.1", str,
+            "Address of that small server: loopback unless the scraper is on another host."),
+    Setting("otel", "0", _bool,
+            "Export per-worker metrics over OTLP/HTTP (needs `memwarden[otel]`), configured by "
+            "the standard `OTEL_*` variables."),
 )
 
 
@@ -113,6 +143,12 @@ class Settings:
     proc_root: str = "/proc"
     sys_root: str = "/sys"
     wrap_app: bool = True
+    prometheus: bool = False
+    prometheus_dir: str = ""
+    prometheus_path: str = "/metrics"
+    prometheus_port: int = 0
+    prometheus_host: str = "127.0.0.1"
+    otel: bool = False
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -136,4 +172,5 @@ class Settings:
 _table_defaults = {s.name: s.parse(s.default) for s in SETTINGS}
 _class_defaults = {f.name: getattr(Settings(), f.name) for f in fields(Settings)}
 if _table_defaults != _class_defaults:  # pragma: no cover - a developer error
-    raise RuntimeError(f"settings table and Settings differ: {_table_defaults} != {_class_defaults}")
+    raise RuntimeError(
+        f"settings table and Settings differ: {_table_defaults} != {_class_defaults}")
