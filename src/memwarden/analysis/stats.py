@@ -209,10 +209,8 @@ def theil_sen(xs: Sequence[float], ys: Sequence[float]) -> SlopeFit | None:
     factor = variance_inflation(residuals)
     variance = _mann_kendall_variance(ys) * factor
     s = _mann_kendall_s(ys)
-    if variance > 0.0 and s != 0:
-        z = (s - math.copysign(1.0, s)) / math.sqrt(variance)
-    else:
-        z = 0.0
+    # The continuity correction (S - sign S) keeps tiny series from overclaiming.
+    z = (s - math.copysign(1.0, s)) / math.sqrt(variance) if variance > 0.0 and s else 0.0
     pairs = n * (n - 1) / 2.0
     half_width = Z_99 * math.sqrt(max(variance, 0.0))
     low = quantile(slopes, (pairs - half_width) / 2.0 / pairs)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import pairwise
 from typing import Literal
 
 from memwarden.analysis.stats import SlopeFit, median, theil_sen
@@ -87,6 +88,10 @@ class Trend:
     first: float | None
     last: float | None
     sparse: bool = False
+    # Per window, its lowest point: a leak lifts every one of them.
+    window_lows: tuple[float, ...] = ()
+    # Every point above the one before it.
+    strictly_rising: bool = False
 
     @property
     def slope(self) -> float:
@@ -100,6 +105,18 @@ class Trend:
     @property
     def windows_growing(self) -> int:
         return sum(self.window_growth)
+
+    @property
+    def floor_drops(self) -> int:
+        """Windows whose low point fell back to (or below) the previous window's."""
+        return sum(b <= a for a, b in pairwise(self.window_lows))
+
+    @property
+    def last_drop(self) -> float:
+        """How far the last window's low point fell below the one before (0 if it rose)."""
+        if len(self.window_lows) < 2:
+            return 0.0
+        return max(0.0, self.window_lows[-2] - self.window_lows[-1])
 
 
 def _insufficient(n: int) -> Trend:
@@ -133,7 +150,7 @@ def _classify(grows: Sequence[bool], slopes: Sequence[float], fit: SlopeFit,
         if fit.z < Z_OVERALL or fit.low <= 0.0:
             return "mixed"
         first, last = slopes[0], slopes[-1]
-        decreasing = all(b <= a for a, b in zip(slopes, slopes[1:], strict=False))
+        decreasing = all(b <= a for a, b in pairwise(slopes))
         if (decreasing and last < SLOWING_SHARE * first) or (
                 last < PLATEAU_SHARE * median(slopes[:-1])):
             return "slowing"
@@ -169,7 +186,9 @@ def _sparse_trend(xs: Sequence[float], ys: Sequence[float], rule: TrendRule) -> 
         state = "plateau" if any(grows) else "flat"
     else:
         state = "mixed"
-    return Trend(state, n, fit, tuple(slopes), tuple(grows), span, ys[0], ys[-1], sparse=True)
+    rising = all(b > a for a, b in pairwise(ys))
+    return Trend(state, n, fit, tuple(slopes), tuple(grows), span, ys[0], ys[-1], sparse=True,
+                 strictly_rising=rising)
 
 
 def assess_trend(xs: Sequence[float], ys: Sequence[float], rule: TrendRule) -> Trend:
@@ -185,12 +204,24 @@ def assess_trend(xs: Sequence[float], ys: Sequence[float], rule: TrendRule) -> T
         return _insufficient(n)
     slopes: list[float] = []
     grows: list[bool] = []
+    previous_low: float | None = None
+    lows: list[float] = []
     for start, stop in _split(len(bx), rule.windows):
         window_fit = theil_sen(bx[start:stop], by[start:stop])
         slope = window_fit.slope if window_fit is not None else 0.0
         z = window_fit.z if window_fit is not None else 0.0
+        # The floor must rise too. Garbage that survives into the oldest
+        # generation ramps up like a leak until a full collection drops it
+        # back; a window holding such a drop reaches back down to the
+        # earlier floor, while a leak lifts every floor.
+        low = min(by[start:stop])
+        floor_rises = previous_low is None or low > previous_low
+        lows.append(low)
+        previous_low = low
         slopes.append(slope)
-        grows.append(slope >= WINDOW_FLOOR_SHARE * rule.floor and z >= Z_WINDOW)
+        grows.append(slope >= WINDOW_FLOOR_SHARE * rule.floor and z >= Z_WINDOW and floor_rises)
     span = xs[-1] - xs[0]
     state = _classify(grows, slopes, fit, rule, fit.slope * span)
-    return Trend(state, n, fit, tuple(slopes), tuple(grows), span, ys[0], ys[-1])
+    rising = all(b > a for a, b in pairwise(ys))
+    return Trend(state, n, fit, tuple(slopes), tuple(grows), span, ys[0], ys[-1],
+                 window_lows=tuple(lows), strictly_rising=rising)

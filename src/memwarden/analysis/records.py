@@ -1,0 +1,93 @@
+"""Typed records read from memwarden's log lines.
+
+Only fields that passed validation reach these records: numbers are finite
+and bounded, strings are bounded, so nothing downstream needs to re-check.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Literal
+
+__all__ = [
+    "AllocationWindow",
+    "LifecycleEvent",
+    "Record",
+    "RequestRecord",
+    "SiteDiff",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class RequestRecord:
+    """One ``memwarden.request`` line. Absent measurements are None."""
+
+    pid: int
+    seq: int
+    route: str
+    method: str | None = None
+    status: int | None = None
+    duration_ms: float | None = None
+    rss_bytes: float | None = None
+    rss_delta_bytes: float | None = None
+    blocks_delta: float | None = None
+    blocks: float | None = None
+    pss_bytes: float | None = None
+    uss_bytes: float | None = None
+    census: Mapping[str, float] | None = None
+    timestamp: str | None = None
+
+    @property
+    def route_key(self) -> str:
+        """The name a person uses for the route: "POST /chat"."""
+        return f"{self.method} {self.route}" if self.method else self.route
+
+    @property
+    def failed(self) -> bool:
+        return self.status is not None and self.status >= 500
+
+
+@dataclass(frozen=True, slots=True)
+class SiteDiff:
+    """One allocation site of a tracemalloc snapshot diff."""
+
+    site: str
+    size_diff_bytes: float
+    count_diff: float
+
+
+@dataclass(frozen=True, slots=True)
+class AllocationWindow:
+    """One ``allocation_sites`` line: a snapshot diff over ``window_requests`` requests."""
+
+    pid: int
+    seq: int | None
+    window_requests: int
+    sites: tuple[SiteDiff, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class LifecycleEvent:
+    """A ``recycle`` or ``worker_killed`` line: the end of a worker life."""
+
+    pid: int
+    kind: Literal["recycle", "worker_killed"]
+    reason: str | None = None
+    footprint_bytes: float | None = None
+    limit_bytes: float | None = None
+    requests: int | None = None
+    signal: str | None = None
+    oom_kill: bool | None = None
+    timestamp: str | None = None
+
+    def describe(self) -> str:
+        """A short phrase: "recycled (soft_limit)", "killed by SIGKILL (OOM)"."""
+        if self.kind == "recycle":
+            return f"recycled ({self.reason})" if self.reason else "recycled"
+        signal = f" by {self.signal}" if self.signal else ""
+        oom = " (OOM)" if self.oom_kill else ""
+        return f"killed{signal}{oom}"
+
+
+Record = RequestRecord | AllocationWindow | LifecycleEvent

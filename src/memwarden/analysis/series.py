@@ -1,0 +1,157 @@
+"""From a worker life's requests to the series the tests and plots use.
+
+Allocated blocks come first: ``sys.getallocatedblocks()`` counts objects
+the interpreter holds and ignores the allocator's free-but-kept memory that
+makes RSS rise in runs without a leak. When the absolute count (``blocks``)
+is logged it is used as is: under threads or async workers, the deltas of
+overlapping requests each include the others' allocations, so their sum
+over-counts; the absolute count does not.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from memwarden.analysis.config import AnalysisConfig
+from memwarden.analysis.lives import WorkerLife
+from memwarden.analysis.model import LifeSeries, RecycleMarker, SeriesPoint
+from memwarden.analysis.records import RequestRecord
+
+__all__ = ["LifeSignals", "Signal", "cumulative_blocks", "life_series", "life_signals"]
+
+# Census keys that are not resources: memory totals the series already carry.
+NOT_RESOURCES = frozenset({"blocks", "rss_bytes", "pss_bytes", "uss_bytes"})
+# Shares of requests carrying a field before it is trusted as a series.
+ABSOLUTE_BLOCKS_SHARE = 0.9
+DELTA_BLOCKS_SHARE = 0.5
+
+
+@dataclass(frozen=True, slots=True)
+class Signal:
+    """One measured series over request numbers (seq), after warm-up."""
+
+    xs: tuple[float, ...]
+    ys: tuple[float, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class LifeSignals:
+    requests: int
+    warmup: int  # requests left out at the start
+    blocks: Signal | None
+    blocks_source: str | None  # "blocks" (absolute) or "blocks_delta" (summed)
+    heap_blocks: float | None  # absolute allocated blocks where the tested span starts
+    rss: Signal | None
+    census: dict[str, Signal]
+
+    @property
+    def tested(self) -> int:
+        return self.requests - self.warmup
+
+
+def cumulative_blocks(requests: Sequence[RequestRecord]) -> tuple[list[float | None], str | None]:
+    """Allocated blocks at each request, relative to the first; and which field gave them."""
+    n = len(requests)
+    if n == 0:
+        return [], None
+    absolute = sum(1 for r in requests if r.blocks is not None)
+    if absolute >= ABSOLUTE_BLOCKS_SHARE * n:
+        base = next(r.blocks for r in requests if r.blocks is not None)
+        if base is None:  # unreachable: at least one request has blocks
+            return [None] * n, None
+        return [r.blocks - base if r.blocks is not None else None for r in requests], "blocks"
+    deltas = sum(1 for r in requests if r.blocks_delta is not None)
+    if deltas >= DELTA_BLOCKS_SHARE * n:
+        total = 0.0
+        out: list[float | None] = []
+        for r in requests:
+            total += r.blocks_delta or 0.0
+            out.append(total)
+        return out, "blocks_delta"
+    return [None] * n, None
+
+
+def _heap_blocks(requests: Sequence[RequestRecord]) -> float | None:
+    """The first absolute block count: the request's own, or a census's."""
+    for request in requests:
+        if request.blocks is not None:
+            return request.blocks
+        if request.census and "blocks" in request.census:
+            return request.census["blocks"]
+    return None
+
+
+def _signal(xs: list[float], ys: list[float]) -> Signal | None:
+    return Signal(tuple(xs), tuple(ys)) if xs else None
+
+
+def life_signals(life: WorkerLife, config: AnalysisConfig) -> LifeSignals:
+    requests = life.requests
+    warmup = config.warmup_requests(len(requests))
+    blocks, source = cumulative_blocks(requests)
+    bx: list[float] = []
+    by: list[float] = []
+    rx: list[float] = []
+    ry: list[float] = []
+    census: dict[str, tuple[list[float], list[float]]] = {}
+    for index in range(warmup, len(requests)):
+        request = requests[index]
+        value = blocks[index]
+        if value is not None:
+            bx.append(request.seq)
+            by.append(value)
+        if request.rss_bytes is not None:
+            rx.append(request.seq)
+            ry.append(request.rss_bytes)
+        if request.census:
+            for kind, count in request.census.items():
+                if kind in NOT_RESOURCES:
+                    continue
+                xs, ys = census.setdefault(kind, ([], []))
+                xs.append(request.seq)
+                ys.append(count)
+    return LifeSignals(
+        requests=len(requests),
+        warmup=warmup,
+        blocks=_signal(bx, by),
+        blocks_source=source if bx else None,
+        heap_blocks=_heap_blocks(requests[warmup:]),
+        rss=_signal(rx, ry),
+        census={kind: Signal(tuple(xs), tuple(ys)) for kind, (xs, ys) in census.items()},
+    )
+
+
+def _evenly_spaced(indices: Sequence[int], limit: int) -> list[int]:
+    if len(indices) <= limit:
+        return list(indices)
+    if limit <= 1:
+        return [indices[-1]]
+    step = (len(indices) - 1) / (limit - 1)
+    return sorted({indices[round(k * step)] for k in range(limit)})
+
+
+def life_series(life: WorkerLife, config: AnalysisConfig,
+                recycles: tuple[RecycleMarker, ...]) -> LifeSeries:
+    """The plotted points of one life: at most ``max_plot_points``.
+
+    Half the budget goes to evenly spaced requests, half to evenly spaced
+    census samples, so a census taken every 100 requests is never thinned
+    away by the per-request points.
+    """
+    requests = life.requests
+    blocks, _source = cumulative_blocks(requests)
+    budget = config.max_plot_points // 2
+    chosen = set(_evenly_spaced(range(len(requests)), budget))
+    with_census = [i for i, r in enumerate(requests) if r.census]
+    chosen.update(_evenly_spaced(with_census, budget))
+    points = []
+    for i in sorted(chosen):
+        request = requests[i]
+        census = dict(request.census) if request.census else None
+        points.append(SeriesPoint(seq=request.seq, rss_bytes=request.rss_bytes,
+                                  blocks=blocks[i], census=census))
+    warmup = config.warmup_requests(len(requests))
+    warmup_end = requests[warmup - 1].seq if 0 < warmup <= len(requests) else None
+    return LifeSeries(pid=life.pid, life=life.index, warmup_end_seq=warmup_end,
+                      points=tuple(points), recycles=recycles)

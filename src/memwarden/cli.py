@@ -1,0 +1,135 @@
+"""The ``memwarden`` command.
+
+Each subcommand is a ``Command``: a function that adds its arguments and a
+function that runs it and returns the exit code. Adding one (``audit``,
+``demo``) is one more entry in ``COMMANDS``; heavy imports stay inside the
+run functions so that one subcommand never pays for another's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import os
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, TextIO
+
+if TYPE_CHECKING:
+    from memwarden.analysis import Report
+
+__all__ = ["COMMANDS", "Command", "add_analyze_arguments", "build_parser", "main", "run_analyze"]
+
+EXIT_OK = 0
+EXIT_LEAK = 1
+EXIT_ERROR = 2
+HTML_RENDERER = "memwarden.report.html"
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    name: str
+    help: str
+    add_arguments: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[argparse.Namespace], int]
+
+
+def add_analyze_arguments(parser: argparse.ArgumentParser) -> None:
+    """The arguments of ``memwarden analyze``."""
+    parser.add_argument("logs", nargs="+", metavar="LOG",
+                        help="log files with memwarden request lines (gzip is fine; - for stdin);"
+                             " other lines are ignored")
+    parser.add_argument("--json", type=Path, default=None, metavar="FILE",
+                        help="write report.json here")
+    parser.add_argument("--html", type=Path, default=None, metavar="FILE",
+                        help="write the HTML report here")
+    parser.add_argument("--fail-on-leak", action="store_true",
+                        help="exit 1 when the verdict is leak")
+
+
+def _html_renderer(stderr: TextIO) -> Callable[[Report], str] | None:
+    try:
+        # Imported by name: the renderer is a separate, optional part.
+        renderer: Callable[[Report], str] = importlib.import_module(HTML_RENDERER).render_html
+    except (ImportError, AttributeError) as exc:
+        print(f"memwarden analyze: --html needs the HTML report renderer ({HTML_RENDERER}), "
+              f"which is not available here: {exc}. Install memwarden[report], or leave out "
+              f"--html.", file=stderr)
+        return None
+    return renderer
+
+
+def run_analyze(args: argparse.Namespace, stdout: TextIO | None = None,
+                stderr: TextIO | None = None) -> int:
+    """``memwarden analyze``: 0; 1 on a leak with --fail-on-leak; 2 when it cannot run."""
+    out = stdout or sys.stdout
+    err = stderr or sys.stderr
+    # Resolve the renderer before reading anything: fail fast, not after a long analysis.
+    render_html = _html_renderer(err) if args.html is not None else None
+    if args.html is not None and render_html is None:
+        return EXIT_ERROR
+    from memwarden.analysis import analyze_paths, render_text
+
+    try:
+        report = analyze_paths(args.logs)
+    except OSError as exc:
+        print(f"memwarden analyze: cannot read {exc.filename or 'input'}: {exc.strerror or exc}",
+              file=err)
+        return EXIT_ERROR
+    out.write(render_text(report))
+    try:
+        if args.json is not None:
+            text = json.dumps(report.to_json_dict(), indent=2, allow_nan=False)
+            args.json.write_text(text + "\n", encoding="utf-8")
+            print(f"report.json written to {args.json}", file=out)
+        if render_html is not None:
+            args.html.write_text(render_html(report), encoding="utf-8")
+            print(f"HTML report written to {args.html}", file=out)
+    except OSError as exc:
+        print(f"memwarden analyze: cannot write {exc.filename or 'output'}: "
+              f"{exc.strerror or exc}", file=err)
+        return EXIT_ERROR
+    except ImportError as exc:  # a missing optional dependency of the renderer
+        print(f"memwarden analyze: the HTML report needs {exc.name or exc}; "
+              f"install memwarden[report]", file=err)
+        return EXIT_ERROR
+    if args.fail_on_leak and report.verdict == "leak":
+        return EXIT_LEAK
+    return EXIT_OK
+
+
+COMMANDS: tuple[Command, ...] = (
+    Command("analyze", "read request logs: verdict, worker summaries and ranked leak suspects",
+            add_analyze_arguments, run_analyze),
+)
+
+
+def build_parser(commands: Sequence[Command] = COMMANDS) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="memwarden",
+        description="See, find and hold memory leaks in long-running Python web workers.")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for command in commands:
+        sub = subparsers.add_parser(command.name, help=command.help, description=command.help)
+        command.add_arguments(sub)
+        sub.set_defaults(run=command.run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    run: Callable[[argparse.Namespace], int] = args.run
+    try:
+        return run(args)
+    except BrokenPipeError:
+        # `memwarden analyze ... | head`: the reader left; that is not an error.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_OK
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,28 @@
+"""The printed summary names the verdict, its reason, the workers and the suspects."""
+
+from __future__ import annotations
+
+from memwarden.analysis import analyze_lines, render_text
+from memwarden.analysis.units import format_bytes, format_count, format_signed_bytes
+
+from .synthetic import Route, SyntheticWorker, to_lines
+
+
+def test_summary_lists_workers_verdict_and_ranked_suspects() -> None:
+    routes = (Route("GET", "/a"), Route("POST", "/chat", leak_bytes=20_000))
+    text = render_text(analyze_lines(to_lines(SyntheticWorker(seed=1, routes=routes).run(400))))
+    assert "pid 4121: 400 requests (seq 1-400)" in text
+    assert "Verdict: LEAK" in text
+    assert "  1. route POST /chat:" in text
+    assert text.index("Workers") < text.index("Verdict") < text.index("Suspects")
+    assert text.isascii()
+
+
+def test_units() -> None:
+    assert format_bytes(1536) == "1.5 KiB"
+    assert format_bytes(512) == "512 B"
+    assert format_signed_bytes(10 * 1024) == "+10.0 KiB"
+    assert format_signed_bytes(-4) == "-4 B"
+    assert format_count(160.24) == "160"
+    assert format_count(3.0) == "3"
+    assert format_count(0.0123) == "0.012"
