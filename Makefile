@@ -23,7 +23,7 @@ chromium:
 	@test -x $(CHROMIUM) || { echo "chromium is missing at $(CHROMIUM): apt-get install -y chromium"; exit 1; }
 
 demo: venv chromium
-	$(PY) -m memwarden.cli demo --out reports/demo
+	.venv/bin/memwarden demo --out reports/demo
 
 lint: venv
 	.venv/bin/ruff check src tests benchmarks examples

@@ -101,9 +101,30 @@ def run_analyze(args: argparse.Namespace, stdout: TextIO | None = None,
     return EXIT_OK
 
 
+def _lazy_arguments(module: str) -> Callable[[argparse.ArgumentParser], None]:
+    """A command's argument setup, imported only when the parser is built."""
+    def add(parser: argparse.ArgumentParser) -> None:
+        command = module.rpartition(".")[2]
+        getattr(importlib.import_module(module), f"add_{command}_arguments")(parser)
+    return add
+
+
+def _lazy_run(module: str) -> Callable[[argparse.Namespace], int]:
+    """A command's body, imported only when it runs."""
+    def run(args: argparse.Namespace) -> int:
+        command = module.rpartition(".")[2]
+        result: int = getattr(importlib.import_module(module), f"run_{command}_command")(args)
+        return result
+    return run
+
+
 COMMANDS: tuple[Command, ...] = (
     Command("analyze", "read request logs: verdict, worker summaries and ranked leak suspects",
             add_analyze_arguments, run_analyze),
+    Command("audit", "run an app under gunicorn on 127.0.0.1, drive traffic, report leaks",
+            _lazy_arguments("memwarden.audit"), _lazy_run("memwarden.audit")),
+    Command("demo", "audit the reference agent service and show what memwarden finds",
+            _lazy_arguments("memwarden.demo"), _lazy_run("memwarden.demo")),
 )
 
 

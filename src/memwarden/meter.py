@@ -104,7 +104,8 @@ def worker_requests() -> int:
 class RequestMeter:
     """Measures requests and writes the request log line."""
 
-    __slots__ = ("_census_every", "_census_seconds", "_descendants", "_gc_types", "_health",
+    __slots__ = ("_census_every", "_census_seconds", "_collect", "_descendants", "_gc_types",
+                 "_health",
                  "_probe", "_writer")
 
     def __init__(self, settings: Settings | None = None,
@@ -117,6 +118,8 @@ class RequestMeter:
         self._census_seconds = s.census_seconds
         self._descendants = s.census_descendants
         self._gc_types = s.gc_types
+        self._collect = s.census_collect
+        _census.watch_full_collections()
         self._health = frozenset(s.health_paths)
         self._writer = RequestLineWriter(logging.getLogger(REQUEST_LOGGER))
         if s.loop_tracking:
@@ -188,7 +191,7 @@ class RequestMeter:
         if self._census_due(worker, now):
             p = self.probe()
             fields["census"] = _census.census(p, descendants=self._descendants,
-                                              gc_types=self._gc_types)
+                                              gc_types=self._gc_types, collect=self._collect)
             rollup = p.smaps_rollup()
             if rollup is not None:
                 fields["pss_bytes"] = rollup.pss_bytes

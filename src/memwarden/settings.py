@@ -11,6 +11,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from memwarden.sizes import Size, parse_ratio, parse_size
+
 __all__ = ["SETTINGS", "Setting", "Settings", "SettingsError", "settings_doc"]
 
 
@@ -63,6 +65,26 @@ def _port(raw: str) -> int:
     return value
 
 
+def _mode(raw: str) -> str:
+    value = raw.strip().lower().replace("_", "-")
+    if value not in ("on", "dry-run", "off"):
+        raise ValueError("expected on, dry-run or off")
+    return value
+
+
+def _footprint_kind(raw: str) -> str:
+    value = raw.strip().lower()
+    if value not in ("rss", "pss"):
+        raise ValueError("expected rss or pss")
+    return value
+
+
+def _optional_seconds(raw: str) -> float | None:
+    if not raw.strip():
+        return None
+    return _float_at_least(0.0)(raw)
+
+
 def _log_level(raw: str) -> str:
     value = raw.strip().upper()
     if value not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
@@ -91,6 +113,9 @@ SETTINGS: tuple[Setting, ...] = (
             "Include descendant processes and their PSS in the census."),
     Setting("gc_types", "0", _int_at_least(0),
             "Add counts of the N most common object types to the census (slow; 0: off)."),
+    Setting("census_collect", "0", _bool,
+            "Run a full garbage collection before each census for an exact live heap "
+            "(audits; too slow for big production heaps)."),
     Setting("loop_tracking", "0", _bool,
             "Count open asyncio event loops and their tasks (wraps BaseEventLoop.__init__)."),
     Setting("log_level", "INFO", _log_level, "Level of the JSON logs set up for gunicorn."),
@@ -119,6 +144,59 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("otel", "0", _bool,
             "Export per-worker metrics over OTLP/HTTP (needs `memwarden[otel]`), configured by "
             "the standard `OTEL_*` variables."),
+    # Hold: recycling (memwarden.recycle), orphans (memwarden.orphans), shedding
+    # (memwarden.shed). A size is 512MiB, 1.5GB, 80% or off; a percentage of a
+    # limit is of the worker's share of the cgroup memory limit (limit / workers),
+    # and off when the cgroup has no limit.
+    Setting("recycle", "on", _mode,
+            "Memory and request-count recycling of workers: on, dry-run (log `would_recycle`, "
+            "do nothing) or off."),
+    Setting("soft_limit", "80%", parse_size,
+            "Footprint at which a worker restarts gracefully after the current request."),
+    Setting("idle_limit", "60%", parse_size,
+            "Lower footprint at which a worker restarts in the next idle gap, not mid-burst."),
+    Setting("idle_seconds", "5", _float_at_least(0.1),
+            "How long a worker must go without a request for an idle-limit restart."),
+    Setting("hard_limit", "95%", parse_size,
+            "Footprint at which the master stops the worker (SIGTERM, then SIGKILL after "
+            "the grace period), even in the middle of a stuck request."),
+    Setting("grace_seconds", "", _optional_seconds,
+            "Grace between the master's SIGTERM and SIGKILL at the hard limit "
+            "(empty: gunicorn's graceful_timeout)."),
+    Setting("max_requests", "0", _int_at_least(0),
+            "Restart a worker after this many requests, health checks not counted (0: off)."),
+    Setting("max_requests_jitter", "0", _int_at_least(0),
+            "Add a random 0..N to max_requests, drawn once per worker."),
+    Setting("footprint", "rss", _footprint_kind,
+            "The worker's own part of its footprint: rss (cheap) or pss (shared pages split)."),
+    Setting("footprint_descendants", "1", _bool,
+            "Add the PSS of the worker's descendant processes (browsers, MCP servers) "
+            "to its footprint."),
+    Setting("footprint_every", "10", _int_at_least(1),
+            "Sample PSS and descendants every N requests per worker (RSS is read on each)."),
+    Setting("footprint_seconds", "5", _float_at_least(0.0),
+            "Also sample when this many seconds passed since the last sample."),
+    Setting("max_concurrent_recycles", "1", _int_at_least(0),
+            "Workers recycling at once, from the decision until the replacement has "
+            "booted (0: no limit). The hard limit ignores it."),
+    Setting("orphans", "on", _mode,
+            "Terminate a worker's descendant processes when it exits, and processes "
+            "orphaned by a killed worker: on, dry-run or off."),
+    Setting("orphan_grace_seconds", "2", _float_at_least(0.0),
+            "Between SIGTERM and SIGKILL for those descendants."),
+    Setting("shed", "on", _mode,
+            "Load shedding (503) when a shed threshold is set: on, dry-run or off."),
+    Setting("shed_high", "off", parse_size,
+            "Footprint at or above which a worker answers new requests with 503."),
+    Setting("shed_low", "off", parse_size,
+            "Footprint below which it serves again (off: 90% of shed_high)."),
+    Setting("shed_cgroup_high", "off", parse_ratio,
+            "Cgroup memory in use (minus inactive page cache), as a share of its limit, "
+            "at or above which workers answer 503 (e.g. 90%)."),
+    Setting("shed_cgroup_low", "off", parse_ratio,
+            "Share below which they serve again (off: shed_cgroup_high minus 5 points)."),
+    Setting("shed_retry_after", "5", _int_at_least(1),
+            "Seconds in the Retry-After header and JSON body of a 503."),
 )
 
 
@@ -135,6 +213,7 @@ class Settings:
     census_seconds: float = 60.0
     census_descendants: bool = True
     gc_types: int = 0
+    census_collect: bool = False
     loop_tracking: bool = False
     log_level: str = "INFO"
     health_paths: tuple[str, ...] = field(
@@ -149,6 +228,27 @@ class Settings:
     prometheus_port: int = 0
     prometheus_host: str = "127.0.0.1"
     otel: bool = False
+    recycle: str = "on"
+    soft_limit: Size | None = Size(fraction=0.8)
+    idle_limit: Size | None = Size(fraction=0.6)
+    idle_seconds: float = 5.0
+    hard_limit: Size | None = Size(fraction=0.95)
+    grace_seconds: float | None = None
+    max_requests: int = 0
+    max_requests_jitter: int = 0
+    footprint: str = "rss"
+    footprint_descendants: bool = True
+    footprint_every: int = 10
+    footprint_seconds: float = 5.0
+    max_concurrent_recycles: int = 1
+    orphans: str = "on"
+    orphan_grace_seconds: float = 2.0
+    shed: str = "on"
+    shed_high: Size | None = None
+    shed_low: Size | None = None
+    shed_cgroup_high: float | None = None
+    shed_cgroup_low: float | None = None
+    shed_retry_after: int = 5
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
