@@ -48,23 +48,17 @@ def remove_observer(observer: RequestObserver) -> None:
         _observers.remove(observer)
 
 
-_labels: dict[str, str] = {}  # routes and methods repeat: clean each once
-_LABELS_MAX = 2048
-
-
 def clean_label(value: str) -> str:
-    """A route or method fit for a log line: printable, bounded length."""
-    cleaned = _labels.get(value)
-    if cleaned is not None:
-        return cleaned
-    cleaned = value
-    if len(cleaned) > _MAX_LABEL:
-        cleaned = cleaned[:_MAX_LABEL] + "..."
-    if not cleaned.isprintable():
-        cleaned = "".join(ch if ch.isprintable() else "?" for ch in cleaned)
-    if len(_labels) < _LABELS_MAX:  # bounded: raw paths must not grow it forever
-        _labels[value] = cleaned
-    return cleaned
+    """A route or method fit for a log line: printable, bounded length.
+
+    Not cached: raw paths are unbounded in number, and a cache of them would
+    look like the very leak memwarden is there to find.
+    """
+    if len(value) > _MAX_LABEL:
+        value = value[:_MAX_LABEL] + "..."
+    if not value.isprintable():
+        value = "".join(ch if ch.isprintable() else "?" for ch in value)
+    return value
 
 
 class _Worker:

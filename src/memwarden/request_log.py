@@ -23,29 +23,32 @@ __all__ = ["RequestLineWriter"]
 
 _SLOW = None  # sentinel plan: go through logging
 _escape = json.encoder.encode_basestring_ascii
-_escaped: dict[str, str] = {}  # routes, methods and keys repeat: escape each once
-_ESCAPED_MAX = 4096
+# Keys come from a small fixed set: escape each once. Values are never cached:
+# ids, timestamps and raw paths are unbounded, and a cache of them would look
+# exactly like the leak memwarden is there to find.
+_escaped: dict[str, str] = {}
+_ESCAPED_MAX = 256
 
 
-def _json_str(value: str) -> str:
-    out = _escaped.get(value)
+def _json_key(key: str) -> str:
+    out = _escaped.get(key)
     if out is None:
-        out = _escape(value)
+        out = _escape(key)
         if len(_escaped) < _ESCAPED_MAX:
-            _escaped[value] = out
+            _escaped[key] = out
     return out
 
 
 def format_line(head: dict[str, Any]) -> str:
     """``json.dumps(head)`` for flat str/int/float values, ~2x faster; other
-    values (the census dict, floats that are not finite) go through json."""
+    values (the census dict) go through json."""
     parts = []
     for key, value in head.items():
         kind = type(value)
         if kind is int:
             text = str(value)
         elif kind is str:
-            text = _json_str(value)
+            text = _escape(value)
         elif kind is float:
             # NaN and infinities are not JSON: write null rather than break the line.
             text = repr(value) if value == value and value not in (_INF, -_INF) else "null"
@@ -53,8 +56,8 @@ def format_line(head: dict[str, Any]) -> str:
             try:
                 text = json.dumps(value, default=str, allow_nan=False)
             except ValueError:
-                text = _json_str(str(value))
-        parts.append(f"{_json_str(key)}: {text}")
+                text = _escape(str(value))
+        parts.append(f"{_json_key(key)}: {text}")
     return "{" + ", ".join(parts) + "}\n"
 
 
