@@ -5,7 +5,7 @@ PY := .venv/bin/python
 VENV_STAMP := .venv/.installed
 CHROMIUM := /usr/lib/chromium/chromium
 
-.PHONY: demo test lint typecheck unit bench-overhead bench-detect bench-soak bench-week chromium venv clean
+.PHONY: demo test lint typecheck unit bench-overhead bench-detect bench-soak bench-week chromium prometheus venv clean
 
 venv: $(VENV_STAMP)
 
@@ -22,6 +22,16 @@ chromium:
 	fi
 	@test -x $(CHROMIUM) || { echo "chromium is missing at $(CHROMIUM): apt-get install -y chromium"; exit 1; }
 
+# Debian's prometheus gives the server and promtool for the exporter tests; the
+# tests start their own server on 127.0.0.1, so the packaged service is stopped.
+prometheus:
+	@if ! command -v promtool >/dev/null || ! command -v prometheus >/dev/null; then \
+		echo "installing Debian's prometheus (apt-get)"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus >/dev/null; \
+		(service prometheus stop || true) >/dev/null 2>&1; \
+	fi
+	@command -v promtool >/dev/null || { echo "promtool is missing: apt-get install -y prometheus"; exit 1; }
+
 demo: venv chromium
 	.venv/bin/memwarden demo --out reports/demo
 
@@ -31,7 +41,7 @@ lint: venv
 typecheck: venv
 	.venv/bin/mypy
 
-unit: venv chromium
+unit: venv chromium prometheus
 	$(PY) -m pytest -q
 
 test: lint typecheck unit

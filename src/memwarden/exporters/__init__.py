@@ -1,0 +1,274 @@
+"""Export and alert: per-worker metrics for Prometheus and OpenTelemetry.
+
+Both exporters are optional extras (``memwarden[prometheus]``,
+``memwarden[otel]``), imported only when switched on by their setting
+(``MEMWARDEN_PROMETHEUS``, ``MEMWARDEN_OTEL``). Importing this package
+imports neither and changes nothing.
+
+Two kinds of entry point:
+
+- Counters for the parts that act on memory (recycling, shedding):
+  :func:`record_recycle`, :func:`record_shed`, :func:`record_oom_kill` and
+  :func:`set_worker_limit`. They are cheap no-ops while no exporter runs, may be
+  called in a worker or in the gunicorn master, and never raise.
+- gunicorn hooks, each a no-op unless an exporter is on. Call them from the
+  hooks of the same name in your gunicorn config (``memwarden.gunicorn_conf``):
+  :func:`setup_master` once at config load in the master (before the app is
+  imported), :func:`on_starting`, :func:`post_fork`, :func:`post_worker_init`
+  (after the request tracker wrapped the app, so that scrapes are not
+  measured), :func:`worker_exit`, :func:`child_exit` and :func:`on_exit`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any, Protocol
+
+from memwarden.settings import Settings
+
+__all__ = [
+    "MissingExtraError",
+    "child_exit",
+    "on_exit",
+    "on_starting",
+    "post_fork",
+    "post_worker_init",
+    "record_oom_kill",
+    "record_recycle",
+    "record_shed",
+    "require",
+    "set_worker_limit",
+    "setup_master",
+    "worker_exit",
+]
+
+_log = logging.getLogger("memwarden.exporters")
+
+
+class MissingExtraError(ImportError):
+    """An exporter was switched on without its optional dependencies."""
+
+
+def require(module: str, extra: str, *, load: bool = True) -> None:
+    """Import ``module`` (or, with ``load=False``, only find it) or raise an error
+    naming the extra that provides it."""
+    import importlib.util
+
+    try:
+        if load:
+            importlib.import_module(module)
+        elif importlib.util.find_spec(module) is None:
+            raise ImportError(f"No module named {module!r}")
+    except ImportError as exc:
+        raise MissingExtraError(
+            f"memwarden's {extra} exporter needs {module!r}, which is not installed: "
+            f"pip install 'memwarden[{extra}]'") from exc
+
+
+class Sink(Protocol):
+    """What an exporter does with the events other parts of memwarden report."""
+
+    def record_recycle(self, reason: str) -> None: ...
+    def record_shed(self, count: int) -> None: ...
+    def record_oom_kill(self, count: int) -> None: ...
+    def set_worker_limit(self, limit_bytes: int | None) -> None: ...
+
+
+# The exporters running in this process. Inherited over fork on purpose: an
+# exporter's sink checks os.getpid() and knows whether it is the master's.
+_sinks: list[Sink] = []
+# Kept so that a worker forked after set_worker_limit() in the master publishes it.
+_worker_limit: list[int | None] = [None]
+
+
+def add_sink(sink: Sink) -> None:
+    if sink not in _sinks:
+        _sinks.append(sink)
+
+
+def remove_sink(sink: Sink) -> None:
+    if sink in _sinks:
+        _sinks.remove(sink)
+
+
+def worker_limit() -> int | None:
+    return _worker_limit[0]
+
+
+# -- events (for Hold: recycling, shedding) --------------------------------------
+
+def record_recycle(reason: str) -> None:
+    """Count one worker recycle (``memwarden_recycles_total{reason=...}``).
+
+    ``reason`` is a short fixed word such as ``memory``, ``requests``,
+    ``idle`` or ``descendants``: it becomes a label, so never put a value in it.
+    """
+    for sink in _sinks:
+        try:
+            sink.record_recycle(reason)
+        except Exception:
+            _log.exception("memwarden exporter could not record a recycle")
+
+
+def record_shed(count: int = 1) -> None:
+    """Count requests refused by load shedding (``memwarden_shed_requests_total``)."""
+    for sink in _sinks:
+        try:
+            sink.record_shed(count)
+        except Exception:
+            _log.exception("memwarden exporter could not record shed requests")
+
+
+def record_oom_kill(count: int = 1) -> None:
+    """Count workers killed by the kernel's OOM killer (``memwarden_oom_kills_total``)."""
+    for sink in _sinks:
+        try:
+            sink.record_oom_kill(count)
+        except Exception:
+            _log.exception("memwarden exporter could not record an OOM kill")
+
+
+def set_worker_limit(limit_bytes: int | None) -> None:
+    """The footprint at which this worker is recycled (``memwarden_worker_limit_bytes``).
+
+    Called in a worker it applies to that worker; called in the master before
+    the workers fork, it applies to every worker forked afterwards.
+    """
+    _worker_limit[0] = limit_bytes
+    for sink in _sinks:
+        try:
+            sink.set_worker_limit(limit_bytes)
+        except Exception:
+            _log.exception("memwarden exporter could not set the worker limit")
+
+
+# -- gunicorn hooks ------------------------------------------------------------------
+
+def _settings(settings: Settings | None) -> Settings:
+    return settings if settings is not None else Settings.from_env()
+
+
+def setup_master(settings: Settings | None = None) -> None:
+    """In the master, at config load: prepare the Prometheus multiprocess directory.
+
+    It must run before anything imports prometheus_client (the library picks
+    its multiprocess mode at import) and before the workers fork. A missing
+    extra raises :class:`MissingExtraError` here, at start, not mid-request.
+    """
+    s = _settings(settings)
+    if s.prometheus:
+        from memwarden.exporters import prometheus
+
+        prometheus.setup_master(s)
+    if s.otel:
+        from memwarden.exporters import otel
+
+        otel.setup_master()
+
+
+def _service_name(server_or_worker: Any) -> str | None:
+    name = getattr(getattr(server_or_worker, "cfg", None), "proc_name", None)
+    return name if isinstance(name, str) and name else None
+
+
+def on_starting(server: Any, settings: Settings | None = None) -> None:
+    """Master start: run the small metrics server beside the master, if configured,
+    and export the master's event counters at 0 (bounded: a few seconds at most)."""
+    s = _settings(settings)
+    if s.prometheus and s.prometheus_port:
+        try:
+            from memwarden.exporters import prometheus
+
+            prometheus.start_server_process(s)
+        except Exception:
+            _log.exception("memwarden could not start the Prometheus metrics server")
+    if s.otel:
+        try:
+            from memwarden.exporters import otel
+
+            otel.start_master(_service_name(server))
+        except Exception:
+            _log.exception("memwarden could not start the master's OTLP exporter")
+
+
+def post_fork(server: Any, worker: Any, settings: Settings | None = None) -> None:
+    """In each new worker: start its exporters (each worker its own identity)."""
+    s = _settings(settings)
+    if s.prometheus:
+        try:
+            from memwarden.exporters import prometheus
+
+            prometheus.start_worker(s)
+        except Exception:
+            _log.exception("memwarden could not start the Prometheus exporter in worker %d",
+                           os.getpid())
+    if s.otel:
+        try:
+            from memwarden.exporters import otel
+
+            otel.start_worker(s, _service_name(worker))
+        except Exception:
+            _log.exception("memwarden could not start the OTLP exporter in worker %d",
+                           os.getpid())
+
+
+def post_worker_init(worker: Any, settings: Settings | None = None) -> None:
+    """Serve the metrics path from the worker's app (outside the request tracker)."""
+    s = _settings(settings)
+    if not (s.prometheus and s.prometheus_path):
+        return
+    app = getattr(worker, "wsgi", None)
+    if app is None:
+        return
+    try:
+        from memwarden.exporters import prometheus
+        from memwarden.gunicorn_conf import is_asgi_app, is_asgi_worker
+
+        asgi = is_asgi_worker(worker) or is_asgi_app(app)
+        worker.wsgi = prometheus.metrics_route(app, s.prometheus_path, asgi=asgi)
+    except Exception:
+        _log.exception("memwarden could not add the Prometheus metrics route")
+
+
+def worker_exit(server: Any, worker: Any) -> None:
+    """Worker exit: send the last OTLP export (bounded in time)."""
+    import sys
+
+    otel = sys.modules.get("memwarden.exporters.otel")
+    if otel is not None:
+        try:
+            otel.shutdown()
+        except Exception:
+            _log.exception("memwarden could not flush the OTLP exporter")
+
+
+def child_exit(server: Any, worker: Any) -> None:
+    """In the master, after a worker died: drop its live gauges, fold its counters."""
+    import sys
+
+    prometheus = sys.modules.get("memwarden.exporters.prometheus")
+    pid = getattr(worker, "pid", None)
+    if prometheus is not None and isinstance(pid, int):
+        try:
+            prometheus.mark_worker_dead(pid)
+        except Exception:
+            _log.exception("memwarden could not clean the metrics of worker %s", pid)
+
+
+def on_exit(server: Any) -> None:
+    """Master exit: stop the metrics server and flush the master's OTLP counters."""
+    import sys
+
+    prometheus = sys.modules.get("memwarden.exporters.prometheus")
+    if prometheus is not None:
+        try:
+            prometheus.master_exit()
+        except Exception:
+            _log.exception("memwarden could not stop the Prometheus metrics server")
+    otel = sys.modules.get("memwarden.exporters.otel")
+    if otel is not None:
+        try:
+            otel.shutdown()
+        except Exception:
+            _log.exception("memwarden could not flush the OTLP exporter")

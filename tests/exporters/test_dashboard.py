@@ -1,0 +1,166 @@
+"""The Grafana dashboard: loads, fits Grafana's dashboard model, queries parse and use
+only metrics the exporter exposes. (test_prometheus runs every query on a real server.)"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+from support import REPO
+
+from memwarden.exporters.prometheus import METRICS
+
+DASHBOARD = REPO / "deploy" / "grafana" / "memwarden.json"
+BUILTINS = {"__rate_interval", "__interval", "__range"}
+
+_DATASOURCE = {
+    "type": "object", "required": ["type", "uid"],
+    "properties": {"type": {"type": "string"}, "uid": {"type": "string"}},
+}
+# The parts of Grafana's dashboard JSON model (schemaVersion 39) that this file uses,
+# with Grafana's own constraints: a 24-column grid, refIds, typed variables.
+SCHEMA: dict[str, Any] = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "type": "object",
+    "required": ["uid", "title", "schemaVersion", "panels", "templating", "time", "editable",
+                 "graphTooltip", "tags"],
+    "properties": {
+        "uid": {"type": "string", "pattern": "^[a-zA-Z0-9_-]{1,40}$"},
+        "title": {"type": "string", "minLength": 1},
+        "description": {"type": "string"},
+        "tags": {"type": "array", "items": {"type": "string"}},
+        "editable": {"type": "boolean"},
+        "graphTooltip": {"enum": [0, 1, 2]},
+        "timezone": {"type": "string"},
+        "schemaVersion": {"type": "integer", "minimum": 36},
+        "version": {"type": "integer", "minimum": 0},
+        "refresh": {"type": "string"},
+        "time": {"type": "object", "required": ["from", "to"],
+                 "properties": {"from": {"type": "string"}, "to": {"type": "string"}}},
+        "annotations": {"type": "object", "required": ["list"],
+                        "properties": {"list": {"type": "array"}}},
+        "links": {"type": "array"},
+        "templating": {
+            "type": "object", "required": ["list"],
+            "properties": {"list": {"type": "array", "items": {
+                "type": "object", "required": ["name", "type"],
+                "properties": {
+                    "name": {"type": "string", "pattern": "^[a-zA-Z_][a-zA-Z0-9_]*$"},
+                    "type": {"enum": ["query", "datasource", "custom", "constant", "interval",
+                                      "textbox", "adhoc"]},
+                    "multi": {"type": "boolean"}, "includeAll": {"type": "boolean"},
+                    "refresh": {"enum": [0, 1, 2]},
+                },
+            }}},
+        },
+        "panels": {"type": "array", "minItems": 1, "items": {
+            "type": "object",
+            "required": ["id", "type", "title", "gridPos", "datasource", "targets"],
+            "properties": {
+                "id": {"type": "integer", "minimum": 1},
+                "type": {"enum": ["timeseries", "stat", "gauge", "bargauge", "table", "text",
+                                  "row", "heatmap", "alertlist"]},
+                "title": {"type": "string", "minLength": 1},
+                "description": {"type": "string"},
+                "datasource": _DATASOURCE,
+                "gridPos": {
+                    "type": "object", "required": ["h", "w", "x", "y"],
+                    "properties": {
+                        "h": {"type": "integer", "minimum": 1},
+                        "w": {"type": "integer", "minimum": 1, "maximum": 24},
+                        "x": {"type": "integer", "minimum": 0, "maximum": 23},
+                        "y": {"type": "integer", "minimum": 0},
+                    },
+                },
+                "targets": {"type": "array", "minItems": 1, "items": {
+                    "type": "object", "required": ["refId", "expr", "datasource"],
+                    "properties": {
+                        "refId": {"type": "string", "pattern": "^[A-Z]$"},
+                        "expr": {"type": "string", "minLength": 1},
+                        "legendFormat": {"type": "string"},
+                        "datasource": _DATASOURCE,
+                        "instant": {"type": "boolean"}, "range": {"type": "boolean"},
+                    },
+                }},
+                "fieldConfig": {"type": "object", "required": ["defaults", "overrides"]},
+                "options": {"type": "object"},
+            },
+        }},
+    },
+}
+
+
+def board() -> dict[str, Any]:
+    loaded: dict[str, Any] = json.loads(DASHBOARD.read_text())
+    return loaded
+
+
+def exprs() -> list[str]:
+    return [t["expr"] for p in board()["panels"] for t in p["targets"]]
+
+
+def test_dashboard_matches_grafanas_dashboard_model() -> None:
+    jsonschema.validate(board(), SCHEMA, cls=jsonschema.Draft202012Validator)
+
+
+def test_panels_fit_the_grid_without_overlap_and_have_unique_ids() -> None:
+    panels = board()["panels"]
+    assert len({p["id"] for p in panels}) == len(panels)
+    assert len({p["title"] for p in panels}) == len(panels)
+    cells: set[tuple[int, int]] = set()
+    for p in panels:
+        g = p["gridPos"]
+        assert g["x"] + g["w"] <= 24, p["title"]
+        mine = {(x, y) for x in range(g["x"], g["x"] + g["w"])
+                for y in range(g["y"], g["y"] + g["h"])}
+        assert not mine & cells, f"{p['title']} overlaps another panel"
+        cells |= mine
+    for p in panels:
+        assert len({t["refId"] for t in p["targets"]}) == len(p["targets"])
+
+
+def test_queries_use_the_datasource_variable_and_defined_variables() -> None:
+    b = board()
+    defined = {v["name"] for v in b["templating"]["list"]} | BUILTINS
+    assert "datasource" in defined
+    for p in b["panels"]:
+        assert p["datasource"]["uid"] == "${datasource}"
+        for t in p["targets"]:
+            assert t["datasource"]["uid"] == "${datasource}"
+            used = set(re.findall(r"\$\{?(\w+)", t["expr"]))
+            assert used <= defined, (p["title"], used - defined)
+
+
+def test_the_fleet_is_on_the_dashboard() -> None:
+    """Footprint per worker, recycles, shedding, census kinds, from exported metrics only."""
+    used = {m for e in exprs() for m in re.findall(r"\bmemwarden_[a-z_]+", e)}
+    assert used <= set(METRICS), used - set(METRICS)
+    assert {"memwarden_worker_footprint_bytes", "memwarden_worker_limit_bytes",
+            "memwarden_recycles_total", "memwarden_shed_requests_total",
+            "memwarden_worker_census", "memwarden_oom_kills_total"} <= used
+    footprint = next(p for p in board()["panels"] if p["title"] == "Footprint per worker")
+    assert "pid" in footprint["targets"][0]["legendFormat"]
+
+
+def test_every_query_is_valid_promql(tmp_path: Path) -> None:
+    """Each query, variables filled in, parses (promtool checks it as a recording rule)."""
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        pytest.fail("promtool is not installed: apt-get install -y prometheus "
+                    "(the Makefile's `prometheus` target installs it)")
+    rules = ["groups:", "  - name: dashboard", "    rules:"]
+    for i, expr in enumerate(exprs()):
+        concrete = re.sub(r"\$__(rate_interval|interval|range)", "5m", expr)
+        concrete = re.sub(r"\$\{?(\w+)\}?", ".+", concrete)
+        rules += [f"      - record: dashboard:query{i}", f"        expr: {json.dumps(concrete)}"]
+    path = tmp_path / "dashboard.rules.yml"
+    path.write_text("\n".join(rules) + "\n")
+    result = subprocess.run([promtool, "check", "rules", str(path)], capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr

@@ -1,0 +1,269 @@
+"""OpenTelemetry exporter: real OTLP/HTTP protobuf from two gunicorn workers, received
+and decoded on 127.0.0.1."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import re
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+from support import REPO, gunicorn
+
+from memwarden.exporters.otel import INSTRUMENTS
+from memwarden.exporters.prometheus import footprint_kind
+from memwarden.settings import Settings
+
+CONF = str(REPO / "tests" / "apps" / "exporters_conf.py")
+KIND = footprint_kind(Settings())[0]
+
+
+@dataclass
+class Point:
+    resource: dict[str, Any]
+    name: str
+    unit: str
+    kind: str  # gauge | sum
+    monotonic: bool | None
+    temporality: int | None
+    attributes: dict[str, Any]
+    value: float
+    received: float = field(default_factory=time.monotonic)
+
+
+def _any(value: Any) -> Any:
+    kind = value.WhichOneof("value")
+    return getattr(value, kind) if kind else None
+
+
+class OtlpReceiver:
+    """A minimal OTLP/HTTP metrics endpoint that decodes every export."""
+
+    def __init__(self) -> None:
+        from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2
+
+        self.points: list[Point] = []
+        self.headers: list[dict[str, str]] = []
+        self.paths: list[str] = []
+        self._lock = threading.Lock()
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                if self.headers.get("Content-Encoding") == "gzip":
+                    body = gzip.decompress(body)
+                request = metrics_service_pb2.ExportMetricsServiceRequest()
+                request.ParseFromString(body)
+                receiver._add(self.path, dict(self.headers.items()), request)
+                reply = metrics_service_pb2.ExportMetricsServiceResponse().SerializeToString()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/x-protobuf")
+                self.send_header("Content-Length", str(len(reply)))
+                self.end_headers()
+                self.wfile.write(reply)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def _add(self, path: str, headers: dict[str, str], request: Any) -> None:
+        points = []
+        for rm in request.resource_metrics:
+            resource = {kv.key: _any(kv.value) for kv in rm.resource.attributes}
+            for sm in rm.scope_metrics:
+                for metric in sm.metrics:
+                    kind = metric.WhichOneof("data")
+                    data = getattr(metric, kind)
+                    for p in data.data_points:
+                        points.append(Point(
+                            resource, metric.name, metric.unit, kind,
+                            data.is_monotonic if kind == "sum" else None,
+                            data.aggregation_temporality if kind == "sum" else None,
+                            {kv.key: _any(kv.value) for kv in p.attributes},
+                            float(getattr(p, p.WhichOneof("value")))))
+        with self._lock:
+            self.paths.append(path)
+            self.headers.append({k.lower(): v for k, v in headers.items()})
+            self.points.extend(points)
+
+    def snapshot(self) -> list[Point]:
+        with self._lock:
+            return list(self.points)
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(5)
+
+
+@pytest.fixture
+def receiver() -> Iterator[OtlpReceiver]:
+    rx = OtlpReceiver()
+    try:
+        yield rx
+    finally:
+        rx.stop()
+
+
+def latest(points: list[Point], name: str, pid: int) -> Point | None:
+    found = [p for p in points if p.name == name and p.resource.get("process.pid") == pid]
+    return found[-1] if found else None
+
+
+def proc_rss(pid: int) -> int:
+    import os
+
+    return int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def proc_pss(pid: int) -> int:
+    text = Path(f"/proc/{pid}/smaps_rollup").read_text()
+    return int(re.search(r"^Pss:\s+(\d+) kB", text, re.M).group(1)) * 1024  # type: ignore[union-attr]
+
+
+def proc_threads(pid: int) -> int:
+    text = Path(f"/proc/{pid}/status").read_text()
+    return int(re.search(r"^Threads:\s+(\d+)", text, re.M).group(1))  # type: ignore[union-attr]
+
+
+def wait_for(what: str, check: Any, timeout: float = 30.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        got = check()
+        if got:
+            return got
+        time.sleep(0.2)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+@pytest.mark.timeout(120)
+def test_two_workers_export_otlp_with_their_own_identity_names_units_and_values(
+        tmp_path: Path, receiver: OtlpReceiver) -> None:
+    """Each worker is its own service instance; names and units follow the conventions;
+    values match /proc; New Relic's api-key header and temporality rules hold."""
+    endpoint = f"http://127.0.0.1:{receiver.port}"
+    env = {
+        "MEMWARDEN_OTEL": "1", "MEMWARDEN_CENSUS_EVERY": "1",
+        # Both variables, so that nothing set outside the test sends anywhere else.
+        "OTEL_EXPORTER_OTLP_ENDPOINT": endpoint,
+        "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT": f"{endpoint}/v1/metrics",
+        "OTEL_EXPORTER_OTLP_HEADERS": "api-key=test-license-key",
+        "OTEL_EXPORTER_OTLP_METRICS_HEADERS": "api-key=test-license-key",
+        "OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE": "delta",  # New Relic's advice
+        "OTEL_METRIC_EXPORT_INTERVAL": "500",
+        "OTEL_SERVICE_NAME": "memwarden-otel-test",
+        "OTEL_RESOURCE_ATTRIBUTES": "deployment.environment=test",
+    }
+    with gunicorn("export_app:app", tmp_path, config=CONF, env=env, args=["-w", "2"]) as g:
+        pids = set(g.worker_pids(expect=2))
+        served: set[int] = set()
+        sent = 0
+        deadline = time.monotonic() + 30
+        replies: list[int] = []
+
+        def ask() -> None:
+            replies.append(json.loads(g.request("GET", "/slow")[2])["pid"])
+        while served != pids and time.monotonic() < deadline:
+            threads = [threading.Thread(target=ask) for _ in range(2)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(30)
+            served |= set(replies)
+            sent += 2
+        assert served == pids
+        for path in ("/events/shed", "/events/recycle/memory", "/events/limit/987654321"):
+            assert g.request("POST", path)[0] == 200
+            sent += 1
+
+        def census_from_both() -> bool:
+            points = receiver.snapshot()
+            return all(latest(points, "memwarden.census", pid) for pid in pids)
+        wait_for("census points from both workers", census_from_both)
+        time.sleep(1.2)  # an export or two from idle workers
+
+        points = receiver.snapshot()
+        workers = {p.resource["process.pid"]: p.resource for p in points
+                   if p.resource.get("memwarden.process.role") == "worker"}
+        assert set(workers) == pids
+        ids = {r["service.instance.id"] for r in workers.values()}
+        assert len(ids) == 2  # one instance per worker
+        for resource in workers.values():
+            assert resource["service.name"] == "memwarden-otel-test"
+            assert resource["deployment.environment"] == "test"
+            assert resource["process.parent_pid"] == g.proc.pid
+        master = [p for p in points if p.resource.get("memwarden.process.role") == "master"]
+        assert master and {p.resource["process.pid"] for p in master} == {g.proc.pid}
+
+        names = {p.name for p in points}
+        assert names >= set(INSTRUMENTS)
+        for p in points:
+            if p.name in INSTRUMENTS:
+                assert p.unit == INSTRUMENTS[p.name][1], p.name
+        for p in points:
+            if INSTRUMENTS.get(p.name, ("",))[0] == "updowncounter":
+                # Non-monotonic and cumulative even though delta is preferred:
+                # New Relic drops non-monotonic delta sums.
+                assert (p.kind, p.monotonic, p.temporality) == ("sum", False, 2), p
+            elif INSTRUMENTS.get(p.name, ("",))[0] == "gauge":
+                assert p.kind == "gauge", p
+            elif INSTRUMENTS.get(p.name, ("",))[0] == "counter":
+                assert (p.kind, p.monotonic, p.temporality) == ("sum", True, 1), p
+
+        for pid in pids:
+            rss = latest(points, "process.memory.usage", pid)
+            pss = latest(points, "memwarden.memory.pss", pid)
+            desc = latest(points, "memwarden.memory.descendants.pss", pid)
+            foot = latest(points, "memwarden.memory.footprint", pid)
+            threads_now = latest(points, "process.thread.count", pid)
+            assert rss and pss and desc and foot and threads_now
+            assert abs(rss.value - proc_rss(pid)) <= max(1 << 20, 0.02 * rss.value), pid
+            assert abs(pss.value - proc_pss(pid)) <= max(2 << 20, 0.05 * pss.value), pid
+            own = pss.value if KIND == "pss" else rss.value
+            assert foot.value == own + desc.value
+            assert threads_now.value >= 1 and threads_now.value == proc_threads(pid)
+            kinds = {p.attributes["memwarden.census.kind"] for p in points
+                     if p.name == "memwarden.census" and p.resource["process.pid"] == pid}
+            assert {"threads", "fds", "children"} <= kinds
+        limits = {p.resource["process.pid"]: p.value for p in points
+                  if p.name == "memwarden.memory.limit"}
+        assert list(limits.values()) == [987654321.0]
+
+        assert all(h.get("api-key") == "test-license-key" for h in receiver.headers)
+        assert set(receiver.paths) == {"/v1/metrics"}
+        assert all(h.get("content-type") == "application/x-protobuf" for h in receiver.headers)
+
+    # Workers flushed their last export on exit: the delta counts add up exactly.
+    def total(name: str, **attrs: str) -> float:
+        return sum(p.value for p in receiver.snapshot() if p.name == name
+                   and all(p.attributes.get(k) == v for k, v in attrs.items()))
+    wait_for(f"memwarden.requests to add up to {sent}",
+             lambda: total("memwarden.requests") == sent, timeout=10)
+    assert total("memwarden.shed.requests") == 1
+    assert total("memwarden.recycles", **{"memwarden.recycle.reason": "memory"}) == 1
+    assert total("memwarden.oom_kills") == 0
+
+
+@pytest.mark.timeout(60)
+def test_otel_off_sends_nothing(tmp_path: Path, receiver: OtlpReceiver) -> None:
+    """Without MEMWARDEN_OTEL no worker exports, even with an endpoint configured."""
+    endpoint = f"http://127.0.0.1:{receiver.port}"
+    env = {"OTEL_EXPORTER_OTLP_ENDPOINT": endpoint,
+           "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT": f"{endpoint}/v1/metrics",
+           "OTEL_METRIC_EXPORT_INTERVAL": "200"}
+    with gunicorn("export_app:app", tmp_path, config=CONF, env=env, args=["-w", "1"]) as g:
+        assert g.request("GET", "/pid")[0] == 200
+        time.sleep(1.0)
+    assert receiver.snapshot() == []
