@@ -1,0 +1,174 @@
+"""The service's settings, read from ``AGENT_SERVICE_*`` variables and validated once.
+
+``AGENT_SERVICE_LEAKS`` switches the five leak sources one by one; the default
+is the service as found, with all five. Each module asks :func:`leak` at its
+seam and gets the as-found code when the leak is on, the fixed code when off.
+A bad value raises :class:`ConfigError` naming the variable, at start (the
+gunicorn config loads the settings in the master), never mid-request.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+__all__ = [
+    "DEFAULT_CHROMIUM",
+    "LEAKS",
+    "ConfigError",
+    "Settings",
+    "leak",
+    "reload",
+    "settings",
+]
+
+# The five leak sources, in the order the issue lists them.
+LEAKS = ("mcp", "browser", "loop", "context", "norecycle")
+MODES = ("as-found",)  # "hardened" arrives with its own issue
+DEFAULT_CHROMIUM = "/usr/lib/chromium/chromium"
+# Signed cookies need a key; this one is for local runs only.
+DEV_SECRET_KEY = "agent-service-dev-key-not-for-production"
+
+
+class ConfigError(ValueError):
+    """An ``AGENT_SERVICE_*`` value the service cannot use; the message names it."""
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    mode: str = "as-found"
+    leaks: frozenset[str] = frozenset(LEAKS)
+    port: int = 8000
+    mcp_port: int = 8765
+    mcp_url: str = "http://127.0.0.1:8765/mcp"
+    mcp_transport: str = "http"
+    site_port: int = 8766
+    site_url: str = "http://127.0.0.1:8766"
+    chromium: str = DEFAULT_CHROMIUM
+    secret_key: str = DEV_SECRET_KEY
+    max_sessions: int = 1000
+    max_turns: int = 50
+    session_ttl: float = 1800.0
+    max_requests: int = 1000
+    max_requests_jitter: int = 100
+    browse_timeout: float = 30.0
+
+    def leak(self, name: str) -> bool:
+        if name not in LEAKS:
+            raise ValueError(f"unknown leak {name!r}; one of {', '.join(LEAKS)}")
+        return name in self.leaks
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        mode = env.get("AGENT_SERVICE_MODE", "as-found").strip().lower()
+        if mode not in MODES:
+            raise ConfigError(f"AGENT_SERVICE_MODE={mode!r}: only {', '.join(MODES)} exists "
+                              "so far (switch single leaks off with AGENT_SERVICE_LEAKS)")
+        leaks = _leaks(env.get("AGENT_SERVICE_LEAKS"))
+        mcp_port = _int(env, "AGENT_SERVICE_MCP_PORT", 8765, 1, 65535)
+        site_port = _int(env, "AGENT_SERVICE_SITE_PORT", 8766, 1, 65535)
+        transport = env.get("AGENT_SERVICE_MCP_TRANSPORT", "http").strip().lower()
+        if transport not in ("http", "stdio"):
+            raise ConfigError(f"AGENT_SERVICE_MCP_TRANSPORT={transport!r}: use http or stdio")
+        return cls(
+            mode=mode,
+            leaks=leaks,
+            port=_int(env, "AGENT_SERVICE_PORT", 8000, 1, 65535),
+            mcp_port=mcp_port,
+            mcp_url=_local_url(env, "AGENT_SERVICE_MCP_URL",
+                               f"http://127.0.0.1:{mcp_port}/mcp"),
+            mcp_transport=transport,
+            site_port=site_port,
+            site_url=_local_url(env, "AGENT_SERVICE_SITE_URL",
+                                f"http://127.0.0.1:{site_port}").rstrip("/"),
+            chromium=env.get("AGENT_SERVICE_CHROMIUM", DEFAULT_CHROMIUM),
+            secret_key=env.get("AGENT_SERVICE_SECRET_KEY", DEV_SECRET_KEY),
+            max_sessions=_int(env, "AGENT_SERVICE_MAX_SESSIONS", 1000, 1),
+            max_turns=_int(env, "AGENT_SERVICE_MAX_TURNS", 50, 1),
+            session_ttl=_float(env, "AGENT_SERVICE_SESSION_TTL", 1800.0),
+            max_requests=_int(env, "AGENT_SERVICE_MAX_REQUESTS", 1000, 1),
+            max_requests_jitter=_int(env, "AGENT_SERVICE_MAX_REQUESTS_JITTER", 100, 0),
+            browse_timeout=_float(env, "AGENT_SERVICE_BROWSE_TIMEOUT", 30.0),
+        )
+
+
+def _leaks(raw: str | None) -> frozenset[str]:
+    if raw is None or raw.strip().lower() == "all":
+        return frozenset(LEAKS)
+    names = {part.strip().lower() for part in raw.split(",") if part.strip()}
+    if names <= {"none"}:
+        return frozenset()
+    unknown = sorted(names - set(LEAKS))
+    if unknown:
+        raise ConfigError(f"AGENT_SERVICE_LEAKS={raw!r}: unknown {', '.join(unknown)}; "
+                          f"use a comma list of {', '.join(LEAKS)}, 'all' or 'none'")
+    return frozenset(names)
+
+
+def _int(env: Mapping[str, str], name: str, default: int, low: int,
+         high: int | None = None) -> int:
+    raw = env.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r}: expected an integer") from None
+    if value < low or (high is not None and value > high):
+        raise ConfigError(f"{name}={raw!r}: must be between {low} and {high or 'any'}")
+    return value
+
+
+def _float(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if raw is None:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r}: expected a number of seconds") from None
+    if not value > 0:  # also rejects NaN
+        raise ConfigError(f"{name}={raw!r}: must be > 0")
+    return value
+
+
+def _local_url(env: Mapping[str, str], name: str, default: str) -> str:
+    # The service talks to its own tools and site only: never anything off this host.
+    url = env.get(name, default)
+    if not url.startswith(("http://127.0.0.1:", "http://localhost:")):
+        raise ConfigError(f"{name}={url!r}: must be an http://127.0.0.1:PORT URL")
+    return url
+
+
+_current: Settings | None = None
+_lock = threading.Lock()
+
+
+def settings() -> Settings:
+    """The settings of this process, read from the environment on first use."""
+    current = _current
+    if current is None:
+        with _lock:
+            current = _current if _current is not None else reload()
+    return current
+
+
+def reload() -> Settings:
+    """Read the environment again (tests switch leaks in-process with it).
+
+    Unchanged settings keep their identity, and with it the objects made for
+    them (the context store, the tools client): only a change starts afresh.
+    """
+    global _current
+    fresh = Settings.from_env()
+    current = _current if _current == fresh else fresh
+    _current = current
+    return current
+
+
+def leak(name: str) -> bool:
+    """Is this leak source on (the as-found code) in this process?"""
+    return settings().leak(name)

@@ -1,0 +1,88 @@
+"""gunicorn config of the agent service, as found.
+
+    gunicorn -c examples/agent_service/gunicorn_conf.py api.app:app
+
+As found: 2 sync workers, 120 s timeout, no max_requests (leak 5: workers
+never recycle). With ``norecycle`` left out of ``AGENT_SERVICE_LEAKS`` the
+config sets ``max_requests`` (+ jitter), as the team had planned. memwarden's
+wiring comes in with the star import: JSON logs, probes set up after fork,
+the request tracker around the app, ``MEMWARDEN_*`` settings; its "hold"
+features (memory recycling, orphan reaping, shedding) default to off here,
+since the service as found had none. Where this config defines a hook that
+memwarden defines too (``on_exit``, ``worker_exit``), it calls memwarden's. The master
+starts the MCP tool server and the local site before it forks workers and
+stops them when it exits.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+if str(HERE) not in sys.path:
+    sys.path.insert(0, str(HERE))
+
+from api.config import settings as _settings  # noqa: E402
+from tooling.sidecars import Sidecars  # noqa: E402
+
+# Read and validated here, in the master: a bad AGENT_SERVICE_* stops the start.
+_cfg = _settings()
+if _cfg.mode == "as-found":
+    # The service as found had no memwarden: keep its "see" part (JSON request
+    # lines, census) and leave "hold" (memory recycling, orphan reaping, load
+    # shedding) off unless asked for, so that what is measured is the leak.
+    for _name in ("MEMWARDEN_RECYCLE", "MEMWARDEN_ORPHANS", "MEMWARDEN_SHED"):
+        os.environ.setdefault(_name, "off")
+
+from memwarden.gunicorn_conf import *  # noqa: E402, F403
+from memwarden.gunicorn_conf import on_exit as _memwarden_on_exit  # noqa: E402
+from memwarden.gunicorn_conf import worker_exit as _memwarden_worker_exit  # noqa: E402
+
+_log = logging.getLogger("agent_service.gunicorn")
+
+chdir = str(HERE)
+bind = f"127.0.0.1:{_cfg.port}"
+workers = 2
+worker_class = "sync"
+timeout = 120
+# A control socket per instance would collide between instances on one host.
+control_socket_disable = True
+if not _cfg.leak("norecycle"):
+    max_requests = _cfg.max_requests
+    max_requests_jitter = _cfg.max_requests_jitter
+
+_sidecars: Sidecars | None = None
+
+
+def on_starting(server: Any) -> None:
+    """Start the MCP server and the local site; a failure stops gunicorn's start."""
+    global _sidecars
+    sidecars = Sidecars(_cfg.mcp_port, _cfg.site_port)
+    sidecars.start(timeout=30.0)
+    _sidecars = sidecars
+    _log.info("sidecars ready", extra={"mcp_url": _cfg.mcp_url, "site_url": _cfg.site_url,
+                                       "sidecar_pids": sidecars.pids})
+
+
+def on_exit(server: Any) -> None:
+    try:
+        if _sidecars is not None:
+            _sidecars.stop(timeout=5.0)
+    except Exception:
+        _log.exception("stopping the sidecars failed")
+    _memwarden_on_exit(server)
+
+
+def worker_exit(server: Any, worker: Any) -> None:
+    # Close the worker's browser and driver so that no Chromium outlives it.
+    try:
+        browser = sys.modules.get("api.browser")
+        if browser is not None:
+            browser.shutdown(10.0)
+    except Exception:
+        _log.exception("closing the browser at worker exit failed")
+    _memwarden_worker_exit(server, worker)
