@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import gc
 import logging
 import math
@@ -101,9 +102,30 @@ def test_untrack_kind_forgets_the_kind_and_unknown_kinds_count_zero() -> None:
     assert tracked_count("test_census.never_tracked") == 0
 
 
-def test_objects_without_weak_reference_support_are_refused() -> None:
-    with pytest.raises(TypeError):
+def test_objects_without_weak_reference_support_are_skipped_with_one_warning(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """track() never raises inside a request: an int cannot be weakly referenced."""
+    with caplog.at_level(logging.WARNING, logger="memwarden.census"):
         track(42, KIND)
+        track(43, KIND)
+    assert tracked_count(KIND) == 0
+    assert len([r for r in caplog.records if "cannot track" in r.getMessage()]) == 1
+
+
+def test_unhashable_objects_are_tracked() -> None:
+    """Dataclasses with __eq__ have no __hash__ (mcp.Client is one); they are counted."""
+
+    @dataclasses.dataclass
+    class Client:
+        url: str
+
+    clients = [Client("a"), Client("a")]
+    for client in clients:
+        track(client, KIND)
+    assert tracked_count(KIND) == 2
+    del clients[0]
+    gc.collect()
+    assert tracked_count(KIND) == 1
 
 
 def test_gauge_values_appear_in_the_census() -> None:

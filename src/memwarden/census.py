@@ -23,19 +23,25 @@ from memwarden import probe as _probe
 
 __all__ = [
     "census",
+    "declare",
     "enable_loop_tracking",
     "gauge",
+    "open_loops",
     "remove_gauge",
     "track",
     "tracked_count",
+    "tracked_kinds",
+    "tracked_objects",
     "untrack_kind",
 ]
 
 _log = logging.getLogger("memwarden.census")
 
-# kind -> live objects. A WeakSet per kind rather than a WeakValueDictionary:
-# we only ever need the count, and WeakSet drops dead entries on its own.
-_tracked: dict[str, weakref.WeakSet[Any]] = {}
+# kind -> {id(obj): weak reference}. Keyed by id, not a WeakSet: a WeakSet
+# hashes its members, and objects with __eq__ but no __hash__ (dataclasses
+# such as mcp.Client) would make track() raise inside a request.
+_tracked: dict[str, dict[int, weakref.ref[Any]]] = {}
+_untrackable: set[str] = set()
 _gauges: dict[str, Callable[[], float | int | None]] = {}
 _failed_gauges: set[str] = set()
 _registry_lock = threading.Lock()
@@ -46,16 +52,31 @@ _loop_tracking_on = False
 
 
 def track(obj: object, kind: str) -> None:
-    """Count ``obj`` under ``kind`` for as long as it is alive.
+    """Count ``obj`` under ``kind`` for as long as it is alive. Never raises.
 
-    The object must support weak references. Tracking adds no strong
-    reference, so it never keeps the object alive itself.
+    Tracking adds no strong reference, so it never keeps the object alive.
+    An object that cannot be weakly referenced is not counted (logged once
+    per kind).
     """
     with _registry_lock:
         live = _tracked.get(kind)
         if live is None:
-            live = _tracked[kind] = weakref.WeakSet()
-    live.add(obj)
+            live = _tracked[kind] = {}
+    key = id(obj)
+
+    def forget(_ref: weakref.ref[Any], live: dict[int, weakref.ref[Any]] = live,
+               key: int = key) -> None:
+        # Only drop the entry if it is still this object's (ids are reused).
+        if live.get(key) is _ref:
+            live.pop(key, None)
+
+    try:
+        live[key] = weakref.ref(obj, forget)
+    except TypeError:
+        if kind not in _untrackable:
+            _untrackable.add(kind)
+            _log.warning("memwarden cannot track %s objects of kind %r (no weak references)",
+                         type(obj).__name__, kind)
 
 
 def untrack_kind(kind: str) -> None:
@@ -64,9 +85,40 @@ def untrack_kind(kind: str) -> None:
         _tracked.pop(kind, None)
 
 
+def declare(kind: str) -> None:
+    """Report ``kind`` as 0 before its first object is tracked."""
+    with _registry_lock:
+        _tracked.setdefault(kind, {})
+
+
+def tracked_kinds() -> list[str]:
+    return sorted(_tracked)
+
+
+def tracked_objects(kind: str) -> list[Any]:
+    """The live objects of a kind (strong references: drop them after use)."""
+    live = _tracked.get(kind)
+    if live is None:
+        return []
+    found = []
+    for ref in list(live.values()):
+        obj = ref()
+        if obj is not None:
+            found.append(obj)
+    return found
+
+
 def tracked_count(kind: str) -> int:
     live = _tracked.get(kind)
-    return len(live) if live is not None else 0
+    if live is None:
+        return 0
+    # Entries whose object died are removed by the callback; count defensively.
+    return sum(1 for ref in list(live.values()) if ref() is not None)
+
+
+def open_loops() -> list[asyncio.AbstractEventLoop]:
+    """Event loops seen by loop tracking that are not closed yet."""
+    return [loop for loop in list(_loops) if not loop.is_closed()]
 
 
 def gauge(name: str, fn: Callable[[], float | int | None]) -> None:
@@ -179,8 +231,8 @@ def census(
     if _loop_tracking_on:
         result.update(_loop_counts())
     result["blocks"] = sys.getallocatedblocks()
-    for kind, live in list(_tracked.items()):
-        result[kind] = len(live)
+    for kind in list(_tracked):
+        result[kind] = tracked_count(kind)
     for name, fn in list(_gauges.items()):
         try:
             value = fn()

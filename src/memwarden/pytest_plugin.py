@@ -171,7 +171,7 @@ def _pid_command(pid: int) -> str:
 
 
 def _open_loops() -> list[asyncio.AbstractEventLoop]:
-    return [loop for loop in list(_census._loops) if not loop.is_closed()]
+    return _census.open_loops()
 
 
 def _pending_tasks(loops: Iterable[asyncio.AbstractEventLoop]) -> list[asyncio.Task[Any]]:
@@ -192,12 +192,23 @@ def _task_name(task: asyncio.Task[Any]) -> str:
     return f"{task.get_name()} ({qualname})"
 
 
-def _tracked_sets() -> dict[str, weakref.WeakSet[Any]]:
-    return dict(_census._tracked)
+def _tracked_sets() -> dict[str, dict[int, weakref.ref[Any]]]:
+    """Tracked objects by kind, as id -> weak reference (works for unhashable ones)."""
+    return {kind: {id(obj): weakref.ref(obj) for obj in _census.tracked_objects(kind)}
+            for kind in _census.tracked_kinds()}
+
+
+def _alive(refs: dict[int, weakref.ref[Any]]) -> dict[int, Any]:
+    found = {}
+    for key, ref in refs.items():
+        obj = ref()
+        if obj is not None:
+            found[key] = obj
+    return found
 
 
 def _is_gauge(kind: str) -> bool:
-    return kind not in _DEFAULT_KINDS and kind not in _census._tracked
+    return kind not in _DEFAULT_KINDS and kind not in _census.tracked_kinds()
 
 
 @dataclass(slots=True)
@@ -211,7 +222,7 @@ class _Snapshot:
     loop_count: int
     tasks: weakref.WeakSet[asyncio.Task[Any]]
     task_count: int
-    objects: dict[str, weakref.WeakSet[Any]]
+    objects: dict[str, dict[int, weakref.ref[Any]]]
     gauges: dict[str, int | float]
 
 
@@ -225,8 +236,7 @@ def _snapshot(kinds: frozenset[str] | None) -> _Snapshot:
     tids = _native_tids()
     loops = _open_loops() if wanted("asyncio.loops") or wanted("asyncio.tasks") else []
     tasks = _pending_tasks(loops) if wanted("asyncio.tasks") else []
-    objects = {kind: weakref.WeakSet(live) for kind, live in _tracked_sets().items()
-               if wanted(kind)}
+    objects = {kind: live for kind, live in _tracked_sets().items() if wanted(kind)}
     gauges: dict[str, int | float] = {}
     if kinds is not None and any(_is_gauge(kind) for kind in kinds):
         gauges = _census.census(descendants="children_pss_bytes" in kinds)
@@ -378,9 +388,10 @@ class LeakCheck:
             new_tasks = [_task_name(task) for task in after.tasks if task not in before.tasks]
             return self._counted(kind, before.task_count, after.task_count, new_tasks)
         if kind in after.objects or kind in before.objects:
-            old_objects = before.objects.get(kind, weakref.WeakSet())
-            now = after.objects.get(kind, weakref.WeakSet())
-            new_objects = [repr(obj) for obj in now if obj not in old_objects]
+            old_objects = _alive(before.objects.get(kind, {}))
+            now = _alive(after.objects.get(kind, {}))
+            new_objects = [repr(obj) for key, obj in now.items()
+                           if old_objects.get(key) is not obj]
             return self._counted(kind, len(old_objects), len(now), new_objects)
         if kind in after.gauges and kind in before.gauges:
             return self._counted(kind, before.gauges[kind], after.gauges[kind], [])
