@@ -1,111 +1,85 @@
-"""``memwarden demo``: see memwarden at work on a small app in a minute.
+"""``memwarden demo``: audit the reference agent service as found and hardened.
 
-Starts the sample Flask app (examples/sample_app) under real gunicorn with
-memwarden wired in, sends a little traffic on 127.0.0.1 (one clean route, one
-that keeps 64 KiB per request), and shows a few of the request lines it logs.
+Runs ``examples/agent_service`` twice under real gunicorn on 127.0.0.1, with
+the production settings (2 sync workers, 120 s timeout, no max-requests):
+first as found, with its five leak sources (an MCP client singleton, Chromium
+contexts left open, per-request event loops, a session context kept forever,
+no recycling), then hardened. Each run is a ``memwarden audit`` (the same
+traffic: virtual users with cookie jars, bursts, new users arriving); the two
+reports are written side by side in one HTML page.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
-import http.client
-import json
-import os
-import signal
-import socket
-import subprocess
 import sys
-import time
 from pathlib import Path
+from typing import TextIO
 
 __all__ = ["add_demo_arguments", "run_demo", "run_demo_command"]
 
 REPO = Path(__file__).resolve().parents[2]
-SAMPLE_DIR = REPO / "examples" / "sample_app"
+SERVICE = REPO / "examples" / "agent_service"
+ROUTES = SERVICE / "demo_routes.json"
+CONFIG = SERVICE / "gunicorn_conf.py"
+
+# The audits' census settings: a census every 10 requests, after a full
+# collection, with event loops counted: exact figures for a short run.
+_CENSUS_ENV = {"MEMWARDEN_CENSUS_COLLECT": "1", "MEMWARDEN_LOOP_TRACKING": "1"}
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+def run_demo(out: Path, requests: int = 400, seed: int = 7,
+             stdout: TextIO | None = None, stderr: TextIO | None = None) -> int:
+    from memwarden.analysis import analyze_paths
+    from memwarden.audit import AuditError, run_audit
+    from memwarden.report import render_comparison
 
-
-def _wait_for(port: int, proc: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"gunicorn exited with {proc.returncode}")
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
-            return
-        time.sleep(0.05)
-    raise RuntimeError(f"gunicorn did not listen on 127.0.0.1:{port} within {timeout} s")
-
-
-def _send(port: int, method: str, path: str) -> int:
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-    try:
-        conn.request(method, path, body=b"" if method == "POST" else None)
-        resp = conn.getresponse()
-        resp.read()
-        return resp.status
-    finally:
-        conn.close()
-
-
-def run_demo(out: Path, requests: int = 200) -> int:
-    out.mkdir(parents=True, exist_ok=True)
-    log_path = out / "gunicorn.log"
-    port = _free_port()
-    gunicorn = Path(sys.executable).with_name("gunicorn")
-    cmd = [str(gunicorn), "-c", "python:memwarden.gunicorn_conf", "-w", "2",
-           "-b", f"127.0.0.1:{port}", "--no-control-socket", "app:app"]
-    env = {**os.environ, "MEMWARDEN_CENSUS_EVERY": "50"}
-    print(f"starting the sample app under gunicorn on 127.0.0.1:{port} (2 sync workers)")
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(cmd, cwd=SAMPLE_DIR, env=env, stdout=log,
-                                stderr=subprocess.STDOUT, start_new_session=True)
+    stdout = stdout or sys.stdout
+    stderr = stderr or sys.stderr
+    if not SERVICE.is_dir():
+        stderr.write(f"memwarden demo: the reference service is not at {SERVICE}\n")
+        return 2
+    out = out.resolve()
+    runs = (("as found", "as-found", {"AGENT_SERVICE_MODE": "as-found"}),
+            ("hardened", "hardened", {"AGENT_SERVICE_MODE": "hardened"}))
+    entries = []
+    for label, folder, mode_env in runs:
+        stdout.write(f"\n== the reference agent service, {label} ==\n")
+        stdout.flush()
         try:
-            _wait_for(port, proc)
-            failed = 0
-            for i in range(requests):
-                method, path = ("POST", "/remember") if i % 4 == 3 else ("GET", f"/items/{i}")
-                failed += _send(port, method, path) >= 500
-            time.sleep(0.3)
-        finally:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(proc.pid, signal.SIGTERM)
-            proc.wait(30)
-    lines = []
-    for raw in log_path.read_text(errors="replace").splitlines():
-        with contextlib.suppress(json.JSONDecodeError):
-            obj = json.loads(raw)
-            if obj.get("logger") == "memwarden.request":
-                lines.append(obj)
-    (out / "requests.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
-    print(f"{len(lines)} request lines, {failed} failed requests; a few of them:")
-    for line in [*lines[:2], *[x for x in lines if x["route"] == "/remember"][-2:]]:
-        print(json.dumps(line))
-    by_route: dict[str, list[int]] = {}
-    for line in lines:
-        by_route.setdefault(f"{line['method']} {line['route']}", []).append(line["blocks_delta"])
-    print("allocated blocks kept per request, by route (mean):")
-    for route, deltas in sorted(by_route.items()):
-        print(f"  {route:24s} {sum(deltas) / len(deltas):10.1f}  over {len(deltas)} requests")
-    print(f"all lines: {out / 'requests.jsonl'}; gunicorn's log: {log_path}")
+            result = run_audit(
+                "api.app:app", SERVICE, ROUTES, requests, 2, out / folder,
+                env={**_CENSUS_ENV, **mode_env},
+                gunicorn_args=["-c", str(CONFIG), "--timeout", "120"],
+                census_every=10, seed=seed, concurrency=(1, 10), idle=(0.0, 0.05),
+                new_users=0.3, progress=stderr)
+        except AuditError as exc:
+            stderr.write(f"memwarden demo: the {label} audit could not run: {exc}\n")
+            return 2
+        report = result.report
+        stdout.write(f"verdict: {report['verdict']} ({report.get('reason', '')})\n")
+        stdout.write(f"requests: {report['requests']}, failed: {report['failed_requests']}\n")
+        for rank, suspect in enumerate(report["suspects"][:6], 1):
+            stdout.write(f"  {rank}. {suspect['kind']} {suspect['name']}: "
+                         f"{suspect['evidence']}\n")
+        for note in result.notes:
+            stdout.write(f"  note: {note}\n")
+        entries.append((label, analyze_paths([result.requests_log])))
+    page = out / "report.html"
+    page.write_text(render_comparison(entries, title="reference agent service"),
+                    encoding="utf-8")
+    stdout.write(f"\nside-by-side report: {page}\n")
+    stdout.write(f"each audit's files: {out / 'as-found'} and {out / 'hardened'}\n")
     return 0
 
 
 def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, default=Path("reports/demo"),
                         help="where to write the demo's files (default: reports/demo)")
+    parser.add_argument("--requests", type=int, default=400,
+                        help="requests in each audit (default: 400)")
+    parser.add_argument("--seed", type=int, default=7, help="traffic seed (default: 7)")
 
 
 def run_demo_command(args: argparse.Namespace) -> int:
-    return run_demo(args.out)
-
-
-if __name__ == "__main__":
-    p = argparse.ArgumentParser(prog="memwarden demo", description=__doc__.splitlines()[0])
-    add_demo_arguments(p)
-    raise SystemExit(run_demo_command(p.parse_args()))
+    return run_demo(args.out, requests=args.requests, seed=args.seed)
