@@ -52,7 +52,10 @@ def request(port: int, method: str, path: str, body: bytes | None = None,
 def json_lines(path: Path) -> list[dict[str, Any]]:
     """Every line of a log file that is a JSON object; other lines are an error."""
     out = []
-    for raw in path.read_text(errors="replace").splitlines():
+    text = path.read_text(errors="replace")
+    # A line being written may be seen cut at a page boundary: parse whole lines only.
+    text = text[:text.rfind("\n") + 1]
+    for raw in text.splitlines():
         if not raw.strip():
             continue
         try:

@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 
 from memwarden.settings import SETTINGS, Settings, SettingsError, settings_doc
+from memwarden.sizes import Size
 
 # One good value per setting and what it becomes. A new setting without a row here
 # fails test_every_setting_has_a_parse_example.
@@ -28,6 +29,29 @@ GOOD: dict[str, list[tuple[str, Any]]] = {
     "prometheus_port": [("0", 0), ("65535", 65535), ("9100", 9100)],
     "prometheus_host": [("0.0.0.0", "0.0.0.0")],
     "otel": [("yes", True), ("0", False)],
+    "census_collect": [("1", True), ("0", False)],
+    "recycle": [("on", "on"), ("DRY_RUN", "dry-run"), ("off", "off")],
+    "soft_limit": [("80%", Size(fraction=0.8)), ("off", None),
+                   ("512MiB", Size(bytes=512 * 2**20))],
+    "idle_limit": [("60%", Size(fraction=0.6)), ("1GB", Size(bytes=10**9))],
+    "idle_seconds": [("0.5", 0.5), ("5", 5.0)],
+    "hard_limit": [("off", None), ("2GiB", Size(bytes=2 * 2**30))],
+    "grace_seconds": [("auto", None), ("", None), ("2.5", 2.5)],
+    "max_requests": [("0", 0), ("1000", 1000)],
+    "max_requests_jitter": [("0", 0), ("50", 50)],
+    "footprint": [("RSS", "rss"), ("pss", "pss")],
+    "footprint_descendants": [("0", False), ("1", True)],
+    "footprint_every": [("1", 1), ("10", 10)],
+    "footprint_seconds": [("0", 0.0), ("5", 5.0)],
+    "max_concurrent_recycles": [("0", 0), ("2", 2)],
+    "orphans": [("dry-run", "dry-run"), ("on", "on")],
+    "orphan_grace_seconds": [("0", 0.0), ("2", 2.0)],
+    "shed": [("off", "off"), ("on", "on")],
+    "shed_high": [("90%", Size(fraction=0.9)), ("1GiB", Size(bytes=2**30))],
+    "shed_low": [("off", None), ("800MiB", Size(bytes=800 * 2**20))],
+    "shed_cgroup_high": [("0.9", 0.9), ("95%", 0.95)],
+    "shed_cgroup_low": [("off", None), ("85%", 0.85)],
+    "shed_retry_after": [("1", 1), ("30", 30)],
 }
 
 BAD: dict[str, list[str]] = {
@@ -43,6 +67,17 @@ BAD: dict[str, list[str]] = {
     "prometheus_path": ["metrics", "/m?x=1", "/a b"],
     "prometheus_port": ["-1", "65536", "http"],
     "otel": ["2"],
+    "census_collect": ["sometimes"],
+    "recycle": ["maybe"],
+    "soft_limit": ["512M", "120%", "lots"],
+    "idle_seconds": ["0", "-1"],
+    "grace_seconds": ["-1", "soon"],
+    "footprint": ["uss"],
+    "max_concurrent_recycles": ["-1"],
+    "orphans": ["yes"],
+    "shed_high": ["1g"],
+    "shed_cgroup_high": ["2", "150%"],
+    "shed_retry_after": ["0"],
 }
 
 

@@ -2,7 +2,9 @@
 
 Gives JSON logs, sets the probes up in each worker after fork, and wraps the
 worker's app with the request memory tracker (WSGI or ASGI, by the worker
-class), all from ``MEMWARDEN_*`` environment settings. To combine with your
+class), all from ``MEMWARDEN_*`` environment settings. It also holds the
+service up (:mod:`memwarden.hold`): memory and request-count recycling,
+the master's hard limit, load shedding, and no orphaned child processes. To combine with your
 own config, ``from memwarden.gunicorn_conf import *`` and call memwarden's
 hooks from yours.
 
@@ -12,21 +14,31 @@ the master, and no observability tool may take a server down.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 import logging
+import sys
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from memwarden import exporters as _exporters
 from memwarden.logs import gunicorn_logconfig
+from memwarden.recycle import check_settings as _check_hold_settings
 from memwarden.settings import Settings
 
 __all__ = [
     "child_exit",
     "logconfig_dict",
     "memwarden_settings",
+    "on_exit",
+    "on_starting",
     "post_fork",
+    "post_request",
     "post_worker_init",
+    "pre_fork",
+    "pre_request",
+    "when_ready",
     "worker_exit",
 ]
 
@@ -36,7 +48,11 @@ F = TypeVar("F", bound=Callable[..., None])
 # Validated here, in the master at start: a bad MEMWARDEN_* value stops the
 # server before it serves, with a message naming the variable.
 memwarden_settings = Settings.from_env()
+_check_hold_settings(memwarden_settings)
 logconfig_dict = gunicorn_logconfig(memwarden_settings.log_level, memwarden_settings.access_log)
+# Before the app is imported: prometheus_client picks its multiprocess mode at
+# import. A missing extra stops the start here, naming what to install.
+_exporters.setup_master(memwarden_settings)
 
 
 def _guarded(hook: F) -> F:
@@ -45,10 +61,8 @@ def _guarded(hook: F) -> F:
         try:
             hook(*args, **kwargs)
         except Exception:
-            try:
+            with contextlib.suppress(Exception):
                 _log.exception("memwarden gunicorn hook %s failed; continuing", hook.__name__)
-            except Exception:
-                pass
     return wrapper  # type: ignore[return-value]
 
 
@@ -59,13 +73,60 @@ def is_asgi_worker(worker: Any) -> bool:
 
 
 def is_asgi_app(app: Any) -> bool:
-    call = getattr(app, "__call__", None)
+    call = app.__call__ if callable(app) else None
     return inspect.iscoroutinefunction(app) or inspect.iscoroutinefunction(call)
 
 
 @_guarded
+def on_starting(server: Any) -> None:
+    _exporters.on_starting(server, memwarden_settings)
+
+
+@_guarded
+def when_ready(server: Any) -> None:
+    from memwarden import hold
+
+    hold.when_ready(server, memwarden_settings)
+
+
+@_guarded
+def pre_fork(server: Any, worker: Any) -> None:
+    from memwarden import hold
+
+    hold.pre_fork(server, worker)
+
+
+@_guarded
+def on_exit(server: Any) -> None:
+    from memwarden import hold
+
+    try:
+        hold.on_exit(server)
+    finally:
+        _exporters.on_exit(server)
+
+
+@_guarded
+def pre_request(worker: Any, req: Any) -> None:
+    # Replaces gunicorn's default, which logs this at debug level.
+    worker.log.debug("%s %s", req.method, req.path)
+    hold = sys.modules.get("memwarden.hold")
+    if hold is not None:
+        hold.pre_request(worker, req)
+
+
+@_guarded
+def post_request(worker: Any, req: Any, environ: Any = None, resp: Any = None) -> None:
+    hold = sys.modules.get("memwarden.hold")
+    if hold is not None:
+        hold.post_request(worker, req)
+
+
+@_guarded
 def post_fork(server: Any, worker: Any) -> None:
-    from memwarden import probe
+    from memwarden import hold, probe
+
+    hold.post_fork(server, worker)
 
     # Open the statm descriptor in the worker, never the master's.
     probe.current().rss_bytes()
@@ -73,36 +134,60 @@ def post_fork(server: Any, worker: Any) -> None:
         from memwarden.census import enable_loop_tracking
 
         enable_loop_tracking()
+    _exporters.post_fork(server, worker, memwarden_settings)
 
 
 @_guarded
 def post_worker_init(worker: Any) -> None:
-    if not memwarden_settings.wrap_app:
-        return
+    from memwarden import hold
+
     app = getattr(worker, "wsgi", None)
-    if app is None:
-        return
-    if is_asgi_worker(worker) or is_asgi_app(app):
-        from memwarden.asgi import AsgiMemoryTracker
+    asgi = is_asgi_worker(worker) or (app is not None and is_asgi_app(app))
+    try:
+        if app is not None:
+            # Shedding sits inside the tracker, so a 503 gets its request line.
+            app = worker.wsgi = hold.wrap_app(worker, app, memwarden_settings, asgi)
+        if not memwarden_settings.wrap_app or app is None:
+            return
+        if asgi:
+            from memwarden.asgi import AsgiMemoryTracker
 
-        worker.wsgi = AsgiMemoryTracker(app, memwarden_settings)
-    else:
-        from memwarden.wsgi import MemoryTracker
+            worker.wsgi = AsgiMemoryTracker(app, memwarden_settings)
+        else:
+            from memwarden.wsgi import MemoryTracker
 
-        worker.wsgi = MemoryTracker(app, memwarden_settings)
+            worker.wsgi = MemoryTracker(app, memwarden_settings)
+    finally:
+        try:
+            hold.post_worker_init(worker, memwarden_settings, asgi)
+        finally:
+            _exporters.post_worker_init(worker, memwarden_settings)
 
 
 @_guarded
 def worker_exit(server: Any, worker: Any) -> None:
     # Close the worker's background loop (and what it holds) if one was made.
-    import sys
-
     loop_module = sys.modules.get("memwarden.loop")
     shutdown = getattr(loop_module, "shutdown", None)
-    if shutdown is not None:
-        shutdown(5.0)
+    try:
+        if shutdown is not None:
+            shutdown(5.0)
+    finally:
+        # Then end whatever processes the worker still has (browsers, MCP servers).
+        from memwarden import hold
+
+        try:
+            hold.worker_exit(server, worker, memwarden_settings)
+        finally:
+            _exporters.worker_exit(server, worker)
 
 
 @_guarded
 def child_exit(server: Any, worker: Any) -> None:
     _log.info("worker exited", extra={"worker_pid": getattr(worker, "pid", None)})
+    from memwarden import hold
+
+    try:
+        hold.child_exit(server, worker)
+    finally:
+        _exporters.child_exit(server, worker)

@@ -80,7 +80,7 @@ def _footprint_kind(raw: str) -> str:
 
 
 def _optional_seconds(raw: str) -> float | None:
-    if not raw.strip():
+    if raw.strip().lower() in ("", "auto"):
         return None
     return _float_at_least(0.0)(raw)
 
@@ -105,7 +105,7 @@ class Setting:
 
 
 SETTINGS: tuple[Setting, ...] = (
-    Setting("census_every", "100", _int_at_least(1),
+    Setting("census_every", "1000", _int_at_least(1),
             "Take a resource census every N requests per worker (1: every request)."),
     Setting("census_seconds", "60", _float_at_least(0.0),
             "Also take one when this many seconds passed since the last (0: count only)."),
@@ -152,7 +152,9 @@ SETTINGS: tuple[Setting, ...] = (
             "Memory and request-count recycling of workers: on, dry-run (log `would_recycle`, "
             "do nothing) or off."),
     Setting("soft_limit", "80%", parse_size,
-            "Footprint at which a worker restarts gracefully after the current request."),
+            "Footprint at which a worker restarts gracefully after the current request. "
+            "A size (512MiB, 1.5GB), off, or a percentage of the worker's share of the "
+            "cgroup memory limit (limit / workers; off when there is no limit)."),
     Setting("idle_limit", "60%", parse_size,
             "Lower footprint at which a worker restarts in the next idle gap, not mid-burst."),
     Setting("idle_seconds", "5", _float_at_least(0.1),
@@ -160,9 +162,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("hard_limit", "95%", parse_size,
             "Footprint at which the master stops the worker (SIGTERM, then SIGKILL after "
             "the grace period), even in the middle of a stuck request."),
-    Setting("grace_seconds", "", _optional_seconds,
+    Setting("grace_seconds", "auto", _optional_seconds,
             "Grace between the master's SIGTERM and SIGKILL at the hard limit "
-            "(empty: gunicorn's graceful_timeout)."),
+            "(auto: gunicorn's graceful_timeout)."),
     Setting("max_requests", "0", _int_at_least(0),
             "Restart a worker after this many requests, health checks not counted (0: off)."),
     Setting("max_requests_jitter", "0", _int_at_least(0),
@@ -207,9 +209,14 @@ def settings_doc() -> str:
     return "\n".join(rows)
 
 
+_SOFT_LIMIT = Size(fraction=0.8)
+_IDLE_LIMIT = Size(fraction=0.6)
+_HARD_LIMIT = Size(fraction=0.95)
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
-    census_every: int = 100
+    census_every: int = 1000
     census_seconds: float = 60.0
     census_descendants: bool = True
     gc_types: int = 0
@@ -229,10 +236,10 @@ class Settings:
     prometheus_host: str = "127.0.0.1"
     otel: bool = False
     recycle: str = "on"
-    soft_limit: Size | None = Size(fraction=0.8)
-    idle_limit: Size | None = Size(fraction=0.6)
+    soft_limit: Size | None = _SOFT_LIMIT
+    idle_limit: Size | None = _IDLE_LIMIT
     idle_seconds: float = 5.0
-    hard_limit: Size | None = Size(fraction=0.95)
+    hard_limit: Size | None = _HARD_LIMIT
     grace_seconds: float | None = None
     max_requests: int = 0
     max_requests_jitter: int = 0

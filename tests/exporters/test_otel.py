@@ -15,13 +15,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support import REPO, gunicorn
+from support import gunicorn
 
 from memwarden.exporters.otel import INSTRUMENTS
 from memwarden.exporters.prometheus import footprint_kind
 from memwarden.settings import Settings
 
-CONF = str(REPO / "tests" / "apps" / "exporters_conf.py")
 KIND = footprint_kind(Settings())[0]
 
 
@@ -166,7 +165,7 @@ def test_two_workers_export_otlp_with_their_own_identity_names_units_and_values(
         "OTEL_SERVICE_NAME": "memwarden-otel-test",
         "OTEL_RESOURCE_ATTRIBUTES": "deployment.environment=test",
     }
-    with gunicorn("export_app:app", tmp_path, config=CONF, env=env, args=["-w", "2"]) as g:
+    with gunicorn("export_app:app", tmp_path, env=env, args=["-w", "2"]) as g:
         pids = set(g.worker_pids(expect=2))
         served: set[int] = set()
         sent = 0
@@ -263,7 +262,7 @@ def test_otel_off_sends_nothing(tmp_path: Path, receiver: OtlpReceiver) -> None:
     env = {"OTEL_EXPORTER_OTLP_ENDPOINT": endpoint,
            "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT": f"{endpoint}/v1/metrics",
            "OTEL_METRIC_EXPORT_INTERVAL": "200"}
-    with gunicorn("export_app:app", tmp_path, config=CONF, env=env, args=["-w", "1"]) as g:
+    with gunicorn("export_app:app", tmp_path, env=env, args=["-w", "1"]) as g:
         assert g.request("GET", "/pid")[0] == 200
         time.sleep(1.0)
     assert receiver.snapshot() == []

@@ -28,7 +28,6 @@ from support import REPO, free_port, gunicorn, wait_for_port
 from memwarden.exporters.prometheus import footprint_kind
 from memwarden.settings import Settings
 
-CONF = str(REPO / "tests" / "apps" / "exporters_conf.py")
 RULES = REPO / "deploy" / "prometheus" / "memwarden.rules.yml"
 DASHBOARD = REPO / "deploy" / "grafana" / "memwarden.json"
 INSTALL_HINT = ("apt-get install -y prometheus (Debian's package provides the prometheus "
@@ -191,7 +190,7 @@ def test_real_prometheus_sees_one_series_per_live_worker_across_recycles(tmp_pat
     env = {"MEMWARDEN_PROMETHEUS": "1", "MEMWARDEN_PROMETHEUS_DIR": str(directory),
            "MEMWARDEN_PROMETHEUS_PORT": str(metrics_port), "MEMWARDEN_CENSUS_EVERY": "1"}
     max_requests = 8
-    with gunicorn("export_app:app", tmp_path, config=CONF, env=env,
+    with gunicorn("export_app:app", tmp_path, env=env,
                   args=["-w", "2", "--max-requests", str(max_requests)]) as g:
         wait_for_port(metrics_port, proc=g.proc)
         with prometheus(tmp_path, [f"127.0.0.1:{metrics_port}"], [RULES]) as prom:
@@ -277,7 +276,7 @@ def test_asgi_workers_serve_the_metrics_route(tmp_path: Path) -> None:
     """Under uvicorn workers the route answers from the event loop, for both workers."""
     env = {"MEMWARDEN_PROMETHEUS": "1", "MEMWARDEN_PROMETHEUS_DIR": str(tmp_path / "mp"),
            "MEMWARDEN_PROMETHEUS_PATH": "/internal/metrics"}
-    with gunicorn("fastapi_app:app", tmp_path, config=CONF, env=env,
+    with gunicorn("fastapi_app:app", tmp_path, env=env,
                   args=["-w", "2", "-k", "uvicorn_worker.UvicornWorker"]) as g:
         pids = set(g.worker_pids(expect=2))
 
@@ -417,7 +416,7 @@ def test_a_missing_extra_is_named_in_the_error() -> None:
 def test_a_directory_memwarden_made_is_removed_when_the_master_exits(tmp_path: Path) -> None:
     """Without a configured directory the master makes a temporary one, and removes it."""
     env = {"MEMWARDEN_PROMETHEUS": "1", "PROMETHEUS_MULTIPROC_DIR": ""}
-    with gunicorn("export_app:app", tmp_path, config=CONF, env=env, args=["-w", "1"]) as g:
+    with gunicorn("export_app:app", tmp_path, env=env, args=["-w", "1"]) as g:
         _, _, body = g.request("GET", "/multiproc-dir")
         directory = Path(json.loads(body)["dir"])
         assert directory.name.startswith("memwarden-prometheus-")

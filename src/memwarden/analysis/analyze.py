@@ -63,7 +63,8 @@ def _summary(assessment: LifeAssessment) -> WorkerSummary:
     life = assessment.life
     rss = [r.rss_bytes for r in life.requests if r.rss_bytes is not None]
     rss_fit = assessment.rss.fit if assessment.rss is not None else None
-    blocks_fit = assessment.blocks.fit if assessment.blocks is not None else None
+    heap = assessment.heap if assessment.heap is not None else assessment.blocks
+    blocks_fit = heap.fit if heap is not None else None
     return WorkerSummary(
         pid=life.pid,
         life=life.index,
@@ -77,6 +78,7 @@ def _summary(assessment: LifeAssessment) -> WorkerSummary:
         verdict=assessment.verdict,
         reason=assessment.reason,
         ended_by=life.ended_by,
+        heap_signal=assessment.heap_signal,
     )
 
 

@@ -2,7 +2,8 @@
 
 The defaults favour silence over false alarms: a benchmark of no-leak runs
 must see no "leak" verdict, while a leak of ~10 KB per request still shows
-within a few hundred requests.
+within a few hundred requests (within ~150 when the census counts the live
+heap after a collection, ``MEMWARDEN_CENSUS_COLLECT=1``).
 """
 
 from __future__ import annotations
@@ -39,6 +40,44 @@ class AnalysisConfig:
     # requests in a trivial Flask app). Block growth within this share of the
     # heap is therefore not called a leak on its own.
     garbage_allowance: float = 0.25
+    # The live heap after a full collection (census ``blocks_collected``, or
+    # ``blocks_after_full_gc`` sampled at each full collection) holds no
+    # garbage, so a steady rise is a leak without any garbage allowance: a
+    # rise of this many blocks per request in every window...
+    exact_min_blocks_per_request: float = 1.0
+    # ...that does not slow down, and that outgrows warm-up: what a clean app
+    # adds after the warm-up window. Measured under gunicorn and the soak:
+    # 260-610 blocks over the first 300 requests of clean Flask apps (~1
+    # block/request at first: lazy imports, first calls of rare routes,
+    # caches of the app, the server and the interpreter), up to ~2,000 with a
+    # small bounded cache still filling. Steady growth short of it is "run
+    # longer", never "leak".
+    exact_warmup_allowance_blocks: float = 2000.0
+    # Bigger apps warm up more (more modules to import lazily, more caches):
+    # the allowance is at least this share of the live heap.
+    exact_warmup_heap_share: float = 0.015
+    # ...and past this many times the series' own wobble (the robust spread of
+    # its points around the trend): under threads, the requests in flight at a
+    # census hold hundreds of blocks that come and go.
+    exact_noise_multiple: float = 5.0
+    # Blocks per call for a route to be named from the live heap: warm-up
+    # spreads a block or so per call over every route.
+    exact_route_min_blocks_per_call: float = 2.0
+    # A leak of large objects (a 64 KiB buffer is ONE allocated block) rises
+    # slowly in blocks: this many per request in every window is a leak when
+    # RSS grows in every window too.
+    exact_large_objects_blocks_per_request: float = 0.5
+    # RSS must then grow this much per request, and this much per new block:
+    # large objects, not small ones beside an allocator high-water climb.
+    exact_large_objects_rss_bytes_per_request: float = 16 * 1024.0
+    exact_large_objects_bytes_per_block: float = 4096.0
+    # Steps up per window: a leak keeps adding, a lazy import adds once.
+    exact_min_rises: int = 3
+    # Requests after warm-up before the live heap may decide (it also needs
+    # ``windows`` x 5 census points: a census every 5 requests or more often).
+    exact_min_requests: int = 100
+    # Full collections seen after warm-up before their series may decide.
+    full_gc_min_samples: int = 4
     # RSS trend floor when RSS only supports the verdict.
     rss_support_bytes_per_request: float = 1024.0
     # RSS alone (no block counts, or blocks flat) calls a leak only past both
@@ -72,6 +111,9 @@ class AnalysisConfig:
         if self.windows < 2:
             raise ValueError("AnalysisConfig.windows must be at least 2")
         for name in ("min_blocks_per_request", "rss_support_bytes_per_request",
+                     "exact_min_blocks_per_request", "exact_large_objects_blocks_per_request",
+                     "exact_large_objects_rss_bytes_per_request",
+                     "exact_large_objects_bytes_per_block",
                      "rss_only_bytes_per_request", "resource_per_request",
                      "children_pss_bytes_per_request", "type_per_request"):
             if not getattr(self, name) > 0:
@@ -84,9 +126,10 @@ class AnalysisConfig:
         return min(requests, max(self.warmup_min_requests,
                                  math.ceil(requests * self.warmup_fraction)))
 
-    def requests_needed(self) -> int:
-        """The smallest life that leaves ``min_requests`` after warm-up."""
-        n = self.min_requests
-        while n - self.warmup_requests(n) < self.min_requests:
+    def requests_needed(self, tested: int | None = None) -> int:
+        """The smallest life that leaves ``tested`` (default ``min_requests``) after warm-up."""
+        want = self.min_requests if tested is None else tested
+        n = want
+        while n - self.warmup_requests(n) < want:
             n += 1
         return n

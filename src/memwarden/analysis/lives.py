@@ -16,8 +16,10 @@ from memwarden.analysis.records import LifecycleEvent, RequestRecord
 
 __all__ = ["LifeSplit", "WorkerLife", "split_lives"]
 
-# Threaded and async workers log requests slightly out of order; a seq this
-# far below the highest one seen is a new life, anything closer is reordering.
+# Threaded and async workers log requests out of order: a request numbered
+# first may log last (a census adds milliseconds between the two), so a low
+# seq means a new life only when it is also below every seq of this life;
+# one within this distance of the highest is reordering even then.
 REORDER_TOLERANCE = 16
 
 
@@ -31,6 +33,7 @@ class WorkerLife:
     end_events: list[LifecycleEvent] = field(default_factory=list)
     _seen: set[int] = field(default_factory=set, repr=False)
     _max_seq: int = 0
+    _min_seq: int | None = None
 
     @property
     def label(self) -> str:
@@ -46,7 +49,8 @@ class WorkerLife:
     def _starts_new_life(self, seq: int) -> bool:
         if seq in self._seen:  # a seq never repeats within one life
             return True
-        if seq < self._max_seq - REORDER_TOLERANCE:
+        if seq < self._max_seq - REORDER_TOLERANCE and (self._min_seq is None
+                                                        or seq < self._min_seq):
             return True
         # After a recycle or kill line only stragglers of the old life (seq
         # above its start) may follow; a low seq is the replacement process.
@@ -56,6 +60,7 @@ class WorkerLife:
         self.requests.append(record)
         self._seen.add(record.seq)
         self._max_seq = max(self._max_seq, record.seq)
+        self._min_seq = record.seq if self._min_seq is None else min(self._min_seq, record.seq)
 
 
 @dataclass(slots=True)

@@ -85,6 +85,9 @@ class WorkerSummary:
     verdict: Verdict
     reason: str
     ended_by: str | None
+    # Which heap series ``blocks_per_request`` comes from: "blocks_collected"
+    # (live heap at each census), "blocks_after_full_gc", "blocks" or "blocks_delta".
+    heap_signal: str | None = None
 
     def to_json_dict(self) -> dict[str, Any]:
         return {
@@ -98,6 +101,7 @@ class WorkerSummary:
             "first_seq": self.first_seq,
             "last_seq": self.last_seq,
             "blocks_per_request": _number(self.blocks_per_request, 3),
+            "heap_signal": self.heap_signal,
             "reason": self.reason,
             "ended_by": self.ended_by,
         }

@@ -10,86 +10,36 @@ of calls of each route in between.
 
 from __future__ import annotations
 
-import math
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from memwarden.analysis.fit import OTHER, census_intervals, census_route_fit, fit_routes
 from memwarden.analysis.model import Suspect
 from memwarden.analysis.stats import median, normal_cdf
 from memwarden.analysis.trend import Trend
 from memwarden.analysis.units import format_count, format_signed_bytes
 from memwarden.analysis.verdict import CHILDREN_PSS, GC_PREFIX, LifeAssessment
 
-__all__ = ["census_route_fit", "resource_suspects"]
+__all__ = ["OWNERS", "RouteLead", "census_route_fit", "resource_suspects"]
 
 # Kinds whose memory lives in child processes: their bytes come from the
 # growth of children_pss_bytes over the same requests.
 CHILD_PROCESS_KINDS = frozenset({"children", "playwright.contexts", "mcp.sessions"})
 # Trend states that point at growth without proving it.
 WEAK_STATES = frozenset({"slowing", "late", "mixed"})
-# Routes beyond this many (by calls) share one coefficient in the census fit.
-MAX_FIT_ROUTES = 30
-OTHER = "(other routes)"
-
-
-def _solve(matrix: list[list[float]], vector: list[float]) -> list[float] | None:
-    """Gaussian elimination with partial pivoting; None when singular."""
-    n = len(vector)
-    a = [[*row, vector[i]] for i, row in enumerate(matrix)]
-    for col in range(n):
-        pivot = max(range(col, n), key=lambda r: abs(a[r][col]))
-        if abs(a[pivot][col]) < 1e-12:
-            return None
-        a[col], a[pivot] = a[pivot], a[col]
-        for r in range(col + 1, n):
-            factor = a[r][col] / a[col][col]
-            if factor:
-                for c in range(col, n + 1):
-                    a[r][c] -= factor * a[col][c]
-    solution = [0.0] * n
-    for r in range(n - 1, -1, -1):
-        tail = math.fsum(a[r][c] * solution[c] for c in range(r + 1, n))
-        solution[r] = (a[r][n] - tail) / a[r][r]
-    return solution
-
-
-def census_route_fit(intervals: Sequence[tuple[Counter[str], float]]) -> dict[str, float]:
-    """Least squares (no intercept) of census increments on route call counts.
-
-    Each interval is (calls per route since the previous sample, change in the
-    count). Returns units per call for each route; empty when the fit is not
-    identified (too few intervals, or routes that always come together).
-    """
-    totals: Counter[str] = Counter()
-    for calls, _delta in intervals:
-        totals.update(calls)
-    routes = [route for route, _count in totals.most_common(MAX_FIT_ROUTES)]
-    if len(totals) > MAX_FIT_ROUTES:
-        routes.append(OTHER)
-    if len(intervals) < len(routes) + 2:
-        return {}
-    index = {route: i for i, route in enumerate(routes)}
-    size = len(routes)
-    gram = [[0.0] * size for _ in range(size)]
-    moment = [0.0] * size
-    for calls, delta in intervals:
-        row = [0.0] * size
-        for route, count in calls.items():
-            row[index.get(route, size - 1)] += count
-        nonzero = [(i, v) for i, v in enumerate(row) if v]
-        for i, vi in nonzero:
-            moment[i] += vi * delta
-            for j, vj in nonzero:
-                gram[i][j] += vi * vj
-    # A touch of ridge keeps rarely-called routes from blowing up the fit.
-    trace = sum(gram[i][i] for i in range(size))
-    for i in range(size):
-        gram[i][i] += 1e-9 * trace + 1e-12
-    solution = _solve(gram, moment)
-    if solution is None or not all(math.isfinite(v) for v in solution):
-        return {}
-    return dict(zip(routes, solution, strict=True))
+# Generic counts and the specific resources that hold them: an unclosed event
+# loop holds 3 fds, a browser context a child process, an MCP stdio session
+# a server process and its pipes. When the holder grows too, it is the better
+# name for the leak, and the generic count ranks below it.
+OWNERS: dict[str, tuple[str, ...]] = {
+    "fds": ("asyncio.loops", "children", "playwright.contexts", "mcp.sessions"),
+    "threads": ("asyncio.loops", "playwright.contexts", "mcp.sessions"),
+    "children": ("playwright.contexts", "mcp.sessions"),
+    "asyncio.tasks": ("asyncio.loops", "mcp.sessions"),
+    "asyncio.loops_alive": ("asyncio.loops",),
+}
+HELD_WEIGHT = 0.5
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,38 +71,34 @@ def _kind_growth(assessments: Sequence[LifeAssessment], kind: str) -> _KindGrowt
 
 def _census_intervals(assessments: Sequence[LifeAssessment], kind: str
                       ) -> list[tuple[Counter[str], float]]:
-    intervals: list[tuple[Counter[str], float]] = []
-    for assessment in assessments:
-        requests = assessment.life.requests[assessment.signals.warmup:]
-        calls: Counter[str] = Counter()
-        previous: float | None = None
-        for request in requests:
-            calls[request.route_key] += 1
-            value = request.census.get(kind) if request.census else None
-            if value is None:
-                continue
-            if previous is not None:
-                intervals.append((calls, value - previous))
-            previous = value
-            calls = Counter()
-    return intervals
+    return census_intervals(((a.life, a.signals.warmup) for a in assessments), kind)
 
 
-def _follows_route(assessments: Sequence[LifeAssessment], kind: str, slope: float) -> str:
-    """", follows POST /chat (+3 per call)" when one route explains most of the growth."""
+@dataclass(frozen=True, slots=True)
+class RouteLead:
+    """A route that a growing census kind follows: the fit's per-call increment."""
+
+    route: str
+    kind: str
+    per_call: float
+    t: float
+    confidence: float  # the kind's own confidence
+
+
+def _follows_route(assessments: Sequence[LifeAssessment], kind: str, slope: float
+                   ) -> tuple[str, float, float] | None:
+    """(route, per call, t) when one route explains most of the kind's growth."""
     intervals = _census_intervals(assessments, kind)
-    fit = census_route_fit(intervals)
-    if not fit:
-        return ""
-    calls: Counter[str] = Counter()
-    for interval_calls, _delta in intervals:
-        calls.update(interval_calls)
-    total_requests = sum(calls.values())
-    route, per_call = max(fit.items(), key=lambda item: item[1] * calls.get(item[0], 0))
-    share = per_call * calls.get(route, 0) / max(total_requests, 1)
-    if per_call <= 0 or slope <= 0 or share < 0.5 * slope:
-        return ""
-    return f"; follows {route} (+{format_count(per_call)} per call)"
+    fit = fit_routes(intervals)
+    if fit is None:
+        return None
+    total_requests = sum(fit.calls.values())
+    route, per_call = max(fit.per_call.items(),
+                          key=lambda item: item[1] * fit.calls.get(item[0], 0))
+    share = per_call * fit.calls.get(route, 0) / max(total_requests, 1)
+    if route == OTHER or per_call <= 0 or slope <= 0 or share < 0.5 * slope:
+        return None
+    return route, per_call, fit.t(route)
 
 
 def _trend_confidence(growth: _KindGrowth) -> float:
@@ -185,10 +131,31 @@ def _children_bytes(assessments: Sequence[LifeAssessment], growth: _KindGrowth) 
     return median(slopes) if slopes else None
 
 
-def resource_suspects(assessments: Sequence[LifeAssessment]) -> list[Suspect]:
-    """Census kinds that grow: resources, and object types from the gc census."""
+def _demote_held(suspects: list[Suspect]) -> list[Suspect]:
+    """Rank a generic count below a specific resource that grows with it and holds it."""
+    by_name = {s.name: s for s in suspects if s.kind == "resource"}
+    out = []
+    for suspect in suspects:
+        holders = [by_name[o] for o in OWNERS.get(suspect.name, ()) if o in by_name
+                   and by_name[o].confidence >= HELD_WEIGHT * suspect.confidence]
+        if suspect.kind == "resource" and holders:
+            holder = max(holders, key=lambda h: h.confidence)
+            ratio = suspect.per_request / holder.per_request if holder.per_request else 0.0
+            suspect = Suspect(suspect.kind, suspect.name, suspect.per_request,
+                              suspect.bytes_per_request, suspect.confidence * HELD_WEIGHT,
+                              f"{suspect.evidence}; probably held by {holder.name}, which grows "
+                              f"too ({format_count(ratio)} per {holder.name})")
+        out.append(suspect)
+    return out
+
+
+def resource_suspects(assessments: Sequence[LifeAssessment]
+                      ) -> tuple[list[Suspect], list[RouteLead]]:
+    """Census kinds that grow (resources, object types from the gc census), and the
+    routes they follow."""
     kinds = sorted({kind for a in assessments for kind in a.resources})
     suspects = []
+    leads = []
     for kind in kinds:
         if kind == CHILDREN_PSS and "children" in kinds:
             continue  # reported as the bytes of "children"
@@ -203,7 +170,12 @@ def resource_suspects(assessments: Sequence[LifeAssessment]) -> list[Suspect]:
             suspects.append(Suspect("type", name, slope, None, confidence, evidence))
             continue
         unit = " B" if kind == CHILDREN_PSS else ""
-        evidence = _trend_evidence(growth, kind, unit) + _follows_route(assessments, kind, slope)
+        evidence = _trend_evidence(growth, kind, unit)
+        follows = _follows_route(assessments, kind, slope)
+        if follows is not None:
+            route, per_call, t = follows
+            evidence += f"; follows {route} (+{format_count(per_call)} per call)"
+            leads.append(RouteLead(route, kind, per_call, t, confidence))
         child_bytes = _children_bytes(assessments, growth) if kind in CHILD_PROCESS_KINDS \
             else None
         if kind == CHILDREN_PSS:
@@ -213,4 +185,4 @@ def resource_suspects(assessments: Sequence[LifeAssessment]) -> list[Suspect]:
         suspects.append(Suspect("resource", kind, slope,
                                 round(child_bytes) if child_bytes is not None else None,
                                 confidence, evidence))
-    return suspects
+    return _demote_held(suspects), leads

@@ -6,12 +6,18 @@ makes RSS rise in runs without a leak. When the absolute count (``blocks``)
 is logged it is used as is: under threads or async workers, the deltas of
 overlapping requests each include the others' allocations, so their sum
 over-counts; the absolute count does not.
+
+Two census fields measure the live heap without garbage, and beat both:
+``blocks_collected`` (right after a ``gc.collect()``, on every census when
+``MEMWARDEN_CENSUS_COLLECT=1``) and ``blocks_after_full_gc`` (right after the
+most recent full collection, new whenever ``gc_full_collections`` moves).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import pairwise
 
 from memwarden.analysis.config import AnalysisConfig
 from memwarden.analysis.lives import WorkerLife
@@ -20,8 +26,13 @@ from memwarden.analysis.records import RequestRecord
 
 __all__ = ["LifeSignals", "Signal", "cumulative_blocks", "life_series", "life_signals"]
 
-# Census keys that are not resources: memory totals the series already carry.
-NOT_RESOURCES = frozenset({"blocks", "rss_bytes", "pss_bytes", "uss_bytes"})
+EXACT_KEY = "blocks_collected"
+FULL_GC_KEY = "blocks_after_full_gc"
+FULL_GC_COUNT_KEY = "gc_full_collections"
+# Census keys that are not resources: memory totals the series already carry,
+# and the garbage collector's own bookkeeping.
+NOT_RESOURCES = frozenset({"blocks", "rss_bytes", "pss_bytes", "uss_bytes", EXACT_KEY,
+                           FULL_GC_KEY, FULL_GC_COUNT_KEY})
 # Shares of requests carrying a field before it is trusted as a series.
 ABSOLUTE_BLOCKS_SHARE = 0.9
 DELTA_BLOCKS_SHARE = 0.5
@@ -44,6 +55,12 @@ class LifeSignals:
     heap_blocks: float | None  # absolute allocated blocks where the tested span starts
     rss: Signal | None
     census: dict[str, Signal]
+    # The live heap after a collection, after warm-up: at each census that
+    # collected first, and at each census that saw a new full collection.
+    exact: Signal | None = None
+    full_gc: Signal | None = None
+    # Median requests between census lines (None: fewer than two).
+    census_every: float | None = None
 
     @property
     def tested(self) -> int:
@@ -86,6 +103,35 @@ def _signal(xs: list[float], ys: list[float]) -> Signal | None:
     return Signal(tuple(xs), tuple(ys)) if xs else None
 
 
+def _full_gc_samples(requests: Sequence[RequestRecord], after_seq: float
+                     ) -> tuple[list[float], list[float]]:
+    """``blocks_after_full_gc`` where ``gc_full_collections`` moved, after ``after_seq``.
+
+    The value was recorded by the collection itself, somewhere between this
+    census and the one before; it is placed at this census.
+    """
+    xs: list[float] = []
+    ys: list[float] = []
+    seen: float | None = None
+    for request in requests:
+        census = request.census
+        if not census or FULL_GC_COUNT_KEY not in census:
+            continue
+        count = census[FULL_GC_COUNT_KEY]
+        value = census.get(FULL_GC_KEY)
+        if seen is not None and count > seen and value is not None and request.seq > after_seq:
+            xs.append(request.seq)
+            ys.append(value)
+        seen = count
+    return xs, ys
+
+
+def _census_every(requests: Sequence[RequestRecord]) -> float | None:
+    seqs = [r.seq for r in requests if r.census]
+    gaps = sorted(b - a for a, b in pairwise(seqs) if b > a)
+    return float(gaps[len(gaps) // 2]) if gaps else None
+
+
 def life_signals(life: WorkerLife, config: AnalysisConfig) -> LifeSignals:
     requests = life.requests
     warmup = config.warmup_requests(len(requests))
@@ -95,6 +141,8 @@ def life_signals(life: WorkerLife, config: AnalysisConfig) -> LifeSignals:
     rx: list[float] = []
     ry: list[float] = []
     census: dict[str, tuple[list[float], list[float]]] = {}
+    ex: list[float] = []
+    ey: list[float] = []
     for index in range(warmup, len(requests)):
         request = requests[index]
         value = blocks[index]
@@ -105,6 +153,10 @@ def life_signals(life: WorkerLife, config: AnalysisConfig) -> LifeSignals:
             rx.append(request.seq)
             ry.append(request.rss_bytes)
         if request.census:
+            collected = request.census.get(EXACT_KEY)
+            if collected is not None:
+                ex.append(request.seq)
+                ey.append(collected)
             for kind, count in request.census.items():
                 if kind in NOT_RESOURCES:
                     continue
@@ -119,6 +171,9 @@ def life_signals(life: WorkerLife, config: AnalysisConfig) -> LifeSignals:
         heap_blocks=_heap_blocks(requests[warmup:]),
         rss=_signal(rx, ry),
         census={kind: Signal(tuple(xs), tuple(ys)) for kind, (xs, ys) in census.items()},
+        exact=_signal(ex, ey),
+        full_gc=_signal(*_full_gc_samples(requests, requests[warmup - 1].seq if warmup else 0)),
+        census_every=_census_every(requests),
     )
 
 

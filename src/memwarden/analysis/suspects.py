@@ -31,7 +31,8 @@ def rank_suspects(suspects: Sequence[Suspect], limit: int) -> tuple[Suspect, ...
 
 def all_suspects(assessments: Sequence[LifeAssessment], windows: Sequence[AllocationWindow],
                  verdict: Verdict, config: AnalysisConfig) -> tuple[Suspect, ...]:
-    suspects = route_suspects(assessments, verdict, config)
-    suspects += resource_suspects(assessments)
+    resources, leads = resource_suspects(assessments)
+    suspects = route_suspects(assessments, verdict, config, leads)
+    suspects += resources
     suspects += allocation_suspects(windows, config)
     return rank_suspects(suspects, config.max_suspects)

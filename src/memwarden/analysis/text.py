@@ -20,7 +20,9 @@ def _worker_line(worker: WorkerSummary) -> str:
     if worker.slope_bytes_per_request is not None:
         parts.append(f"{format_signed_bytes(worker.slope_bytes_per_request)}/request")
     if worker.blocks_per_request is not None:
-        parts.append(f"blocks {format_count(worker.blocks_per_request)}/request")
+        live = worker.heap_signal in ("blocks_collected", "blocks_after_full_gc")
+        parts.append(f"{'live heap' if live else 'blocks'} "
+                     f"{format_count(worker.blocks_per_request)} blocks/request")
     if worker.ended_by:
         parts.append(worker.ended_by)
     return ", ".join(parts) + f": {VERDICT_WORDS[worker.verdict]}"

@@ -53,17 +53,25 @@ class TrendRule:
 
     ``floor`` is the smallest slope (per request) worth calling growth;
     ``min_growth`` the smallest total rise over the tested span.
+    ``min_rises`` is how many of a window's steps must go up for the window
+    to grow: a leak keeps adding, while a lazy import or a one-off load is a
+    single step that a robust slope can still read as growth when it lands
+    mid-window. For exact series (the live heap after a collection), where a
+    step up is never noise.
     """
 
     floor: float
     min_growth: float = 0.0
     windows: int = 4
+    min_rises: int = 0
 
     def __post_init__(self) -> None:
         if not self.floor > 0.0:
             raise ValueError(f"TrendRule.floor must be positive, got {self.floor!r}")
         if self.windows < 2:
             raise ValueError(f"TrendRule.windows must be at least 2, got {self.windows!r}")
+        if self.min_rises < 0:
+            raise ValueError(f"TrendRule.min_rises must be >= 0, got {self.min_rises!r}")
 
     @property
     def min_points(self) -> int:
@@ -92,6 +100,8 @@ class Trend:
     window_lows: tuple[float, ...] = ()
     # Every point above the one before it.
     strictly_rising: bool = False
+    # Per window, how many steps (point to next point) went up.
+    window_rises: tuple[int, ...] = ()
 
     @property
     def slope(self) -> float:
@@ -206,6 +216,7 @@ def assess_trend(xs: Sequence[float], ys: Sequence[float], rule: TrendRule) -> T
     grows: list[bool] = []
     previous_low: float | None = None
     lows: list[float] = []
+    rises: list[int] = []
     for start, stop in _split(len(bx), rule.windows):
         window_fit = theil_sen(bx[start:stop], by[start:stop])
         slope = window_fit.slope if window_fit is not None else 0.0
@@ -219,9 +230,13 @@ def assess_trend(xs: Sequence[float], ys: Sequence[float], rule: TrendRule) -> T
         lows.append(low)
         previous_low = low
         slopes.append(slope)
-        grows.append(slope >= WINDOW_FLOOR_SHARE * rule.floor and z >= Z_WINDOW and floor_rises)
+        # Steps that end in this window, the one from the previous window included.
+        up = sum(by[i] > by[i - 1] for i in range(max(start, 1), stop))
+        rises.append(up)
+        grows.append(slope >= WINDOW_FLOOR_SHARE * rule.floor and z >= Z_WINDOW and floor_rises
+                     and up >= rule.min_rises)
     span = xs[-1] - xs[0]
     state = _classify(grows, slopes, fit, rule, fit.slope * span)
     rising = all(b > a for a, b in pairwise(ys))
     return Trend(state, n, fit, tuple(slopes), tuple(grows), span, ys[0], ys[-1],
-                 window_lows=tuple(lows), strictly_rising=rising)
+                 window_lows=tuple(lows), strictly_rising=rising, window_rises=tuple(rises))
