@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 from typing import Any
 
@@ -64,6 +65,43 @@ def format_line(head: dict[str, Any]) -> str:
 _INF = float("inf")
 
 
+def _fileno(stream: Any) -> int | None:
+    try:
+        fileno: int = stream.fileno()
+    except (AttributeError, OSError, ValueError):
+        return None  # io.StringIO and friends: no descriptor
+    return fileno
+# Present on every line the meter writes, in this order.
+_FIXED = ("request_id", "pid", "seq", "method", "route", "status", "duration_ms")
+
+
+def format_request_line(head: str, fields: dict[str, Any]) -> str:
+    """The request line: ``head`` (timestamp ... message, already JSON) plus fields.
+
+    The fixed fields are formatted from a template, the rest as format_line
+    does; the result equals json.dumps of the same dict, in half the time.
+    """
+    try:
+        duration = fields["duration_ms"]
+        if not (type(duration) is float and duration - duration == 0.0):  # finite float
+            raise ValueError
+        fixed = (f'{head}, "request_id": {_escape(fields["request_id"])}, '
+                 f'"pid": {fields["pid"]:d}, "seq": {fields["seq"]:d}, '
+                 f'"method": {_escape(fields["method"])}, "route": {_escape(fields["route"])}, '
+                 f'"status": {fields["status"]:d}, "duration_ms": {duration!r}')
+    except (KeyError, TypeError, ValueError):
+        return format_line({**json.loads(head + "}"), **fields})
+    rest = [fixed]
+    for key, value in fields.items():
+        if key in _FIXED:
+            continue
+        if type(value) is int:
+            rest.append(f"{_json_key(key)}: {value}")
+        else:
+            rest.append(format_line({key: value})[1:-2])
+    return ", ".join(rest) + "}\n"
+
+
 class RequestLineWriter:
     """Emits one request line per call to ``write(fields)``."""
 
@@ -102,6 +140,10 @@ class RequestLineWriter:
             logger = logger.parent if logger.propagate else None
         return tuple(handlers) if handlers else _SLOW
 
+    def _head_prefix(self, now: float) -> str:
+        return (f'{{"timestamp": "{self._timestamp(now)}", "level": "INFO", '
+                f'"logger": {_escape(self._logger.name)}, "message": "request"')
+
     def _timestamp(self, now: float) -> str:
         second = int(now)
         cached_second, prefix = self._stamp
@@ -125,16 +167,23 @@ class RequestLineWriter:
             record.memwarden = fields
             logger.handle(record)
             return
-        head = {"timestamp": self._timestamp(time.time()), "level": "INFO",
-                "logger": logger.name, "message": "request"}
-        head.update(fields)
-        line = format_line(head)
+        line = format_request_line(self._head_prefix(time.time()), fields)
+        data = line.encode("ascii")  # format_request_line escapes to ASCII
         for handler in plan:
             handler.acquire()
             try:
                 stream = handler.stream
-                stream.write(line)
+                # Whatever the stream buffered goes first; then one write(2) of the
+                # whole line, skipping the text layer's encode-and-buffer round.
                 stream.flush()
+                fileno = _fileno(stream)
+                if fileno is None:
+                    stream.write(line)
+                    stream.flush()
+                else:
+                    view = memoryview(data)
+                    while view:  # a full pipe may take a long line in parts
+                        view = view[os.write(fileno, view):]
             except Exception:
                 handler.handleError(logger.makeRecord(logger.name, logging.INFO, "", 0,
                                                       "request", (), None))

@@ -23,6 +23,7 @@ StartResponse = Callable[..., Callable[[bytes], object]]
 WSGIApp = Callable[[Environ, StartResponse], Iterable[bytes]]
 
 _MARK = "memwarden.tracked"
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"})
 
 
 def wsgi_route(environ: Environ) -> str:
@@ -41,26 +42,43 @@ def wsgi_route(environ: Environ) -> str:
     return clean_label(path if isinstance(path, str) else "/")
 
 
-class _Measured:
-    """Wraps the response iterable; records the request when it is closed."""
+class _Request:
+    """One request's state: its start_response wrapper, then its response iterable.
 
-    __slots__ = ("_begin", "_closed", "_environ", "_error", "_inner", "_method",
-                 "_request_id", "_route", "_status", "_token", "_tracker")
+    A single object per request (rather than closures and cells) keeps the
+    per-request cost to one allocation; the request is recorded when the
+    server closes the iterable, so a streamed body is measured in full.
+    """
 
-    def __init__(self, tracker: MemoryTracker, inner: Iterable[bytes], environ: Environ,
-                 begin: float, request_id: str, method: str,
-                 status: list[int | None], route: list[str | None], token: Any) -> None:
-        self._tracker = tracker
-        self._inner = inner
-        self._environ = environ
-        self._begin = begin
-        self._request_id = request_id
-        self._method = method
-        self._status = status
-        self._route = route
-        self._token = token
+    __slots__ = ("_closed", "_error", "_inner", "begin", "environ", "method", "request_id",
+                 "route", "start_response", "status", "token", "tracker")
+
+    def __init__(self, tracker: MemoryTracker, environ: Environ, start_response: StartResponse,
+                 request_id: str, method: str, token: Any) -> None:
+        self.tracker = tracker
+        self.environ = environ
+        self.start_response = start_response
+        self.request_id = request_id
+        self.method = method
+        self.token = token
+        self.status: int | None = None
+        self.route: str | None = None
+        self.begin = 0.0
+        self._inner: Iterable[bytes] = ()
         self._error: BaseException | None = None
         self._closed = False
+
+    def tracking_start_response(self, status_line: str, headers: list[tuple[str, str]],
+                                exc_info: ExcInfo | None = None) -> Callable[[bytes], object]:
+        try:
+            self.status = int(status_line[:3])
+        except ValueError:
+            self.status = None
+        headers.append(("X-Request-ID", self.request_id))
+        # Flask clears environ["werkzeug.request"] when its context pops, after
+        # the response has started: read the route template now.
+        self.route = wsgi_route(self.environ)
+        return self.start_response(status_line, headers, exc_info)
 
     def __iter__(self) -> Iterator[bytes]:
         try:
@@ -78,9 +96,18 @@ class _Measured:
             if close is not None:
                 close()
         finally:
-            route = self._route[0] or wsgi_route(self._environ)
-            self._tracker._record(route, self._begin, self._request_id, self._method,
-                                  self._status[0], self._error, self._token)
+            self.record(self._error)
+
+    def record(self, error: BaseException | None) -> None:
+        try:
+            self.tracker.meter.finish(self.begin, self.request_id, self.method,
+                                      self.route or wsgi_route(self.environ), self.status,
+                                      error)
+        finally:
+            try:
+                _context._request_id.reset(self.token)
+            except ValueError:  # closed from another context by an unusual server
+                _context._request_id.set(None)
 
 
 class MemoryTracker:
@@ -98,39 +125,15 @@ class MemoryTracker:
         request_id = _context.request_id_from(environ.get("HTTP_X_REQUEST_ID"),
                                               environ.get("HTTP_TRACEPARENT"))
         token = _context._request_id.set(request_id)
-        method = clean_label(str(environ.get("REQUEST_METHOD", "GET")))
-        status: list[int | None] = [None]
-        route: list[str | None] = [None]
-        header = ("X-Request-ID", request_id)
-
-        def tracking_start_response(status_line: str, headers: list[tuple[str, str]],
-                                    exc_info: ExcInfo | None = None) -> Callable[[bytes], object]:
-            try:
-                status[0] = int(status_line[:3])
-            except ValueError:
-                status[0] = None
-            headers.append(header)
-            # Flask clears environ["werkzeug.request"] when its context pops, after
-            # the response has started: read the route template now.
-            route[0] = wsgi_route(environ)
-            return start_response(status_line, headers, exc_info)
-
-        begin = self.meter.start()
+        method = environ.get("REQUEST_METHOD", "GET")
+        if method not in _METHODS:
+            method = clean_label(str(method))
+        request = _Request(self, environ, start_response, request_id, method, token)
+        request.begin = self.meter.start()
         try:
-            result = self.app(environ, tracking_start_response)
+            request._inner = self.app(environ, request.tracking_start_response)
         except BaseException as exc:
-            self._record(route[0] or wsgi_route(environ), begin, request_id, method,
-                         status[0], exc, token)
+            request._closed = True
+            request.record(exc)
             raise
-        return _Measured(self, result, environ, begin, request_id, method, status, route, token)
-
-    def _record(self, route: str, begin: float, request_id: str,
-                method: str, status: int | None, error: BaseException | None,
-                token: Any) -> None:
-        try:
-            self.meter.finish(begin, request_id, method, route, status, error)
-        finally:
-            try:
-                _context._request_id.reset(token)
-            except ValueError:  # closed from another context by an unusual server
-                _context._request_id.set(None)
+        return request
