@@ -12,6 +12,14 @@ since the service as found had none. Where this config defines a hook that
 memwarden defines too (``on_exit``, ``worker_exit``), it calls memwarden's. The master
 starts the MCP tool server and the local site before it forks workers and
 stops them when it exits.
+
+``AGENT_SERVICE_MODE=hardened`` switches memwarden's "hold" on with limits
+measured on this service (see ``HARDENED_DEFAULTS`` and README.md): memory
+recycling on each worker's footprint (its RSS plus its descendants' PSS:
+Chromium and the Playwright driver), soft, idle and hard limits, rolling one
+worker at a time, memwarden's ``max_requests`` with jitter as a backstop,
+shedding above the soft limit, and no orphans. Each default gives way to a
+``MEMWARDEN_*`` variable set in the environment.
 """
 
 from __future__ import annotations
@@ -31,6 +39,34 @@ from tooling.sidecars import Sidecars  # noqa: E402
 
 # Read and validated here, in the master: a bad AGENT_SERVICE_* stops the start.
 _cfg = _settings()
+
+# Hardened limits, from measured per-worker footprints (README.md, "Hardened
+# mode"): a worker of the hardened service settles at ~430-470 MB (worker RSS
+# ~110 MB, the Playwright driver and Chromium with two pooled contexts ~330 MB
+# PSS) and stays there. Soft 800 MiB leaves ~300 MB of headroom for bursts and
+# Chromium's own swings; idle 640 MiB recycles a worker that crept up, in a
+# quiet moment; hard 1.2 GiB is the master's kill for a worker stuck mid-request;
+# shedding starts at 900 MiB, above the soft limit, only when a worker cannot
+# recycle yet (another one is). max_requests is the backstop, not the plan.
+HARDENED_DEFAULTS = {
+    "MEMWARDEN_RECYCLE": "on",
+    "MEMWARDEN_ORPHANS": "on",
+    "MEMWARDEN_SHED": "on",
+    "MEMWARDEN_FOOTPRINT": "rss",
+    "MEMWARDEN_FOOTPRINT_DESCENDANTS": "1",
+    "MEMWARDEN_SOFT_LIMIT": "640MiB",
+    "MEMWARDEN_IDLE_LIMIT": "560MiB",
+    "MEMWARDEN_IDLE_SECONDS": "5",
+    "MEMWARDEN_HARD_LIMIT": "1GiB",
+    "MEMWARDEN_SHED_HIGH": "720MiB",
+    "MEMWARDEN_SHED_LOW": "600MiB",
+    "MEMWARDEN_MAX_REQUESTS": "5000",
+    "MEMWARDEN_MAX_REQUESTS_JITTER": "500",
+    "MEMWARDEN_MAX_CONCURRENT_RECYCLES": "1",
+}
+if _cfg.hardened:
+    for _name, _value in HARDENED_DEFAULTS.items():
+        os.environ.setdefault(_name, _value)
 if _cfg.mode == "as-found":
     # The service as found had no memwarden: keep its "see" part (JSON request
     # lines, census) and leave "hold" (memory recycling, orphan reaping, load
@@ -51,7 +87,8 @@ worker_class = "sync"
 timeout = 120
 # A control socket per instance would collide between instances on one host.
 control_socket_disable = True
-if not _cfg.leak("norecycle"):
+# Hardened: memwarden's max_requests (health checks not counted) instead of gunicorn's.
+if not _cfg.leak("norecycle") and not _cfg.hardened:
     max_requests = _cfg.max_requests
     max_requests_jitter = _cfg.max_requests_jitter
 

@@ -34,6 +34,19 @@ def test_out_of_order_logging_stays_in_one_life_and_is_sorted() -> None:
     assert [r.seq for r in lives[0].requests] == list(range(1, 11))
 
 
+def test_a_line_logged_long_after_its_seq_stays_in_its_life() -> None:
+    """gthread workers: a census request numbered 500 can log after request 530."""
+    seqs = [*range(1, 500), *range(501, 531), 500, *range(531, 600)]
+    lives = split_lives([_req(9, s) for s in seqs]).lives
+    assert [len(life.requests) for life in lives] == [599]
+
+
+def test_a_new_life_in_a_log_that_starts_mid_life_is_found() -> None:
+    """The log began at seq 5000 (rotation); the same PID later restarts at 1."""
+    records = [_req(5, s) for s in range(5000, 5100)] + [_req(5, s) for s in range(3, 50)]
+    assert [len(life.requests) for life in split_lives(records).lives] == [100, 47]
+
+
 def test_interleaved_workers_are_separate() -> None:
     records = [r for s in range(1, 31) for r in (_req(1, s), _req(2, s))]
     lives = split_lives(records).lives

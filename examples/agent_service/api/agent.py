@@ -14,6 +14,10 @@ the loop stays open, 3 fds with it, and referenced: the agent keeps every
 error, traceback included, in its error history, and the traceback's frames
 hold the loop. The fix behind the same seam closes the loop in ``finally``
 and keeps only a bounded history of error messages.
+
+Hardened mode: no loop per request at all. The turn's async part runs on
+memwarden's one loop per worker (``memwarden.loop.run`` with a timeout), the
+loop that also owns the MCP session and the browser pool.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from typing import Any, TypeVar
 
 from api import browser, config, mcp_client
 from api.mcp_client import ToolCall, ToolResult
+from memwarden import loop as worker_loop
 
 __all__ = ["Agent", "Plan", "ToolCallError", "TurnResult", "get_agent", "plan", "run_async"]
 
@@ -124,8 +129,13 @@ class Agent:
         the_plan = plan(message)
         results = (mcp_client.get_client().call_tools(the_plan.calls)
                    if the_plan.calls else [])
+        # Hardened: bounded by the pages it may read, plus a margin for the rest.
+        timeout = config.settings().browse_timeout * max(1, len(the_plan.pages)) + 5.0
         try:
-            return run_async(self._finish(message, the_plan, results, history))
+            return run_async(self._finish(message, the_plan, results, history), timeout)
+        except TimeoutError as exc:
+            self._remember(exc)
+            raise ToolCallError(f"the turn did not finish within {timeout:g} s") from None
         except Exception as exc:
             self._remember(exc)
             raise
@@ -175,9 +185,13 @@ def _run_async_scoped(coro: Coroutine[Any, Any, T]) -> T:
         loop.close()
 
 
-def run_async(coro: Coroutine[Any, Any, T]) -> T:
-    """Run the turn's async part on a per-request loop (the loop-leak seam)."""
-    if config.leak("loop"):
+def run_async(coro: Coroutine[Any, Any, T], timeout: float = 60.0) -> T:
+    """Run the turn's async part: on a per-request loop (the loop-leak seam), or in
+    hardened mode on the worker's one loop, cancelled after ``timeout`` seconds."""
+    cfg = config.settings()
+    if cfg.hardened:
+        return worker_loop.run(coro, timeout)
+    if cfg.leak("loop"):
         return _run_async_as_found(coro)
     return _run_async_scoped(coro)
 

@@ -60,6 +60,8 @@ def chat() -> ResponseReturnValue:
         return jsonify(error_body(str(exc))), 502
     except browser.BrowserUnavailable as exc:
         return jsonify(error_body(str(exc))), 503
+    except mcp_client.MCPUnavailable as exc:
+        return _unavailable(exc)
     turns = store.add_turn(sid, "assistant", result.answer, tools=",".join(result.tools),
                            extracts=repr(result.extracts))
     return jsonify(answer=result.answer, tools=list(result.tools), pages=list(result.pages),
@@ -81,9 +83,20 @@ def browse() -> ResponseReturnValue:
                    extract=page.text)
 
 
+def _unavailable(exc: mcp_client.MCPUnavailable) -> ResponseReturnValue:
+    # The tool server is down (hardened mode): say so, and when to come back.
+    _log.info("tools unavailable: %s", exc)
+    return (jsonify(error_body(str(exc), retry_after=exc.retry_after_header)), 503,
+            {"Retry-After": exc.retry_after_header})
+
+
 @app.get("/tools")
 def tools() -> ResponseReturnValue:
-    return jsonify(tools=mcp_client.get_client().list_tools())
+    try:
+        listed = mcp_client.get_client().list_tools()
+    except mcp_client.MCPUnavailable as exc:
+        return _unavailable(exc)
+    return jsonify(tools=listed)
 
 
 @app.get("/healthz")

@@ -12,6 +12,18 @@ page without one returns early, and any error (an HTTP error status, a failed
 navigation) skips the close. Each leaked context keeps a renderer and ~40-80
 MB of PSS in Chromium's processes, while the worker itself grows ~2 MB. The
 fix behind the same seam opens the context with ``async with``.
+
+Hardened mode: no thread of its own. The driver, the Browser and a
+``memwarden.pool.Pool`` of contexts live on memwarden's worker loop. The pool
+is bounded (``AGENT_SERVICE_BROWSER_POOL_SIZE``), closes contexts idle for
+``AGENT_SERVICE_BROWSER_CONTEXT_TTL`` seconds or used
+``AGENT_SERVICE_BROWSER_CONTEXT_USES`` times, and checks before each lease
+that the context's browser is still connected. Each request leases a context
+with ``async with pool.acquire()`` and reads its page in ``async with``, so
+the page is closed and the context returned (or discarded, on an error) on
+every path. When Chromium dies (killed, crashed) the health check turns the
+idle contexts away and the next creation relaunches it (and the driver, if it
+went too): the next request is served, not failed forever.
 """
 
 from __future__ import annotations
@@ -27,15 +39,18 @@ from collections.abc import Coroutine
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from playwright.async_api import Browser, BrowserContext, Playwright, async_playwright
+from playwright.async_api import Browser, BrowserContext, Page, Playwright, async_playwright
 
 from api import config
 from api.utils import resource_monitor
+from memwarden import loop as worker_loop
+from memwarden.pool import Pool
 
 __all__ = [
     "BrowseError",
     "BrowserUnavailable",
     "Extract",
+    "PageStatusError",
     "abrowse",
     "browse",
     "chromium_executable",
@@ -66,6 +81,10 @@ class BrowserUnavailable(RuntimeError):
 
 class BrowseError(RuntimeError):
     """The page could not be read (bad name, HTTP error, failed navigation)."""
+
+
+class PageStatusError(BrowseError):
+    """The page answered an HTTP error: the browser context itself is fine."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,7 +154,44 @@ def _current() -> _State:
         return _state
 
 
-async def _get_browser(state: _State) -> Browser:
+class _Hardened:
+    """Hardened mode: this process's driver, browser and context pool, on memwarden's loop."""
+
+    def __init__(self, cfg: config.Settings) -> None:
+        self.pid = os.getpid()
+        self.playwright: Playwright | None = None
+        self.browser: Browser | None = None
+        self.launch_lock: asyncio.Lock | None = None
+        self.launches = 0
+        self.pool: Pool[BrowserContext] = Pool(
+            self._new_context, _close_context, max_size=cfg.browser_pool_size,
+            acquire_timeout=cfg.browse_timeout, idle_ttl=cfg.browser_context_ttl,
+            max_uses=cfg.browser_context_uses, health_check=_connected,
+            reap_interval=max(1.0, cfg.browser_context_ttl / 2), name="browser")
+
+    async def _new_context(self) -> BrowserContext:
+        browser = await _launch_hardened(self)
+        context = await browser.new_context()
+        _count(context, "pooled context")
+        return context
+
+    async def aclose(self) -> None:
+        await self.pool.close(5.0)
+        await _close(self)
+
+
+async def _connected(context: BrowserContext) -> bool:
+    browser = context.browser
+    return browser is not None and browser.is_connected()
+
+
+async def _close_context(context: BrowserContext) -> None:
+    # A context of a browser that died is gone with it: nothing left to close.
+    if await _connected(context):
+        await context.close()
+
+
+async def _get_browser(state: _State | _Hardened) -> Browser:
     if state.launch_lock is None:
         state.launch_lock = asyncio.Lock()
     async with state.launch_lock:
@@ -156,15 +212,38 @@ async def _get_browser(state: _State) -> Browser:
         return browser
 
 
+async def _launch_hardened(state: _Hardened) -> Browser:
+    """The connected browser; relaunched after a crash, with a fresh driver if needed."""
+    if state.browser is not None and state.browser.is_connected():
+        return state.browser
+    if state.browser is not None:
+        _log.warning("Chromium is gone (crashed or killed); relaunching it")
+    try:
+        browser = await _get_browser(state)
+    except BrowserUnavailable:
+        if state.playwright is None:
+            raise
+        # The driver may have gone with Chromium: start both afresh, once.
+        _log.warning("relaunching Chromium failed; restarting the Playwright driver")
+        await _close(state)
+        browser = await _get_browser(state)
+    state.launches += 1
+    return browser
+
+
 async def _read(context: BrowserContext, url: str, timeout_s: float) -> Extract:
     page = await context.new_page()
+    return await _read_page(page, url, timeout_s)
+
+
+async def _read_page(page: Page, url: str, timeout_s: float) -> Extract:
     try:
         response = await page.goto(url, timeout=timeout_s * 1000)
     except Exception as exc:
         raise BrowseError(f"could not open {url}: {type(exc).__name__}") from exc
     status = response.status if response is not None else 0
     if status >= 400:
-        raise BrowseError(f"{url} answered HTTP {status}")
+        raise PageStatusError(f"{url} answered HTTP {status}")
     title = await page.title()
     heading = await page.query_selector("h1")
     if heading is None:
@@ -198,6 +277,32 @@ async def _browse_scoped(state: _State, url: str, timeout_s: float) -> Extract:
         return await _read(context, url, timeout_s)
 
 
+async def _browse_pooled(url: str) -> Extract:
+    state = _current_hardened()
+    pool = state.pool
+    async with pool.acquire() as context:
+        try:
+            async with await context.new_page() as page:
+                return await _read_page(page, url, config.settings().browse_timeout)
+        except PageStatusError:
+            raise  # the page's fault: the context goes back to the pool
+        except BaseException:
+            # Unknown state (a crash, a timeout, a cancellation): never reuse it.
+            pool.discard(context)
+            raise
+
+
+_hardened: _Hardened | None = None
+
+
+def _current_hardened() -> _Hardened:
+    """This process's pooled browser (on the worker loop's thread; no lock needed)."""
+    global _hardened
+    if _hardened is None or _hardened.pid != os.getpid():
+        _hardened = _Hardened(config.settings())
+    return _hardened
+
+
 def _browse_coro(state: _State, url: str) -> Coroutine[Any, Any, Extract]:
     cfg = config.settings()
     impl = _browse_as_found if cfg.leak("browser") else _browse_scoped
@@ -206,6 +311,12 @@ def _browse_coro(state: _State, url: str) -> Coroutine[Any, Any, Extract]:
 
 def browse(url: str) -> Extract:
     """Open ``url`` in a new context and page; from sync code (a Flask handler)."""
+    cfg = config.settings()
+    if cfg.hardened:
+        try:
+            return worker_loop.run(_browse_pooled(url), cfg.browse_timeout + 5)
+        except TimeoutError:
+            raise BrowseError(f"browsing {url} timed out") from None
     state = _current()
     future = state.runner.submit(_browse_coro(state, url))
     try:
@@ -216,12 +327,15 @@ def browse(url: str) -> Extract:
 
 
 async def abrowse(url: str) -> Extract:
-    """:func:`browse` for a coroutine running on another loop (the agent's)."""
+    """:func:`browse` for a coroutine running on another loop (the agent's); in
+    hardened mode the agent's coroutine runs on the worker loop, where the pool is."""
+    if config.settings().hardened:
+        return await _browse_pooled(url)
     state = _current()
     return await asyncio.wrap_future(state.runner.submit(_browse_coro(state, url)))
 
 
-async def _close(state: _State) -> None:
+async def _close(state: _State | _Hardened) -> None:
     if state.browser is not None:
         with contextlib.suppress(Exception):
             await state.browser.close()
@@ -233,7 +347,13 @@ async def _close(state: _State) -> None:
 
 def shutdown(timeout: float = 10.0) -> None:
     """Close the browser, stop the driver and the loop thread (at worker exit)."""
-    global _state
+    global _state, _hardened
+    hardened, _hardened = _hardened, None
+    if hardened is not None and hardened.pid == os.getpid():
+        try:
+            worker_loop.run(hardened.aclose(), timeout)
+        except Exception:
+            _log.warning("closing the pooled browser failed at shutdown", exc_info=True)
     with _state_lock:
         state, _state = _state, None
     if state is None or state.pid != os.getpid():

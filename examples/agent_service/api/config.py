@@ -26,7 +26,9 @@ __all__ = [
 
 # The five leak sources, in the order the issue lists them.
 LEAKS = ("mcp", "browser", "loop", "context", "norecycle")
-MODES = ("as-found",)  # "hardened" arrives with its own issue
+# as-found: the leak sources chosen by AGENT_SERVICE_LEAKS; hardened: every source
+# replaced by its hardened fix (memwarden's worker loop, pools, recycling).
+MODES = ("as-found", "hardened")
 DEFAULT_CHROMIUM = "/usr/lib/chromium/chromium"
 # Signed cookies need a key; this one is for local runs only.
 DEV_SECRET_KEY = "agent-service-dev-key-not-for-production"
@@ -54,6 +56,15 @@ class Settings:
     max_requests: int = 1000
     max_requests_jitter: int = 100
     browse_timeout: float = 30.0
+    # Hardened mode: the browser context pool and the MCP session's timeouts.
+    browser_pool_size: int = 2
+    browser_context_ttl: float = 60.0
+    browser_context_uses: int = 20
+    mcp_timeout: float = 10.0
+
+    @property
+    def hardened(self) -> bool:
+        return self.mode == "hardened"
 
     def leak(self, name: str) -> bool:
         if name not in LEAKS:
@@ -65,9 +76,16 @@ class Settings:
         env = os.environ if env is None else env
         mode = env.get("AGENT_SERVICE_MODE", "as-found").strip().lower()
         if mode not in MODES:
-            raise ConfigError(f"AGENT_SERVICE_MODE={mode!r}: only {', '.join(MODES)} exists "
-                              "so far (switch single leaks off with AGENT_SERVICE_LEAKS)")
-        leaks = _leaks(env.get("AGENT_SERVICE_LEAKS"))
+            raise ConfigError(f"AGENT_SERVICE_MODE={mode!r}: use one of {', '.join(MODES)} "
+                              "(switch single leaks off with AGENT_SERVICE_LEAKS)")
+        raw_leaks = env.get("AGENT_SERVICE_LEAKS")
+        leaks = _leaks(raw_leaks)
+        if mode == "hardened":
+            # Hardened runs every fix; a leak left on would make it a different service.
+            if raw_leaks is not None and leaks:
+                raise ConfigError(f"AGENT_SERVICE_LEAKS={raw_leaks!r}: hardened mode has no "
+                                  "leaks; unset it or use AGENT_SERVICE_MODE=as-found")
+            leaks = frozenset()
         mcp_port = _int(env, "AGENT_SERVICE_MCP_PORT", 8765, 1, 65535)
         site_port = _int(env, "AGENT_SERVICE_SITE_PORT", 8766, 1, 65535)
         transport = env.get("AGENT_SERVICE_MCP_TRANSPORT", "http").strip().lower()
@@ -92,6 +110,10 @@ class Settings:
             max_requests=_int(env, "AGENT_SERVICE_MAX_REQUESTS", 1000, 1),
             max_requests_jitter=_int(env, "AGENT_SERVICE_MAX_REQUESTS_JITTER", 100, 0),
             browse_timeout=_float(env, "AGENT_SERVICE_BROWSE_TIMEOUT", 30.0),
+            browser_pool_size=_int(env, "AGENT_SERVICE_BROWSER_POOL_SIZE", 2, 1, 16),
+            browser_context_ttl=_float(env, "AGENT_SERVICE_BROWSER_CONTEXT_TTL", 60.0),
+            browser_context_uses=_int(env, "AGENT_SERVICE_BROWSER_CONTEXT_USES", 20, 1),
+            mcp_timeout=_float(env, "AGENT_SERVICE_MCP_TIMEOUT", 10.0),
         )
 
 

@@ -43,8 +43,12 @@ class AnalysisConfig:
     # The live heap after a full collection (census ``blocks_collected``, or
     # ``blocks_after_full_gc`` sampled at each full collection) holds no
     # garbage, so a steady rise is a leak without any garbage allowance: a
-    # rise of this many blocks per request in every window...
-    exact_min_blocks_per_request: float = 1.0
+    # rise of this many blocks per request in every window (warm-up adds ~1
+    # block/request for the first few hundred requests)...
+    exact_min_blocks_per_request: float = 2.0
+    # ...or of this many, in a life long enough for warm-up to be over...
+    exact_long_run_blocks_per_request: float = 1.0
+    exact_long_run_requests: int = 1000
     # ...that does not slow down, and that outgrows warm-up: what a clean app
     # adds after the warm-up window. Measured under gunicorn and the soak:
     # 260-610 blocks over the first 300 requests of clean Flask apps (~1
@@ -111,7 +115,8 @@ class AnalysisConfig:
         if self.windows < 2:
             raise ValueError("AnalysisConfig.windows must be at least 2")
         for name in ("min_blocks_per_request", "rss_support_bytes_per_request",
-                     "exact_min_blocks_per_request", "exact_large_objects_blocks_per_request",
+                     "exact_min_blocks_per_request", "exact_long_run_blocks_per_request",
+                     "exact_large_objects_blocks_per_request",
                      "exact_large_objects_rss_bytes_per_request",
                      "exact_large_objects_bytes_per_block",
                      "rss_only_bytes_per_request", "resource_per_request",

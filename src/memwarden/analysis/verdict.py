@@ -355,9 +355,11 @@ def _exact_verdict(signals: LifeSignals, rss: Trend | None, config: AnalysisConf
         raise ValueError("no blocks_collected series")
     what = HEAP_SIGNALS["blocks_collected"]
     windows = config.windows
+    floor = (config.exact_long_run_blocks_per_request
+             if signals.tested >= config.exact_long_run_requests
+             else config.exact_min_blocks_per_request)
     heap = assess_trend(signal.xs, signal.ys,
-                        TrendRule(config.exact_min_blocks_per_request, windows=windows,
-                                  min_rises=config.exact_min_rises))
+                        TrendRule(floor, windows=windows, min_rises=config.exact_min_rises))
     slope = format_count(heap.slope)
     slopes = _window_slopes(heap, " blocks/request")
     total = f"{heap.growth:+,.0f} blocks over {format_count(heap.span)} requests"
@@ -376,15 +378,6 @@ def _exact_verdict(signals: LifeSignals, rss: Trend | None, config: AnalysisConf
         return "leak", (f"{what} grows {slope} blocks/request in every window "
                         f"({windows}/{windows}, {_rises(heap)}), {total}; "
                         f"{_bytes_from_rss(rss)}"), heap
-    if heap.state == "growing":
-        more = math.ceil((allowance - steady * heap.span) / max(steady, heap.slope))
-        return "inconclusive", (
-            f"{what} grows in every window ({windows}/{windows}, {format_count(steady)} "
-            f"blocks/request in the median window), but {steady * heap.span:+,.0f} blocks "
-            f"of steady growth over {format_count(heap.span)} requests is what warm-up (lazy "
-            f"imports, caches filling) can reach: run "
-            f"about {more} more requests in this worker (a steady rise past "
-            f"{allowance:,.0f} blocks decides); {_bytes_from_rss(rss)}"), heap
     large = assess_trend(signal.xs, signal.ys,
                          TrendRule(config.exact_large_objects_blocks_per_request,
                                    windows=windows, min_rises=config.exact_min_rises))
@@ -395,6 +388,15 @@ def _exact_verdict(signals: LifeSignals, rss: Trend | None, config: AnalysisConf
                         f"window ({_rises(large)}) while RSS grows "
                         f"{format_signed_bytes(rss.slope)}/request in every window: a few "
                         f"large objects (buffers, arrays) kept per request"), large
+    if heap.state == "growing":
+        more = math.ceil((allowance - steady * heap.span) / max(steady, heap.slope))
+        return "inconclusive", (
+            f"{what} grows in every window ({windows}/{windows}, {format_count(steady)} "
+            f"blocks/request in the median window), but {steady * heap.span:+,.0f} blocks "
+            f"of steady growth over {format_count(heap.span)} requests is what warm-up (lazy "
+            f"imports, caches filling) can reach: run "
+            f"about {more} more requests in this worker (a steady rise past "
+            f"{allowance:,.0f} blocks decides); {_bytes_from_rss(rss)}"), heap
     if heap.state == "slowing":
         return "inconclusive", (f"{what} grows less in each window ({slopes}): a cache "
                                 f"nearing full or a slowing leak; run longer to tell"), heap
@@ -405,7 +407,7 @@ def _exact_verdict(signals: LifeSignals, rss: Trend | None, config: AnalysisConf
                                 f"longer to confirm"), heap
     fit = heap.fit
     if (heap.state == "mixed" and heap.windows_growing >= windows - 1 and fit is not None
-            and fit.z >= Z_OVERALL and heap.slope >= config.exact_min_blocks_per_request):
+            and fit.z >= Z_OVERALL and heap.slope >= floor):
         return "inconclusive", (f"{what} grows {slope} blocks/request overall but in only "
                                 f"{heap.windows_growing} of {windows} windows ({slopes}); "
                                 f"run longer to tell"), heap
@@ -429,8 +431,7 @@ def _exact_verdict(signals: LifeSignals, rss: Trend | None, config: AnalysisConf
                   f"lazy imports and one-off loads, not a leak; {total}")
     else:
         reason = (f"{what} stays flat after warm-up ({slope} blocks/request, {total}), under "
-                  f"the {format_count(config.exact_min_blocks_per_request)} blocks/request "
-                  f"that count as a leak")
+                  f"the {format_count(floor)} blocks/request that count as a leak")
     return "no_leak", f"{reason}; {_rss_support(rss)}", heap
 
 
