@@ -41,13 +41,14 @@ from tooling.sidecars import Sidecars  # noqa: E402
 _cfg = _settings()
 
 # Hardened limits, from measured per-worker footprints (README.md, "Hardened
-# mode"): a worker of the hardened service settles at ~430-470 MB (worker RSS
-# ~110 MB, the Playwright driver and Chromium with two pooled contexts ~330 MB
-# PSS) and stays there. Soft 800 MiB leaves ~300 MB of headroom for bursts and
-# Chromium's own swings; idle 640 MiB recycles a worker that crept up, in a
-# quiet moment; hard 1.2 GiB is the master's kill for a worker stuck mid-request;
-# shedding starts at 900 MiB, above the soft limit, only when a worker cannot
-# recycle yet (another one is). max_requests is the backstop, not the plan.
+# mode"): a worker of the hardened service settles at ~370-415 MB (worker RSS
+# ~86 MB, the Playwright driver and Chromium with its pooled contexts ~280-330
+# MB PSS) and stays there. Soft 640 MiB leaves ~250 MB of headroom (three
+# leaked browser contexts' worth) for bursts and Chromium's own swings; idle
+# 560 MiB recycles a worker that crept up, in a quiet moment; hard 1 GiB is the
+# master's kill for a worker stuck mid-request; shedding starts at 720 MiB,
+# above the soft limit, only when a worker cannot recycle yet (another one is).
+# max_requests (with jitter) is the backstop, not the plan.
 HARDENED_DEFAULTS = {
     "MEMWARDEN_RECYCLE": "on",
     "MEMWARDEN_ORPHANS": "on",

@@ -27,9 +27,16 @@ def test_leaks_switch_one_by_one(raw: str, expected: frozenset[str]) -> None:
     assert config.Settings.from_env({"AGENT_SERVICE_LEAKS": raw}).leaks == expected
 
 
+def test_hardened_mode_runs_every_fix() -> None:
+    cfg = config.Settings.from_env({"AGENT_SERVICE_MODE": "hardened"})
+    assert cfg.hardened and cfg.leaks == frozenset()
+    assert not any(cfg.leak(name) for name in config.LEAKS)
+
+
 @pytest.mark.parametrize(("env", "named"), [
     ({"AGENT_SERVICE_LEAKS": "mcp,memory"}, "AGENT_SERVICE_LEAKS"),
-    ({"AGENT_SERVICE_MODE": "hardened"}, "AGENT_SERVICE_MODE"),
+    ({"AGENT_SERVICE_MODE": "sturdy"}, "AGENT_SERVICE_MODE"),
+    ({"AGENT_SERVICE_MODE": "hardened", "AGENT_SERVICE_LEAKS": "mcp"}, "AGENT_SERVICE_LEAKS"),
     ({"AGENT_SERVICE_MCP_TRANSPORT": "sse"}, "AGENT_SERVICE_MCP_TRANSPORT"),
     ({"AGENT_SERVICE_MCP_URL": "http://example.com/mcp"}, "AGENT_SERVICE_MCP_URL"),
     ({"AGENT_SERVICE_MAX_SESSIONS": "0"}, "AGENT_SERVICE_MAX_SESSIONS"),
