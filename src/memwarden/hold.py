@@ -123,7 +123,9 @@ def wrap_app(worker: Any, app: Any, settings: Settings, asgi: bool) -> Any:
                       cgroup_reader=lambda: cgroup_working_set(settings.sys_root))
     if shedder.enabled:
         _shedder = shedder
-        census.gauge("shed.requests", shedder.shed_count)
+        # Dry-run counts under its own name, never as requests really refused.
+        census.gauge("shed.would_requests" if shedder.mode == actions.DRY_RUN
+                     else "shed.requests", shedder.shed_count)
         app = (AsgiShedMiddleware(app, shedder, health) if asgi
                else ShedMiddleware(app, shedder, health))
         actions.emit(logging.getLogger("memwarden.shed"), "shed_thresholds",
@@ -138,6 +140,8 @@ def wrap_app(worker: Any, app: Any, settings: Settings, asgi: bool) -> Any:
                                 health_paths=health)
             _recycler = recycler
             meter.add_observer(recycler.on_request)
+            if settings.recycle == actions.DRY_RUN:
+                census.gauge("recycle.would", recycler.would_recycles)
             if asgi and limits.watches_memory:
                 app = AsgiActivity(app, recycler)
             actions.emit(_log, "limits", {"workers": _workers,

@@ -62,6 +62,7 @@ class Recycler:
         self._last_end = clock()
         self._done = False
         self._told: set[str] = set()  # reasons already logged as deferred / dry-run
+        self._would = 0  # dry-run: decisions logged as would_recycle
         self._thread: threading.Thread | None = None
         self._quit = threading.Event()
 
@@ -84,6 +85,10 @@ class Recycler:
     @property
     def requests(self) -> int:
         return self._requests
+
+    def would_recycles(self) -> int:
+        """Dry-run: recycles decided and logged as ``would_recycle`` (one per reason)."""
+        return self._would
 
     @property
     def recycling(self) -> bool:
@@ -138,7 +143,9 @@ class Recycler:
             if self.mode == actions.DRY_RUN:
                 if reason not in self._told:
                     self._told.add(reason)
+                    self._would += 1
                     actions.emit(_log, "would_recycle", fields)
+                    _count_recycle(reason, would=True)
                 return
             if self.mode == actions.OFF:
                 return
@@ -184,11 +191,14 @@ class Recycler:
         self._quit.set()
 
 
-def _count_recycle(reason: str) -> None:
+def _count_recycle(reason: str, would: bool = False) -> None:
     try:
         from memwarden import exporters
 
-        exporters.record_recycle(reason)
+        if would:
+            exporters.record_would_recycle(reason)
+        else:
+            exporters.record_recycle(reason)
     except Exception:
         pass
 

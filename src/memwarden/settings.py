@@ -148,6 +148,10 @@ SETTINGS: tuple[Setting, ...] = (
     # (memwarden.shed). A size is 512MiB, 1.5GB, 80% or off; a percentage of a
     # limit is of the worker's share of the cgroup memory limit (limit / workers),
     # and off when the cgroup has no limit.
+    Setting("protect", "on", _mode,
+            "Every protective action at once: on (each follows its own mode), dry-run "
+            "(each that is not off logs `would_<action>` with its figures and does nothing) "
+            "or off (observe only: no decisions at all). Applied when the settings load."),
     Setting("recycle", "on", _mode,
             "Memory and request-count recycling of workers: on, dry-run (log `would_recycle`, "
             "do nothing) or off."),
@@ -209,6 +213,8 @@ def settings_doc() -> str:
     return "\n".join(rows)
 
 
+# The modes MEMWARDEN_PROTECT switches together.
+_PROTECTIVE = ("recycle", "orphans", "shed")
 _SOFT_LIMIT = Size(fraction=0.8)
 _IDLE_LIMIT = Size(fraction=0.6)
 _HARD_LIMIT = Size(fraction=0.95)
@@ -235,6 +241,7 @@ class Settings:
     prometheus_port: int = 0
     prometheus_host: str = "127.0.0.1"
     otel: bool = False
+    protect: str = "on"
     recycle: str = "on"
     soft_limit: Size | None = _SOFT_LIMIT
     idle_limit: Size | None = _IDLE_LIMIT
@@ -256,6 +263,15 @@ class Settings:
     shed_cgroup_high: float | None = None
     shed_cgroup_low: float | None = None
     shed_retry_after: int = 5
+
+    def __post_init__(self) -> None:
+        # MEMWARDEN_PROTECT caps every action's own mode, once, here: the parts
+        # that act (recycler, watchdog, shedder, orphan reaper) read only theirs.
+        if self.protect == "on":
+            return
+        for name in _PROTECTIVE:
+            if self.protect == "off" or getattr(self, name) != "off":
+                object.__setattr__(self, name, self.protect)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:

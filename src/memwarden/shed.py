@@ -168,13 +168,15 @@ class Shedder:
                       "retry_after": self.retry_after, "shed_requests": count,
                       **self._figures()}
         refused = actions.perform(self.mode, _log, "shed", fields, lambda: None)
-        if refused:
-            try:
-                from memwarden import exporters
+        try:
+            from memwarden import exporters
 
+            if refused:
                 exporters.record_shed(1)
-            except Exception:
-                pass
+            elif self.mode == actions.DRY_RUN:
+                exporters.record_would_shed(1)
+        except Exception:
+            pass
         return refused
 
     def body(self) -> bytes:

@@ -213,6 +213,8 @@ class Watchdog:
             if actions.perform(self.settings.recycle, _log, "recycle", fields,
                                lambda: _kill(pid, signal.SIGTERM), logging.WARNING):
                 _count_recycle()
+            elif self.settings.recycle == actions.DRY_RUN:
+                _count_recycle(would=True)
         else:
             fields["signal"] = "SIGKILL"
             actions.perform(self.settings.recycle, _log, "hard_limit_kill", fields,
@@ -277,10 +279,13 @@ def _kill(pid: int, sig: int) -> None:
         os.kill(pid, sig)
 
 
-def _count_recycle() -> None:
+def _count_recycle(would: bool = False) -> None:
     try:
         from memwarden import exporters
 
-        exporters.record_recycle(HARD_LIMIT)
+        if would:
+            exporters.record_would_recycle(HARD_LIMIT)
+        else:
+            exporters.record_recycle(HARD_LIMIT)
     except Exception:
         pass

@@ -271,13 +271,15 @@ def _rss_confidence(effect: RouteEffect, others: Sequence[RouteEffect],
             or effect.rss_t < config.route_min_t:
         return 0.0
     pooled = _pooled_rss(others)
-    standout = True
     if pooled is not None:
         rest, rest_se = pooled
-        standout = t_statistic(effect.rss_per_call - rest,
-                               math.hypot(effect.rss_se, rest_se)) >= STANDOUT_T
-    return RSS_ONLY_WEIGHT * normal_cdf(effect.rss_t - config.route_min_t - 1.0) \
-        * (1.0 if standout else NOT_STANDOUT_WEIGHT)
+        # RSS spills over: pages a leaking route touched show up in whatever
+        # request the allocator hands them out next. Only a route that stands
+        # out is named by RSS.
+        if t_statistic(effect.rss_per_call - rest,
+                       math.hypot(effect.rss_se, rest_se)) < STANDOUT_T:
+            return 0.0
+    return RSS_ONLY_WEIGHT * normal_cdf(effect.rss_t - config.route_min_t - 1.0)
 
 
 def _exact_fits(assessments: Sequence[LifeAssessment]) -> tuple[RouteFit | None,
@@ -331,13 +333,25 @@ def _error_path(route: str, split: RouteFit | None, assessments: Sequence[LifeAs
             f"each, its other calls {format_count(ok)}: the leak is on the error path")
 
 
-def _lead_suspect(lead: RouteLead, weight: float, config: AnalysisConfig) -> Suspect:
-    significance = 1.0 if lead.t >= config.route_min_t else 0.5
-    return Suspect("route", lead.route, lead.per_call, None,
-                   weight * LEAD_WEIGHT * lead.confidence * significance,
-                   f"{lead.route}: each call adds {format_count(lead.per_call)} {lead.kind} "
-                   f"(least squares of the {lead.kind} count between census points, "
-                   f"{_t_text(lead.t)})")
+def _lead_suspects(leads: Sequence[RouteLead], weight: float,
+                   config: AnalysisConfig) -> list[Suspect]:
+    """One suspect per route that growing census counts follow."""
+    by_route: dict[str, list[RouteLead]] = {}
+    for lead in leads:
+        by_route.setdefault(lead.route, []).append(lead)
+    suspects = []
+    for route, group in by_route.items():
+        group.sort(key=lambda lead: -lead.confidence)
+        best = group[0]
+        significance = 1.0 if best.t >= config.route_min_t else 0.5
+        adds = ", ".join(f"{format_count(lead.per_call)} {lead.kind} ({_t_text(lead.t)})"
+                         for lead in group)
+        suspects.append(Suspect(
+            "route", route, best.per_call, None,
+            weight * LEAD_WEIGHT * best.confidence * significance,
+            f"{route}: each call adds {adds} (least squares of the census counts between "
+            f"census points)"))
+    return suspects
 
 
 def _merge(suspects: Sequence[Suspect]) -> list[Suspect]:
@@ -421,5 +435,5 @@ def route_suspects(assessments: Sequence[LifeAssessment], verdict: Verdict,
             suspects.append(Suspect("route", EVERY_ROUTE, mean, _pooled_bytes(effects),
                                     weight * normal_cdf(t - config.route_min_t - 1.0),
                                     evidence))
-    suspects += [_lead_suspect(lead, weight, config) for lead in leads]
+    suspects += _lead_suspects(leads, weight, config)
     return _merge(suspects)

@@ -37,6 +37,8 @@ __all__ = [
     "record_oom_kill",
     "record_recycle",
     "record_shed",
+    "record_would_recycle",
+    "record_would_shed",
     "require",
     "set_worker_limit",
     "setup_master",
@@ -118,6 +120,29 @@ def record_shed(count: int = 1) -> None:
             sink.record_shed(count)
         except Exception:
             _log.exception("memwarden exporter could not record shed requests")
+
+
+def record_would_recycle(reason: str) -> None:
+    """Count one recycle decided in dry-run (``memwarden_would_recycles_total{reason=...}``)."""
+    for sink in _sinks:
+        try:
+            getattr(sink, "record_would_recycle", _ignore)(reason)
+        except Exception:
+            _log.exception("memwarden exporter could not record a dry-run recycle")
+
+
+def record_would_shed(count: int = 1) -> None:
+    """Count requests dry-run shedding would have refused
+    (``memwarden_would_shed_requests_total``)."""
+    for sink in _sinks:
+        try:
+            getattr(sink, "record_would_shed", _ignore)(count)
+        except Exception:
+            _log.exception("memwarden exporter could not record dry-run shed requests")
+
+
+def _ignore(*args: Any) -> None:
+    """A sink without dry-run counters (an older or third-party one)."""
 
 
 def record_oom_kill(count: int = 1) -> None:

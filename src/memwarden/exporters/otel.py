@@ -69,6 +69,11 @@ INSTRUMENTS: dict[str, tuple[str, str, str]] = {
     "memwarden.recycles": ("counter", "{recycle}", "Workers recycled (memwarden.recycle.reason)."),
     "memwarden.shed.requests": (
         "counter", "{request}", "Requests refused by memory-based load shedding."),
+    "memwarden.would_recycles": (
+        "counter", "{recycle}",
+        "Recycles decided in dry-run, not done (memwarden.recycle.reason)."),
+    "memwarden.would_shed.requests": (
+        "counter", "{request}", "Requests dry-run shedding would have refused."),
     "memwarden.oom_kills": (
         "counter", "{kill}", "Workers killed by the kernel's OOM killer, seen by the master."),
 }
@@ -267,6 +272,12 @@ class _Sink:
 
     def record_shed(self, count: int) -> None:
         self._add("memwarden.shed.requests", count)
+
+    def record_would_recycle(self, reason: str) -> None:
+        self._add("memwarden.would_recycles", 1, {"memwarden.recycle.reason": reason})
+
+    def record_would_shed(self, count: int) -> None:
+        self._add("memwarden.would_shed.requests", count)
 
     def record_oom_kill(self, count: int) -> None:
         self._add("memwarden.oom_kills", count)

@@ -88,6 +88,8 @@ LIMIT = "memwarden_worker_limit_bytes"
 REQUESTS = "memwarden_requests"
 RECYCLES = "memwarden_recycles"
 SHED = "memwarden_shed_requests"
+WOULD_RECYCLES = "memwarden_would_recycles"
+WOULD_SHED = "memwarden_would_shed_requests"
 OOM_KILLS = "memwarden_oom_kills"
 CGROUP_USAGE = "memwarden_cgroup_memory_usage_bytes"
 CGROUP_LIMIT = "memwarden_cgroup_memory_limit_bytes"
@@ -108,6 +110,8 @@ METRICS: dict[str, tuple[str, str]] = {
     REQUESTS + "_total": ("counter", "Requests measured, all workers of this server."),
     RECYCLES + "_total": ("counter", "Workers recycled, by reason."),
     SHED + "_total": ("counter", "Requests refused by memory-based load shedding."),
+    WOULD_RECYCLES + "_total": ("counter", "Recycles decided in dry-run (not done), by reason."),
+    WOULD_SHED + "_total": ("counter", "Requests dry-run shedding would have refused."),
     OOM_KILLS + "_total": ("counter", "Workers killed by the kernel's OOM killer, as seen "
                                       "by the master."),
     CGROUP_USAGE: ("gauge", "Memory in use by the server's cgroup."),
@@ -487,6 +491,9 @@ class _Sink:
                 REQUESTS: Counter(REQUESTS, _help(REQUESTS), registry=None),
                 RECYCLES: Counter(RECYCLES, _help(RECYCLES), ["reason"], registry=None),
                 SHED: Counter(SHED, _help(SHED), registry=None),
+                WOULD_RECYCLES: Counter(WOULD_RECYCLES, _help(WOULD_RECYCLES), ["reason"],
+                                        registry=None),
+                WOULD_SHED: Counter(WOULD_SHED, _help(WOULD_SHED), registry=None),
                 OOM_KILLS: Counter(OOM_KILLS, _help(OOM_KILLS), registry=None),
             }
         return self._counters
@@ -521,6 +528,12 @@ class _Sink:
 
     def record_shed(self, count: int) -> None:
         self.ensure_counters()[SHED].inc(count)
+
+    def record_would_recycle(self, reason: str) -> None:
+        self.ensure_counters()[WOULD_RECYCLES].labels(reason=reason).inc()
+
+    def record_would_shed(self, count: int) -> None:
+        self.ensure_counters()[WOULD_SHED].inc(count)
 
     def record_oom_kill(self, count: int) -> None:
         self.ensure_counters()[OOM_KILLS].inc(count)
