@@ -7,6 +7,7 @@ from collections import Counter
 
 import pytest
 
+from memwarden.analysis.fit import FAILED_SUFFIX, fit_routes, merge_failed
 from memwarden.analysis.resources import census_route_fit
 
 
@@ -25,3 +26,24 @@ def test_census_fit_recovers_per_call_increments_under_noise() -> None:
 
 def test_census_fit_needs_more_intervals_than_routes() -> None:
     assert census_route_fit([(Counter({"GET /a": 1, "GET /b": 1}), 1.0)]) == {}
+
+
+def test_failed_calls_fitted_apart_fold_back_into_their_route() -> None:
+    """A leak on the error path: the failed calls carry it all; the route is reported."""
+    rng = random.Random(2)
+    intervals = []
+    for _ in range(80):
+        calls = Counter({"POST /orders": rng.randint(0, 4),
+                         "POST /orders" + FAILED_SUFFIX: rng.randint(0, 2),
+                         "GET /orders": rng.randint(0, 4)})
+        intervals.append((calls, 170.0 * calls["POST /orders" + FAILED_SUFFIX]
+                          + rng.uniform(-5, 5)))
+    split = fit_routes(intervals)
+    assert split is not None
+    assert split.per_call["POST /orders" + FAILED_SUFFIX] == pytest.approx(170.0, rel=0.05)
+    merged = merge_failed(split)
+    assert set(merged.per_call) == {"POST /orders", "GET /orders"}
+    failed, ok = split.calls["POST /orders" + FAILED_SUFFIX], split.calls["POST /orders"]
+    assert merged.per_call["POST /orders"] == pytest.approx(170.0 * failed / (failed + ok),
+                                                            rel=0.05)
+    assert merged.calls["POST /orders"] == failed + ok

@@ -13,6 +13,15 @@ def test_block_deltas_fall_back_to_absolute_differences() -> None:
     assert block_deltas(requests) == [None, 30.0, -5.0]
 
 
+def test_delta_after_a_collecting_census_starts_from_the_census() -> None:
+    """The census collects garbage after the request's own reading; the next
+    request's delta must not carry that drop."""
+    requests = [RequestRecord(1, 1, "/x", blocks=1000.0, blocks_delta=5.0,
+                              census={"blocks_collected": 900.0, "blocks": 905.0}),
+                RequestRecord(1, 2, "/x", blocks=910.0, blocks_delta=-90.0)]
+    assert block_deltas(requests) == [5.0, 5.0]
+
+
 def test_route_effects_trim_a_collection_landing_in_a_quiet_route() -> None:
     records = []
     for seq in range(1, 401):

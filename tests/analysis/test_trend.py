@@ -67,6 +67,21 @@ def test_sparse_series_judged_from_window_end_points() -> None:
     assert flat.state != "growing"
 
 
+def test_steps_do_not_make_a_window_grow_when_rises_are_required() -> None:
+    """One lazy import per window lands mid-window: a robust slope still reads it
+    as growth, but a leak keeps adding and a step adds once."""
+    ys = [0.0] * 200
+    for start in (25, 75, 125, 175):
+        for i in range(start, 200):
+            ys[i] += 500.0
+    stepped = assess_trend(_xs(200), ys, TrendRule(floor=1.0, min_rises=3))
+    assert stepped.state != "growing"
+    assert stepped.window_rises == (1, 1, 1, 1)
+    steady = assess_trend(_xs(200), [2.0 * i for i in range(200)],
+                          TrendRule(floor=1.0, min_rises=3))
+    assert steady.state == "growing"
+
+
 def test_too_few_points_are_insufficient() -> None:
     assert assess_trend([1.0, 2.0], [1.0, 2.0], RULE).state == "insufficient"
 
@@ -76,3 +91,5 @@ def test_rule_rejects_nonsense() -> None:
         TrendRule(floor=0.0)
     with pytest.raises(ValueError):
         TrendRule(floor=1.0, windows=1)
+    with pytest.raises(ValueError):
+        TrendRule(floor=1.0, min_rises=-1)
