@@ -322,8 +322,11 @@ def run_audit(app: str, app_dir: Path | None, routes: Path | None, requests: int
                              burst_users=concurrency, idle_seconds=idle,
                              timeout=request_timeout)
 
+    # An audit wants exact figures: a census after a full collection gives the
+    # live heap without the garbage that waits for the oldest generation.
     full_env = {**os.environ, "PYTHONUNBUFFERED": "1",
-                "MEMWARDEN_CENSUS_EVERY": str(census_every), **(env or {})}
+                "MEMWARDEN_CENSUS_EVERY": str(census_every), "MEMWARDEN_CENSUS_COLLECT": "1",
+                **(env or {})}
     notes: list[str] = []
     if worker_class is None:
         info = detect_app(app, app_dir, full_env, timeout=start_timeout)
