@@ -66,6 +66,17 @@ def _guarded(hook: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+def _log_unraisable(unraisable: Any) -> None:
+    """"Exception ignored in ..." as one JSON line, not raw text on stderr."""
+    try:
+        logging.getLogger("memwarden.unraisable").warning(
+            "exception ignored in %.200r: %s", unraisable.object,
+            unraisable.err_msg or "unraisable exception",
+            exc_info=(unraisable.exc_type, unraisable.exc_value, unraisable.exc_traceback))
+    except Exception:  # logging torn down at interpreter exit
+        sys.__unraisablehook__(unraisable)
+
+
 def is_asgi_worker(worker: Any) -> bool:
     """uvicorn's workers (and other asyncio-based ones) run ASGI apps."""
     return any("uvicorn" in klass.__module__.lower() or "asgi" in klass.__name__.lower()
@@ -127,6 +138,7 @@ def post_fork(server: Any, worker: Any) -> None:
     from memwarden import hold, probe
 
     hold.post_fork(server, worker)
+    sys.unraisablehook = _log_unraisable
 
     # Open the statm descriptor in the worker, never the master's.
     probe.current().rss_bytes()
