@@ -61,7 +61,8 @@ def _kind_growth(assessments: Sequence[LifeAssessment], kind: str) -> _KindGrowt
         assessed += 1
         if trend.state == "growing":
             strong.append((assessment, trend))
-        elif trend.state in WEAK_STATES:
+        elif trend.state in WEAK_STATES and trend.slope > 0:
+            # A kind that shrinks overall is no suspect, however it wobbled.
             weak.append((assessment, trend))
     if not strong and not weak:
         return None
@@ -112,7 +113,7 @@ def _trend_evidence(growth: _KindGrowth, label: str, unit: str) -> str:
     assessment, trend = max(growth.trends, key=lambda item: item[1].n)
     requests = assessment.signals
     windows = len(trend.window_growth)
-    text = (f"{label} rose from {format_count(trend.first or 0)} to "
+    text = (f"{label} went from {format_count(trend.first or 0)} to "
             f"{format_count(trend.last or 0)} over {requests.tested} requests of "
             f"{assessment.life.label} ({format_count(trend.slope)}{unit}/request, growing in "
             f"{trend.windows_growing}/{windows} windows)")
