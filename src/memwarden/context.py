@@ -65,28 +65,28 @@ def new_request_id() -> str:
     return f"{ids.prefix}{next(ids.count):016x}"
 
 
-def sanitize_request_id(value: str | bytes | None) -> str | None:
-    """Return ``value`` when it is a safe correlation id, else None."""
-    if value is None:
-        return None
+def _ascii(value: str | bytes | None) -> str | None:
+    """Header bytes (ASGI) as text; anything not ASCII is no id at all."""
     if isinstance(value, bytes):
         try:
-            value = value.decode("ascii")
+            return value.decode("ascii")
         except UnicodeDecodeError:
             return None
-    if _VALID_ID.fullmatch(value):
+    return value
+
+
+def sanitize_request_id(value: str | bytes | None) -> str | None:
+    """Return ``value`` when it is a safe correlation id, else None."""
+    value = _ascii(value)
+    if value is not None and _VALID_ID.fullmatch(value):
         return value
     return None
 
 
 def trace_id_from_traceparent(value: str | bytes | None) -> str | None:
+    value = _ascii(value)
     if value is None:
         return None
-    if isinstance(value, bytes):
-        try:
-            value = value.decode("ascii")
-        except UnicodeDecodeError:
-            return None
     match = _TRACEPARENT.fullmatch(value.strip())
     if match is None or match.group(1) == _ZERO_TRACE:
         return None

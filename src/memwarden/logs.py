@@ -48,7 +48,7 @@ def _encode_each(out: dict[str, Any]) -> str:
     return "{" + ", ".join(parts) + "}"
 
 
-class _Stamper:
+class Stamper:
     """ISO-8601 UTC timestamps with milliseconds; the seconds part is cached."""
 
     __slots__ = ("_cached",)
@@ -76,7 +76,7 @@ class JsonFormatter(logging.Formatter):
 
     def __init__(self) -> None:
         super().__init__()
-        self._stamp = _Stamper()
+        self._stamp = Stamper()
 
     def format(self, record: logging.LogRecord) -> str:
         try:

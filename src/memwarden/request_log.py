@@ -18,7 +18,7 @@ import os
 import time
 from typing import Any
 
-from memwarden.logs import ContextFilter, JsonFormatter
+from memwarden.logs import ContextFilter, JsonFormatter, Stamper
 
 __all__ = ["RequestLineWriter"]
 
@@ -111,7 +111,7 @@ class RequestLineWriter:
         self._logger = logger
         self._signature: tuple[Any, ...] | None = None
         self._plan: tuple[logging.StreamHandler[Any], ...] | None = _SLOW
-        self._stamp: tuple[int, str] = (-1, "")  # one tuple, swapped whole: thread-safe
+        self._stamp = Stamper()
 
     def _current_signature(self) -> tuple[Any, ...]:
         # Everything that decides where a record goes: handlers (by identity),
@@ -141,16 +141,8 @@ class RequestLineWriter:
         return tuple(handlers) if handlers else _SLOW
 
     def _head_prefix(self, now: float) -> str:
-        return (f'{{"timestamp": "{self._timestamp(now)}", "level": "INFO", '
+        return (f'{{"timestamp": "{self._stamp(now)}", "level": "INFO", '
                 f'"logger": {_escape(self._logger.name)}, "message": "request"')
-
-    def _timestamp(self, now: float) -> str:
-        second = int(now)
-        cached_second, prefix = self._stamp
-        if second != cached_second:
-            prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
-            self._stamp = (second, prefix)
-        return f"{prefix}.{int((now - second) * 1000):03d}Z"
 
     def write(self, fields: dict[str, Any]) -> None:
         logger = self._logger
