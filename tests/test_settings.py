@@ -14,6 +14,7 @@ from memwarden.sizes import Size
 GOOD: dict[str, list[tuple[str, Any]]] = {
     "census_every": [("1", 1), ("250", 250), (" 7 ", 7)],
     "census_seconds": [("0", 0.0), ("2.5", 2.5), ("30", 30.0)],
+    "blocks_budget_us": [("0", 0.0), ("20", 20.0), ("7.5", 7.5)],
     "census_descendants": [("0", False), ("yes", True), (" Off ", False)],
     "gc_types": [("0", 0), ("20", 20)],
     "loop_tracking": [("1", True), ("TRUE", True), ("no", False), ("", False)],
@@ -58,6 +59,7 @@ GOOD: dict[str, list[tuple[str, Any]]] = {
 BAD: dict[str, list[str]] = {
     "census_every": ["0", "-3", "ten", "1.5", ""],
     "census_seconds": ["-0.1", "nan", "soon", ""],
+    "blocks_budget_us": ["-1", "nan", "fast"],
     "census_descendants": ["maybe", "2"],
     "gc_types": ["-1", "many"],
     "loop_tracking": ["enabled"],

@@ -71,7 +71,7 @@ class AsgiMemoryTracker:
         method = clean_label(str(scope.get("method", "GET")))
         header = (b"x-request-id", request_id.encode("ascii"))
         status: int | None = None
-        end: tuple[float, int | None, int] | None = None
+        end: tuple[float, int | None, int | None] | None = None
         meter = self.meter
         begin = meter.start()
 

@@ -95,6 +95,9 @@ def trace_id_from_traceparent(value: str | bytes | None) -> str | None:
 
 def request_id_from(x_request_id: str | bytes | None, traceparent: str | bytes | None) -> str:
     """The id to use for a request, from its headers or freshly made."""
+    if x_request_id is None and traceparent is None:  # the usual request
+        ids = _ids
+        return f"{ids.prefix}{next(ids.count):016x}"
     return (
         sanitize_request_id(x_request_id)
         or trace_id_from_traceparent(traceparent)

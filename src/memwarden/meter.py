@@ -61,6 +61,10 @@ def clean_label(value: str) -> str:
     return value
 
 
+# Read allocated blocks at least every this many requests, whatever it costs.
+_MAX_GAP = 99
+
+
 class _Worker:
     """What one worker process remembers between requests.
 
@@ -68,13 +72,16 @@ class _Worker:
     so no per-request ``os.getpid()`` check is needed to notice a new worker.
     """
 
-    __slots__ = ("blocks", "last_census", "pid", "rss", "seq", "since_census")
+    __slots__ = ("blocks", "blocks_gap", "blocks_skip", "last_census", "pid", "rss", "seq",
+                 "since_census")
 
     def __init__(self) -> None:
         self.pid = os.getpid()
         self.seq = 0
         self.rss: int | None = None
-        self.blocks: int | None = None  # None: no request measured yet here
+        self.blocks: int | None = None  # None: not read at the end of the last request
+        self.blocks_skip = 0  # requests left before the next blocks reading
+        self.blocks_gap = 0  # requests to skip after each reading (set at each census)
         self.since_census = 0
         self.last_census = -1.0  # < 0: census on the first request
 
@@ -98,9 +105,8 @@ def worker_requests() -> int:
 class RequestMeter:
     """Measures requests and writes the request log line."""
 
-    __slots__ = ("_census_every", "_census_seconds", "_collect", "_descendants", "_gc_types",
-                 "_health",
-                 "_probe", "_writer")
+    __slots__ = ("_blocks_budget", "_census_every", "_census_seconds", "_collect",
+                 "_descendants", "_gc_types", "_health", "_probe", "_writer")
 
     def __init__(self, settings: Settings | None = None,
                  process_probe: _probe.Probe | None = None) -> None:
@@ -109,6 +115,7 @@ class RequestMeter:
         if process_probe is None:
             _probe.configure(s.proc_root, s.sys_root)
         self._census_every = s.census_every
+        self._blocks_budget = s.blocks_budget_us / 1e6 if s.blocks_budget_us > 0 else float("inf")
         self._census_seconds = s.census_seconds
         self._descendants = s.census_descendants
         self._gc_types = s.gc_types
@@ -125,74 +132,114 @@ class RequestMeter:
     def start(self) -> float:
         """Called when a request starts; returns its start time."""
         worker = _worker
-        if worker.blocks is None:
+        if worker.seq == 0 and worker.blocks is None:
             # First request of this worker: its delta starts here.
             worker.blocks = sys.getallocatedblocks()
             worker.rss = self.probe().rss_bytes()
         return time.perf_counter()
 
-    def readings(self) -> tuple[float, int | None, int]:
-        """End-of-request readings, for when they are taken before the line is written."""
-        blocks = sys.getallocatedblocks()
-        return time.perf_counter(), self.probe().rss_bytes(), blocks
+    def readings(self) -> tuple[float, int | None, int | None]:
+        """End-of-request readings: (time, rss, blocks). ``blocks`` is None on the
+        requests skipped to keep its reading within the blocks budget."""
+        worker = _worker
+        if worker.blocks_skip:
+            worker.blocks_skip -= 1
+            blocks = None
+        else:
+            blocks = sys.getallocatedblocks()
+            worker.blocks_skip = worker.blocks_gap
+        return time.perf_counter(), (self._probe or _probe.current()).rss_bytes(), blocks
+
+    def _price_blocks(self, worker: _Worker) -> None:
+        """Time one blocks reading (at each census) and set the gap between readings.
+
+        It walks every pymalloc pool: ~0.3 us on a small heap, ~40 us per 100 MB
+        of small objects. Past the budget it is read on every Nth request only.
+        """
+        before = time.perf_counter()
+        sys.getallocatedblocks()
+        cost = time.perf_counter() - before
+        if cost > self._blocks_budget:
+            # At most doubling the gap each time: one reading slowed by a
+            # preemption must not blank the next hundred lines.
+            worker.blocks_gap = min(int(cost / self._blocks_budget),
+                                    2 * worker.blocks_gap + 1, _MAX_GAP)
+        else:
+            worker.blocks_gap = 0
 
     def finish(self, started: float, request_id: str, method: str, route: str,
                status: int | None, error: BaseException | None = None,
-               end: tuple[float, int | None, int] | None = None) -> None:
+               end: tuple[float, int | None, int | None] | None = None) -> None:
         """Measure the end of a request (or use ``end``) and log its line. Never raises."""
         try:
-            self._finish(started, end or self.readings(), request_id, method, route, status,
-                         error)
+            if end is None:  # readings(), inline: this is every request's path
+                worker = _worker
+                if worker.blocks_skip:
+                    worker.blocks_skip -= 1
+                    blocks = None
+                else:
+                    blocks = sys.getallocatedblocks()
+                    worker.blocks_skip = worker.blocks_gap
+                now = time.perf_counter()
+                rss = (self._probe or _probe.current()).rss_bytes()
+            else:
+                now, rss, blocks = end
+            worker = _worker
+            worker.seq += 1
+            last_rss, last_blocks = worker.rss, worker.blocks
+            worker.rss, worker.blocks = rss, blocks
+            # Whole microseconds: the same float as round(ms, 3), without the
+            # decimal round trip round() makes.
+            duration_ms = int((now - started) * 1e6 + 0.5) / 1000
+            if status is None:
+                status = 500
+            if rss is not None and last_rss is not None and blocks is not None \
+                    and last_blocks is not None:
+                # The usual line, in one go.
+                fields: dict[str, Any] = {
+                    "request_id": request_id, "pid": worker.pid, "seq": worker.seq,
+                    "method": method, "route": route, "status": status,
+                    "duration_ms": duration_ms, "rss_bytes": rss,
+                    "rss_delta_bytes": rss - last_rss, "blocks": blocks,
+                    "blocks_delta": blocks - last_blocks}
+            else:
+                fields = {"request_id": request_id, "pid": worker.pid, "seq": worker.seq,
+                          "method": method, "route": route, "status": status,
+                          "duration_ms": duration_ms}
+                if rss is not None:
+                    fields["rss_bytes"] = rss
+                    if last_rss is not None:
+                        fields["rss_delta_bytes"] = rss - last_rss
+                if blocks is not None:
+                    fields["blocks"] = blocks
+                    if last_blocks is not None:
+                        fields["blocks_delta"] = blocks - last_blocks
+            if error is not None:
+                fields["error"] = type(error).__name__
+            if route in self._health:
+                fields["health_check"] = True
+            # The census cadence, inline: every census_every requests, at most
+            # census_seconds apart, and on the worker's first request.
+            worker.since_census += 1
+            if (worker.since_census >= self._census_every or worker.last_census < 0
+                    or (self._census_seconds
+                        and now - worker.last_census >= self._census_seconds)):
+                worker.since_census = 0
+                worker.last_census = now
+                self._price_blocks(worker)
+                p = self.probe()
+                fields["census"] = _census.census(p, descendants=self._descendants,
+                                                  gc_types=self._gc_types, collect=self._collect)
+                rollup = p.smaps_rollup()
+                if rollup is not None:
+                    fields["pss_bytes"] = rollup.pss_bytes
+                    fields["uss_bytes"] = rollup.uss_bytes
+            self._writer.write(fields)
+            for observer in _observers:
+                try:
+                    observer(fields)
+                except Exception:
+                    _log.exception("memwarden request observer failed")
         except Exception:
             _log.exception("memwarden could not record a request")
 
-    def _census_due(self, worker: _Worker, now: float) -> bool:
-        worker.since_census += 1
-        if (worker.last_census < 0 or worker.since_census >= self._census_every
-                or (self._census_seconds and now - worker.last_census >= self._census_seconds)):
-            worker.since_census = 0
-            worker.last_census = now
-            return True
-        return False
-
-    def _finish(self, started: float, end: tuple[float, int | None, int], request_id: str,
-                method: str, route: str, status: int | None,
-                error: BaseException | None) -> None:
-        now, rss, blocks = end
-        worker = _worker
-        worker.seq += 1
-        fields: dict[str, Any] = {
-            "request_id": request_id,
-            "pid": worker.pid,
-            "seq": worker.seq,
-            "method": method,
-            "route": route,
-            "status": status if status is not None else 500,
-            "duration_ms": round((now - started) * 1000, 3),
-        }
-        if rss is not None:
-            fields["rss_bytes"] = rss
-            if worker.rss is not None:
-                fields["rss_delta_bytes"] = rss - worker.rss
-        worker.rss = rss
-        fields["blocks"] = blocks
-        fields["blocks_delta"] = blocks - (worker.blocks if worker.blocks is not None else blocks)
-        worker.blocks = blocks
-        if error is not None:
-            fields["error"] = type(error).__name__
-        if route in self._health:
-            fields["health_check"] = True
-        if self._census_due(worker, now):
-            p = self.probe()
-            fields["census"] = _census.census(p, descendants=self._descendants,
-                                              gc_types=self._gc_types, collect=self._collect)
-            rollup = p.smaps_rollup()
-            if rollup is not None:
-                fields["pss_bytes"] = rollup.pss_bytes
-                fields["uss_bytes"] = rollup.uss_bytes
-        self._writer.write(fields)
-        for observer in _observers:
-            try:
-                observer(fields)
-            except Exception:
-                _log.exception("memwarden request observer failed")

@@ -109,6 +109,10 @@ SETTINGS: tuple[Setting, ...] = (
             "Take a resource census every N requests per worker (1: every request)."),
     Setting("census_seconds", "60", _float_at_least(0.0),
             "Also take one when this many seconds passed since the last (0: count only)."),
+    Setting("blocks_budget_us", "20", _float_at_least(0.0),
+            "Read allocated blocks on every request while that costs at most this many "
+            "microseconds; on a bigger heap, on every Nth request so the average stays "
+            "within it (0: every request, whatever it costs)."),
     Setting("census_descendants", "1", _bool,
             "Include descendant processes and their PSS in the census."),
     Setting("gc_types", "0", _int_at_least(0),
@@ -224,6 +228,7 @@ _HARD_LIMIT = Size(fraction=0.95)
 class Settings:
     census_every: int = 1000
     census_seconds: float = 60.0
+    blocks_budget_us: float = 20.0
     census_descendants: bool = True
     gc_types: int = 0
     census_collect: bool = False

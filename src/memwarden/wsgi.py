@@ -50,12 +50,12 @@ class _Request:
     server closes the iterable, so a streamed body is measured in full.
     """
 
-    __slots__ = ("_closed", "_error", "_inner", "begin", "environ", "method", "request_id",
-                 "route", "start_response", "status", "token", "tracker")
+    __slots__ = ("_closed", "_error", "_inner", "begin", "environ", "meter", "method",
+                 "request_id", "route", "start_response", "status", "token")
 
-    def __init__(self, tracker: MemoryTracker, environ: Environ, start_response: StartResponse,
+    def __init__(self, meter: RequestMeter, environ: Environ, start_response: StartResponse,
                  request_id: str, method: str, token: Any) -> None:
-        self.tracker = tracker
+        self.meter = meter
         self.environ = environ
         self.start_response = start_response
         self.request_id = request_id
@@ -100,9 +100,8 @@ class _Request:
 
     def record(self, error: BaseException | None) -> None:
         try:
-            self.tracker.meter.finish(self.begin, self.request_id, self.method,
-                                      self.route or wsgi_route(self.environ), self.status,
-                                      error)
+            self.meter.finish(self.begin, self.request_id, self.method,
+                              self.route or wsgi_route(self.environ), self.status, error)
         finally:
             try:
                 _context._request_id.reset(self.token)
@@ -128,8 +127,9 @@ class MemoryTracker:
         method = environ.get("REQUEST_METHOD", "GET")
         if method not in _METHODS:
             method = clean_label(str(method))
-        request = _Request(self, environ, start_response, request_id, method, token)
-        request.begin = self.meter.start()
+        meter = self.meter
+        request = _Request(meter, environ, start_response, request_id, method, token)
+        request.begin = meter.start()
         try:
             request._inner = self.app(environ, request.tracking_start_response)
         except BaseException as exc:

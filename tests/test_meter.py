@@ -1,0 +1,78 @@
+"""The request meter: deltas between requests, and the allocated-blocks budget."""
+
+from __future__ import annotations
+
+import itertools
+import os
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from memwarden import meter
+from memwarden.meter import RequestMeter
+from memwarden.settings import Settings
+
+
+@pytest.fixture
+def lines() -> Iterator[list[dict[str, Any]]]:
+    seen: list[dict[str, Any]] = []
+    observer = seen.append
+    meter.add_observer(observer)
+    try:
+        yield seen
+    finally:
+        meter.remove_observer(observer)
+
+
+def run(m: RequestMeter, n: int) -> None:
+    for i in range(n):
+        begin = m.start()
+        m.finish(begin, f"id{i}", "GET", "/x", 200)
+
+
+def fresh_worker() -> None:
+    # As after a fork: this test's requests start a worker of their own.
+    meter._after_fork()
+
+
+def test_deltas_add_up_to_the_workers_growth(lines: list[dict[str, Any]]) -> None:
+    fresh_worker()
+    # Budget 0: every request's blocks, whatever a reading costs on this machine.
+    run(RequestMeter(Settings(census_every=10**6, census_seconds=0, blocks_budget_us=0.0)),
+        50)
+    assert len(lines) == 50
+    assert all("blocks" in f and "blocks_delta" in f for f in lines)
+    # Deltas run from one request's end to the next one's: they add up exactly.
+    assert sum(f["blocks_delta"] for f in lines[1:]) == lines[-1]["blocks"] - lines[0]["blocks"]
+    assert [f["seq"] for f in lines] == list(range(1, 51))
+    assert {f["pid"] for f in lines} == {os.getpid()}
+
+
+def test_over_budget_reads_blocks_on_every_nth_request(lines: list[dict[str, Any]]) -> None:
+    """A budget no reading can meet: priced at each census, the gap between
+    readings grows (at most doubling per census) to its cap; lines between
+    readings omit blocks, and no delta spans a skipped request."""
+    fresh_worker()
+    m = RequestMeter(Settings(census_every=5, census_seconds=0, blocks_budget_us=1e-6))
+    run(m, 1500)
+    read_at = [f["seq"] for f in lines if "blocks" in f]
+    gaps = [b - a - 1 for a, b in itertools.pairwise(read_at)]
+    assert max(gaps) == 99 and gaps[-1] == 99
+    assert gaps[0] <= 1 and sorted(gaps) == gaps  # grows from one, never shrinks here
+    with_blocks = {f["seq"] for f in lines if "blocks" in f}
+    for f in lines:
+        if "blocks_delta" in f:
+            assert f["seq"] - 1 in with_blocks or f["seq"] == 1
+    assert all("rss_bytes" in f for f in lines)  # RSS is still read on every request
+
+
+def test_gap_closes_when_readings_get_cheap_again(lines: list[dict[str, Any]]) -> None:
+    fresh_worker()
+    m = RequestMeter(Settings(census_every=5, census_seconds=0, blocks_budget_us=1e-6))
+    run(m, 50)
+    assert any("blocks" not in f for f in lines)
+    m._blocks_budget = 1.0  # 1 s: any reading is within it from now on
+    lines.clear()
+    run(m, 120)  # the next census closes the gap; the last skip runs out
+    assert all("blocks" in f and "blocks_delta" in f for f in lines[-10:])
