@@ -3,6 +3,8 @@ makes ``dry-run`` log the same decisions with the same figures, and act not."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import time
 from collections.abc import Iterator
@@ -15,6 +17,7 @@ from test_recycle_gunicorn import QUIET, logged, request_lines, wait_for
 
 from memwarden import exporters
 from memwarden.footprint import Footprint
+from memwarden.pool import Pool, PoolTimeout
 from memwarden.recycle import Limits
 from memwarden.recycler import Recycler
 from memwarden.settings import Settings
@@ -29,17 +32,18 @@ NOISE = 3 * MiB
 # -- MEMWARDEN_PROTECT, as the settings load ---------------------------------------------
 
 @pytest.mark.parametrize(("protect", "own", "expected"), [
-    ("on", ("on", "dry-run", "off"), ("on", "dry-run", "off")),
-    ("dry-run", ("on", "dry-run", "off"), ("dry-run", "dry-run", "off")),
-    ("off", ("on", "dry-run", "on"), ("off", "off", "off")),
+    ("on", ("on", "dry-run", "off", "dry-run"), ("on", "dry-run", "off", "dry-run")),
+    ("dry-run", ("on", "dry-run", "off", "on"), ("dry-run", "dry-run", "off", "dry-run")),
+    ("off", ("on", "dry-run", "on", "on"), ("off", "off", "off", "off")),
 ])
-def test_protect_caps_every_action_mode(protect: str, own: tuple[str, str, str],
-                                        expected: tuple[str, str, str]) -> None:
+def test_protect_caps_every_action_mode(protect: str, own: tuple[str, str, str, str],
+                                        expected: tuple[str, str, str, str]) -> None:
     """on: each action keeps its own mode; dry-run: those not off observe; off: none decide."""
     env = {"MEMWARDEN_PROTECT": protect, "MEMWARDEN_RECYCLE": own[0],
-           "MEMWARDEN_SHED": own[1], "MEMWARDEN_ORPHANS": own[2]}
+           "MEMWARDEN_SHED": own[1], "MEMWARDEN_ORPHANS": own[2],
+           "MEMWARDEN_POOL_LIMITS": own[3]}
     s = Settings.from_env(env)
-    assert (s.recycle, s.shed, s.orphans) == expected
+    assert (s.recycle, s.shed, s.orphans, s.pool_limits) == expected
     assert s.protect == protect
 
 
@@ -208,6 +212,12 @@ class CountingSink:
     def record_would_shed(self, count: int) -> None:
         self.events.append(("would_shed", count))
 
+    def record_pool_refusal(self, pool: str) -> None:
+        self.events.append(("pool_refusal", pool))
+
+    def record_would_pool_refusal(self, pool: str) -> None:
+        self.events.append(("would_pool_refusal", pool))
+
     def record_oom_kill(self, count: int) -> None:
         self.events.append(("oom_kill", count))
 
@@ -257,3 +267,25 @@ def test_exporters_count_dry_run_recycles_under_their_own_name(sink: CountingSin
     assert stopped == ([True] if mode == "on" else [])
     assert sink.events == [("recycle" if mode == "on" else "would_recycle", "soft_limit")]
     assert recycler.would_recycles() == (0 if mode == "on" else 1)
+
+
+@pytest.mark.parametrize("mode", ["on", "dry-run"])
+def test_exporters_count_dry_run_pool_refusals_under_their_own_name(sink: CountingSink,
+                                                                    mode: str) -> None:
+    async def create() -> object:
+        return object()
+
+    async def close(resource: object) -> None:
+        pass
+
+    async def main() -> None:
+        pool = Pool(create, close, max_size=1, acquire_timeout=0, name="browser", mode=mode)
+        async with pool.acquire():
+            with contextlib.suppress(PoolTimeout):
+                async with pool.acquire():
+                    pass
+        await pool.close()
+
+    asyncio.run(main())
+    assert sink.events == [("pool_refusal" if mode == "on" else "would_pool_refusal",
+                            "browser")]

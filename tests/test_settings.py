@@ -54,6 +54,7 @@ GOOD: dict[str, list[tuple[str, Any]]] = {
     "shed_cgroup_high": [("0.9", 0.9), ("95%", 0.95)],
     "shed_cgroup_low": [("off", None), ("85%", 0.85)],
     "shed_retry_after": [("1", 1), ("30", 30)],
+    "pool_limits": [("dry-run", "dry-run"), (" OFF ", "off"), ("on", "on")],
 }
 
 BAD: dict[str, list[str]] = {
@@ -82,6 +83,7 @@ BAD: dict[str, list[str]] = {
     "shed_high": ["1g"],
     "shed_cgroup_high": ["2", "150%"],
     "shed_retry_after": ["0"],
+    "pool_limits": ["unbounded", "1"],
 }
 
 

@@ -2,7 +2,8 @@
 
 Every slot is counted from the moment a resource starts being created until
 its close has finished, so the pool never holds more than ``max_size`` live
-resources, not even while stale ones are being closed. Idle resources are
+resources, not even while stale ones are being closed (with its limits ``on``,
+the default; see :class:`Pool` for ``dry-run`` and ``off``). Idle resources are
 handed out newest first (LIFO): the warmest one is reused and the others age
 out through ``idle_ttl``. Waiters are served in arrival order; a newcomer does
 not overtake a waiter.
@@ -26,6 +27,8 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Generic, TypeVar
 
+from memwarden import actions
+
 __all__ = ["Lease", "Pool", "PoolClosed", "PoolStats", "PoolTimeout"]
 
 T = TypeVar("T")
@@ -45,7 +48,9 @@ class PoolClosed(RuntimeError):
 @dataclass(frozen=True, slots=True)
 class PoolStats:
     """A snapshot of a pool. ``size`` counts every occupied slot: idle, in use,
-    being created and being closed."""
+    being created and being closed (in dry-run also those lent beyond ``max_size``,
+    so it may exceed it). ``refused``: acquires refused with :class:`PoolTimeout`;
+    ``would_refuse``: those dry-run served beyond ``max_size`` instead."""
 
     name: str
     max_size: int
@@ -60,17 +65,20 @@ class PoolStats:
     create_failures: int
     close_failures: int
     health_failures: int
+    refused: int
+    would_refuse: int
 
 
 class _Entry(Generic[T]):
-    __slots__ = ("discard", "last_used", "resource", "retired", "uses")
+    __slots__ = ("discard", "last_used", "over", "resource", "retired", "uses")
 
-    def __init__(self, resource: T) -> None:
+    def __init__(self, resource: T, over: bool = False) -> None:
         self.resource = resource
         self.last_used = time.monotonic()
         self.uses = 0
         self.discard = False  # pool.discard() was called during the lease
         self.retired = False  # handed to close; a late release must not touch it
+        self.over = over  # dry-run lent it beyond max_size; not counted against it
 
 
 class Lease(Generic[T]):
@@ -112,6 +120,26 @@ class Pool(Generic[T]):
       false result or an exception closes it and the next one is tried.
     - ``reap_interval``: if set (needs ``idle_ttl``), a background task on the
       pool's loop calls :meth:`reap_idle` this often.
+    - ``mode``: how the limit acts, like recycling and shedding. ``on`` refuses
+      work: :class:`PoolTimeout` when no slot frees within the timeout, logged
+      as ``pool_refuse`` (logger ``memwarden.pool``) with ``pool``, ``size``,
+      ``max_size``, ``in_use``, ``idle``, ``waiting`` and ``timeout_s``.
+      ``dry-run`` waits exactly as ``on`` does, then logs ``would_pool_refuse``
+      with the same figures and lends the caller a new resource beyond
+      ``max_size``. Such a loan is kept out of the count the other acquirers
+      are served by, so they wait and are refused as under ``on``; on release
+      it joins the pool if there is room, else it is closed, so the pool
+      returns to its bound. :meth:`stats` and the census show the real size.
+      ``off``: no bound; a resource is created whenever none is idle, and
+      nothing waits or is logged about limits (idle TTL, max uses and health
+      checks still apply). ``None`` (default): ``MEMWARDEN_POOL_LIMITS`` as
+      capped by ``MEMWARDEN_PROTECT``, read once here; a value that cannot be
+      read means ``on``. An explicit mode is used as given.
+
+    Refusals are counted in the census (``pool.<name>.refused``; in dry-run
+    ``pool.<name>.would_refuse``) and by the exporters
+    (``memwarden_pool_refusals_total{pool}``,
+    ``memwarden_would_pool_refusals_total{pool}``): name pools with fixed words.
 
     Close errors are logged to ``memwarden.pool``, never raised to callers.
     The pool is also an async context manager that closes it on exit, so
@@ -130,6 +158,7 @@ class Pool(Generic[T]):
         health_check: Callable[[T], Awaitable[bool]] | None = None,
         reap_interval: float | None = None,
         name: str = "pool",
+        mode: str | None = None,
     ) -> None:
         if isinstance(max_size, bool) or not isinstance(max_size, int) or max_size < 1:
             raise ValueError(f"pool {name!r}: max_size must be an int >= 1, got {max_size!r}")
@@ -141,7 +170,14 @@ class Pool(Generic[T]):
             raise ValueError(f"pool {name!r}: max_uses must be >= 1 or None")
         if reap_interval is not None and (reap_interval <= 0 or idle_ttl is None):
             raise ValueError(f"pool {name!r}: reap_interval must be > 0 and needs idle_ttl")
+        if mode is None:
+            mode = _configured_mode(name)
+        elif mode not in (actions.ON, actions.DRY_RUN, actions.OFF):
+            raise ValueError(f"pool {name!r}: mode must be on, dry-run or off, got {mode!r}")
         self.name = name
+        self.mode = mode
+        # Decided once: off has no bound, so it never waits.
+        self._bounded = mode != actions.OFF
         self.max_size = max_size
         self.acquire_timeout = acquire_timeout
         self.idle_ttl = idle_ttl
@@ -170,12 +206,15 @@ class Pool(Generic[T]):
         self._closing_tasks: set[asyncio.Task[None]] = set()
         self._creating = 0
         self._closing = 0
+        self._over = 0  # dry-run: slots lent beyond max_size, from creation to close
         self._waiting = 0
         self._created = 0
         self._closed_count = 0
         self._create_failures = 0
         self._close_failures = 0
         self._health_failures = 0
+        self._refused = 0
+        self._would_refuse = 0
 
     def __repr__(self) -> str:
         s = self.stats()
@@ -223,7 +262,8 @@ class Pool(Generic[T]):
             in_use=in_use, idle=idle, creating=self._creating, closing=self._closing,
             waiting=self._waiting, created=self._created, closed=self._closed_count,
             create_failures=self._create_failures, close_failures=self._close_failures,
-            health_failures=self._health_failures)
+            health_failures=self._health_failures, refused=self._refused,
+            would_refuse=self._would_refuse)
 
     @property
     def closed(self) -> bool:
@@ -300,16 +340,19 @@ class Pool(Generic[T]):
             self._reaper = loop.create_task(_reap_forever(weakref.ref(self), self.reap_interval),
                                             name=f"memwarden-pool-reaper:{self.name}")
         deadline = time.monotonic() + timeout
-        woken = False
+        woken = over = False
         while True:
             if self._closed:
                 raise PoolClosed(f"pool {self.name!r} is closed")
             self._retire_stale(time.monotonic())
             # A newcomer queues behind earlier waiters; a woken waiter goes first.
-            if woken or not self._queue:
-                entry = await self._take_idle()
-                if entry is None and not self._closed and self._size() < self.max_size:
-                    entry = await self._create_entry(loop)
+            # A caller dry-run would have refused gets a new resource, never an
+            # idle one: that one is the next waiter's, as under on.
+            if over or woken or not self._queue:
+                entry = None if over else await self._take_idle()
+                if entry is None and not self._closed and (
+                        over or not self._bounded or self._size() - self._over < self.max_size):
+                    entry = await self._create_entry(loop, over=over)
                 if self._closed:  # closed while we health-checked or created
                     if entry is not None:
                         self._in_use.pop(id(entry.resource), None)
@@ -318,7 +361,11 @@ class Pool(Generic[T]):
                     raise PoolClosed(f"pool {self.name!r} is closed")
                 if entry is not None:
                     return entry
-            woken = await self._wait(loop, deadline, timeout, front=woken)
+            if await self._wait(loop, deadline, front=woken):
+                woken = True
+            else:
+                self._refuse(timeout)  # on raises PoolTimeout; dry-run returns
+                over = True
 
     async def _take_idle(self) -> _Entry[T] | None:
         check = self._health_check
@@ -349,11 +396,14 @@ class Pool(Generic[T]):
             self._retire(entry)
         return bool(ok)
 
-    async def _create_entry(self, loop: asyncio.AbstractEventLoop) -> _Entry[T]:
+    async def _create_entry(self, loop: asyncio.AbstractEventLoop, *,
+                            over: bool = False) -> _Entry[T]:
         self._creating += 1
+        if over:
+            self._over += 1
         # Created in its own task: if the acquirer is cancelled, the creation
         # still finishes and the resource is returned to the pool, not lost.
-        task = loop.create_task(self._make(), name=f"memwarden-pool-create:{self.name}")
+        task = loop.create_task(self._make(over), name=f"memwarden-pool-create:{self.name}")
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         try:
@@ -378,17 +428,19 @@ class Pool(Generic[T]):
         self._in_use[id(entry.resource)] = entry
         return entry
 
-    async def _make(self) -> _Entry[T]:
+    async def _make(self, over: bool) -> _Entry[T]:
         try:
             resource = await self._create()
         except BaseException:
             self._creating -= 1
+            if over:
+                self._over -= 1
             self._create_failures += 1
             self._wake_one()
             self._check_drained()
             raise
         self._created += 1
-        return _Entry(resource)
+        return _Entry(resource, over)
 
     def _adopt(self, task: asyncio.Task[_Entry[T]]) -> None:
         """A creation whose acquirer was cancelled: keep the resource for others."""
@@ -397,11 +449,12 @@ class Pool(Generic[T]):
         self._creating -= 1
         self._checkin(task.result(), discard=False)
 
-    async def _wait(self, loop: asyncio.AbstractEventLoop, deadline: float,
-                    timeout: float, *, front: bool) -> bool:
+    async def _wait(self, loop: asyncio.AbstractEventLoop, deadline: float, *,
+                    front: bool) -> bool:
+        """Queue for a slot: True when woken, False when the deadline came first."""
         remaining = deadline - time.monotonic()
         if remaining <= 0:
-            raise self._timeout_error(timeout, extra_waiter=1)
+            return False
         fut: asyncio.Future[None] = loop.create_future()
         if front:
             self._queue.appendleft(fut)
@@ -420,19 +473,31 @@ class Pool(Generic[T]):
                 with contextlib.suppress(ValueError):
                     self._queue.remove(fut)
             if isinstance(exc, TimeoutError):
-                raise self._timeout_error(timeout) from None
+                return False
             raise
         finally:
             self._waiting -= 1
         return True
 
-    def _timeout_error(self, timeout: float, extra_waiter: int = 0) -> PoolTimeout:
-        s = self.stats()
-        return PoolTimeout(
-            f"pool {self.name!r}: no resource free within {timeout:g} s "
-            f"(size {s.size}/{s.max_size}, in use {s.in_use}, idle {s.idle}, "
-            f"creating {s.creating}, closing {s.closing}, "
-            f"waiting {s.waiting + extra_waiter})")
+    def _refuse(self, timeout: float) -> None:
+        """No slot freed within ``timeout``: log and raise :class:`PoolTimeout` (on),
+        or log ``would_pool_refuse`` with the same figures and return (dry-run)."""
+        # The figures on would see: dry-run's loans beyond max_size left out, and
+        # the caller, just out of the queue, still counted as waiting.
+        size = self._size() - self._over
+        in_use = len(self._in_use) - sum(1 for e in self._in_use.values() if e.over)
+        idle, waiting = len(self._idle), self._waiting + 1
+        fields = {"pool": self.name, "size": size, "max_size": self.max_size,
+                  "in_use": in_use, "idle": idle, "waiting": waiting, "timeout_s": timeout}
+        if actions.perform(self.mode, _log, "pool_refuse", fields, lambda: None):
+            self._refused += 1
+            _export(self.name, refused=True)
+            raise PoolTimeout(
+                f"pool {self.name!r}: no resource free within {timeout:g} s "
+                f"(size {size}/{self.max_size}, in use {in_use}, idle {idle}, "
+                f"creating {self._creating}, closing {self._closing}, waiting {waiting})")
+        self._would_refuse += 1
+        _export(self.name, refused=False)
 
     def _wake_one(self) -> None:
         while self._queue:
@@ -445,8 +510,16 @@ class Pool(Generic[T]):
         if entry.retired:
             return  # force-closed by close() while leased
         self._in_use.pop(id(entry.resource), None)
-        if (discard or self._closed
-                or (self.max_uses is not None and entry.uses >= self.max_uses)):
+        retire = (discard or self._closed
+                  or (self.max_uses is not None and entry.uses >= self.max_uses))
+        if entry.over and not retire:
+            # A dry-run loan beyond max_size: it joins the pool if the others
+            # leave room for it now, else it is closed and the pool shrinks back.
+            retire = self._size() - (self._over - 1) >= self.max_size
+            if not retire:
+                entry.over = False
+                self._over -= 1
+        if retire:
             self._retire(entry)
         else:
             entry.last_used = time.monotonic()
@@ -494,6 +567,8 @@ class Pool(Generic[T]):
             _log.warning("pool %r: closing a resource failed", self.name, exc_info=True)
         finally:
             self._closing -= 1
+            if entry.over:
+                self._over -= 1
             self._closed_count += 1
             self._wake_one()
 
@@ -537,21 +612,33 @@ class Pool(Generic[T]):
 
     # -- census -----------------------------------------------------------
 
-    def _gauge_names(self) -> tuple[str, str, str]:
-        return (f"pool.{self.name}.size", f"pool.{self.name}.in_use",
-                f"pool.{self.name}.waiting")
+    def _gauge_names(self) -> tuple[str, ...]:
+        # Every name a pool of this name may register, whatever its mode.
+        return tuple(f"pool.{self.name}.{kind}"
+                     for kind in ("size", "in_use", "waiting", "refused", "would_refuse"))
 
     def _register_gauges(self) -> None:
         try:
-            from memwarden.census import gauge
+            from memwarden.census import gauge, remove_gauge
         except ImportError:
             return
         ref = weakref.ref(self)
-        size, in_use, waiting = self._gauge_names()
+        size, in_use, waiting, refused, would_refuse = self._gauge_names()
         # Through a weak reference, so the census never keeps a pool alive.
         gauge(size, lambda: _read(ref, lambda p: p._size()))
         gauge(in_use, lambda: _read(ref, lambda p: len(p._in_use)))
         gauge(waiting, lambda: _read(ref, lambda p: p._waiting))
+        # Refusals under the mode's own name, so that a dry-run one never reads as
+        # a real one (off refuses nothing). The other name may be left by an earlier
+        # pool of this name, in another mode: it goes.
+        if self.mode == actions.ON:
+            gauge(refused, lambda: _read(ref, lambda p: p._refused))
+        else:
+            remove_gauge(refused)
+        if self.mode == actions.DRY_RUN:
+            gauge(would_refuse, lambda: _read(ref, lambda p: p._would_refuse))
+        else:
+            remove_gauge(would_refuse)
         _gauge_owners[self.name] = self
         finalizer = weakref.finalize(self, _drop_gauges, self.name, self._gauge_names())
         finalizer.atexit = False
@@ -579,6 +666,34 @@ async def _reap_forever(ref: weakref.ref[Pool[Any]], interval: float) -> None:
         except Exception:
             _log.warning("pool %r: reaping idle resources failed", pool.name, exc_info=True)
         del pool
+
+
+def _configured_mode(name: str) -> str:
+    """``MEMWARDEN_POOL_LIMITS`` as capped by ``MEMWARDEN_PROTECT``; ``on`` if unreadable."""
+    try:
+        from memwarden.settings import SETTINGS, Settings
+
+        # Only these two: a bad value of another variable (gunicorn names it at
+        # start) must not change how a pool made later behaves.
+        wanted = {s.env for s in SETTINGS if s.name in ("protect", "pool_limits")}
+        environ = {k: v for k, v in os.environ.items() if k in wanted}
+        return Settings.from_env(environ).pool_limits
+    except Exception as exc:
+        _log.warning("pool %r: %s; its limits stay on", name, exc)
+        return actions.ON
+
+
+def _export(name: str, *, refused: bool) -> None:
+    # Never fails an acquire: the exporters guard each sink, this guards their import.
+    try:
+        from memwarden import exporters
+
+        if refused:
+            exporters.record_pool_refusal(name)
+        else:
+            exporters.record_would_pool_refusal(name)
+    except Exception:
+        pass
 
 
 def _read(ref: weakref.ref[Pool[T]], fn: Callable[[Pool[T]], int]) -> int | None:

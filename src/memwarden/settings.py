@@ -207,6 +207,12 @@ SETTINGS: tuple[Setting, ...] = (
             "Share below which they serve again (off: shed_cgroup_high minus 5 points)."),
     Setting("shed_retry_after", "5", _int_at_least(1),
             "Seconds in the Retry-After header and JSON body of a 503."),
+    # The bounded resource pool (memwarden.pool), read when a pool is made.
+    Setting("pool_limits", "on", _mode,
+            "Bounded resource pools (memwarden.pool.Pool): on (refuse an acquire with "
+            "PoolTimeout when no slot frees in time), dry-run (wait the same, then log "
+            "`would_pool_refuse` and lend one beyond max_size) or off (no bound: create on "
+            "demand)."),
 )
 
 
@@ -218,7 +224,7 @@ def settings_doc() -> str:
 
 
 # The modes MEMWARDEN_PROTECT switches together.
-_PROTECTIVE = ("recycle", "orphans", "shed")
+_PROTECTIVE = ("recycle", "orphans", "shed", "pool_limits")
 _SOFT_LIMIT = Size(fraction=0.8)
 _IDLE_LIMIT = Size(fraction=0.6)
 _HARD_LIMIT = Size(fraction=0.95)
@@ -268,10 +274,11 @@ class Settings:
     shed_cgroup_high: float | None = None
     shed_cgroup_low: float | None = None
     shed_retry_after: int = 5
+    pool_limits: str = "on"
 
     def __post_init__(self) -> None:
         # MEMWARDEN_PROTECT caps every action's own mode, once, here: the parts
-        # that act (recycler, watchdog, shedder, orphan reaper) read only theirs.
+        # that act (recycler, watchdog, shedder, orphan reaper, pool) read only theirs.
         if self.protect == "on":
             return
         for name in _PROTECTIVE:

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
 import re
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -253,6 +256,53 @@ def test_two_workers_export_otlp_with_their_own_identity_names_units_and_values(
     assert total("memwarden.shed.requests") == 1
     assert total("memwarden.recycles", **{"memwarden.recycle.reason": "memory"}) == 1
     assert total("memwarden.oom_kills") == 0
+
+
+# The master's provider (one export per event): pool "browser" refuses twice,
+# pool "mcp" would refuse once in dry-run.
+POOL_REFUSALS = """
+import asyncio, contextlib
+from memwarden.exporters import otel
+from memwarden.pool import Pool, PoolTimeout
+
+async def refuse(name, mode):
+    async def create():
+        return object()
+    async def close(resource):
+        pass
+    pool = Pool(create, close, max_size=1, acquire_timeout=0, name=name, mode=mode)
+    async with pool.acquire():
+        with contextlib.suppress(PoolTimeout):
+            async with pool.acquire():
+                pass
+    await pool.close()
+
+otel.setup_master()
+otel.start_master("memwarden-pool-test")
+for name, mode in (("browser", "on"), ("browser", "on"), ("mcp", "dry-run")):
+    asyncio.run(refuse(name, mode))
+otel.shutdown()
+"""
+
+
+@pytest.mark.timeout(60)
+def test_pool_refusals_are_counted_per_pool_and_dry_run_ones_under_their_own_name(
+        receiver: OtlpReceiver) -> None:
+    endpoint = f"http://127.0.0.1:{receiver.port}"
+    env = {**os.environ, "OTEL_EXPORTER_OTLP_ENDPOINT": endpoint,
+           "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT": f"{endpoint}/v1/metrics",
+           "OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE": "cumulative"}
+    subprocess.run([sys.executable, "-c", POOL_REFUSALS], env=env, capture_output=True,
+                   text=True, timeout=30, check=True)
+
+    def total(name: str, pool: str) -> float | None:
+        found = [p.value for p in receiver.snapshot()
+                 if p.name == name and p.attributes.get("memwarden.pool.name") == pool]
+        return found[-1] if found else None  # cumulative: the last is the total
+    assert total("memwarden.pool.refusals", "browser") == 2
+    assert total("memwarden.would_pool.refusals", "mcp") == 1
+    assert total("memwarden.pool.refusals", "mcp") is None
+    assert total("memwarden.would_pool.refusals", "browser") is None
 
 
 @pytest.mark.timeout(60)

@@ -388,6 +388,43 @@ def test_a_scrape_waits_for_a_fold_in_progress(tmp_path: Path) -> None:
         assert a and b
 
 
+# Refuses on two acquires of pool "browser" and dry-run refuses one of pool "mcp".
+POOL_REFUSALS = """
+import asyncio, contextlib, sys
+from memwarden.exporters import prometheus
+from memwarden.pool import Pool, PoolTimeout
+from memwarden.settings import Settings
+
+async def refuse(name, mode):
+    async def create():
+        return object()
+    async def close(resource):
+        pass
+    pool = Pool(create, close, max_size=1, acquire_timeout=0, name=name, mode=mode)
+    async with pool.acquire():
+        with contextlib.suppress(PoolTimeout):
+            async with pool.acquire():
+                pass
+    await pool.close()
+
+prometheus.setup_master(Settings(prometheus_dir=sys.argv[1]))
+for name, mode in (("browser", "on"), ("browser", "on"), ("mcp", "dry-run")):
+    asyncio.run(refuse(name, mode))
+"""
+
+
+@pytest.mark.timeout(60)
+def test_pool_refusals_are_counted_per_pool_and_dry_run_ones_under_their_own_name(
+        tmp_path: Path) -> None:
+    subprocess.run([sys.executable, "-c", POOL_REFUSALS, str(tmp_path)],
+                   capture_output=True, text=True, timeout=30, check=True)
+    text = scrape(tmp_path)
+    assert sample(text, 'memwarden_pool_refusals_total{pool="browser"}') == 2
+    assert sample(text, 'memwarden_would_pool_refusals_total{pool="mcp"}') == 1
+    assert 'memwarden_pool_refusals_total{pool="mcp"}' not in text
+    assert 'memwarden_would_pool_refusals_total{pool="browser"}' not in text
+
+
 def test_importing_the_exporters_imports_no_optional_package() -> None:
     """No side effects on import: neither prometheus_client nor opentelemetry is loaded."""
     code = ("import sys, memwarden.exporters, memwarden.exporters.prometheus, "

@@ -7,10 +7,12 @@ imports neither and changes nothing.
 
 Two kinds of entry point:
 
-- Counters for the parts that act on memory (recycling, shedding):
-  :func:`record_recycle`, :func:`record_shed`, :func:`record_oom_kill` and
-  :func:`set_worker_limit`. They are cheap no-ops while no exporter runs, may be
-  called in a worker or in the gunicorn master, and never raise.
+- Counters for the parts that act on memory (recycling, shedding, pool
+  limits): :func:`record_recycle`, :func:`record_shed`,
+  :func:`record_pool_refusal`, :func:`record_oom_kill` and
+  :func:`set_worker_limit`, and their dry-run twins (``record_would_*``).
+  They are cheap no-ops while no exporter runs, may be called in a worker or
+  in the gunicorn master, and never raise.
 - gunicorn hooks, each a no-op unless an exporter is on. Call them from the
   hooks of the same name in your gunicorn config (``memwarden.gunicorn_conf``):
   :func:`setup_master` once at config load in the master (before the app is
@@ -35,8 +37,10 @@ __all__ = [
     "post_fork",
     "post_worker_init",
     "record_oom_kill",
+    "record_pool_refusal",
     "record_recycle",
     "record_shed",
+    "record_would_pool_refusal",
     "record_would_recycle",
     "record_would_shed",
     "require",
@@ -98,7 +102,7 @@ def worker_limit() -> int | None:
     return _worker_limit[0]
 
 
-# -- events (for Hold: recycling, shedding) --------------------------------------
+# -- events (for Hold: recycling, shedding, pool limits) ---------------------------------
 
 def record_recycle(reason: str) -> None:
     """Count one worker recycle (``memwarden_recycles_total{reason=...}``).
@@ -141,8 +145,31 @@ def record_would_shed(count: int = 1) -> None:
             _log.exception("memwarden exporter could not record dry-run shed requests")
 
 
+def record_pool_refusal(pool: str) -> None:
+    """Count one acquire a bounded pool refused with PoolTimeout
+    (``memwarden_pool_refusals_total{pool=...}``).
+
+    ``pool`` is the pool's name: it becomes a label, so name pools with fixed words.
+    """
+    for sink in _sinks:
+        try:
+            getattr(sink, "record_pool_refusal", _ignore)(pool)
+        except Exception:
+            _log.exception("memwarden exporter could not record a pool refusal")
+
+
+def record_would_pool_refusal(pool: str) -> None:
+    """Count one acquire dry-run pool limits would have refused
+    (``memwarden_would_pool_refusals_total{pool=...}``)."""
+    for sink in _sinks:
+        try:
+            getattr(sink, "record_would_pool_refusal", _ignore)(pool)
+        except Exception:
+            _log.exception("memwarden exporter could not record a dry-run pool refusal")
+
+
 def _ignore(*args: Any) -> None:
-    """A sink without dry-run counters (an older or third-party one)."""
+    """A sink without dry-run or pool counters (an older or third-party one)."""
 
 
 def record_oom_kill(count: int = 1) -> None:

@@ -74,6 +74,13 @@ INSTRUMENTS: dict[str, tuple[str, str, str]] = {
         "Recycles decided in dry-run, not done (memwarden.recycle.reason)."),
     "memwarden.would_shed.requests": (
         "counter", "{request}", "Requests dry-run shedding would have refused."),
+    "memwarden.pool.refusals": (
+        "counter", "{refusal}",
+        "Acquires a bounded resource pool refused with PoolTimeout (memwarden.pool.name)."),
+    "memwarden.would_pool.refusals": (
+        "counter", "{refusal}",
+        "Acquires dry-run pool limits would have refused, served beyond max_size "
+        "(memwarden.pool.name)."),
     "memwarden.oom_kills": (
         "counter", "{kill}", "Workers killed by the kernel's OOM killer, seen by the master."),
 }
@@ -278,6 +285,12 @@ class _Sink:
 
     def record_would_shed(self, count: int) -> None:
         self._add("memwarden.would_shed.requests", count)
+
+    def record_pool_refusal(self, pool: str) -> None:
+        self._add("memwarden.pool.refusals", 1, {"memwarden.pool.name": pool})
+
+    def record_would_pool_refusal(self, pool: str) -> None:
+        self._add("memwarden.would_pool.refusals", 1, {"memwarden.pool.name": pool})
 
     def record_oom_kill(self, count: int) -> None:
         self._add("memwarden.oom_kills", count)

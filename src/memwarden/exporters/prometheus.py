@@ -90,6 +90,8 @@ RECYCLES = "memwarden_recycles"
 SHED = "memwarden_shed_requests"
 WOULD_RECYCLES = "memwarden_would_recycles"
 WOULD_SHED = "memwarden_would_shed_requests"
+POOL_REFUSALS = "memwarden_pool_refusals"
+WOULD_POOL_REFUSALS = "memwarden_would_pool_refusals"
 OOM_KILLS = "memwarden_oom_kills"
 CGROUP_USAGE = "memwarden_cgroup_memory_usage_bytes"
 CGROUP_LIMIT = "memwarden_cgroup_memory_limit_bytes"
@@ -112,6 +114,10 @@ METRICS: dict[str, tuple[str, str]] = {
     SHED + "_total": ("counter", "Requests refused by memory-based load shedding."),
     WOULD_RECYCLES + "_total": ("counter", "Recycles decided in dry-run (not done), by reason."),
     WOULD_SHED + "_total": ("counter", "Requests dry-run shedding would have refused."),
+    POOL_REFUSALS + "_total": ("counter", "Acquires a bounded resource pool refused with "
+                                          "PoolTimeout, by pool."),
+    WOULD_POOL_REFUSALS + "_total": ("counter", "Acquires dry-run pool limits would have "
+                                                "refused (served beyond max_size), by pool."),
     OOM_KILLS + "_total": ("counter", "Workers killed by the kernel's OOM killer, as seen "
                                       "by the master."),
     CGROUP_USAGE: ("gauge", "Memory in use by the server's cgroup."),
@@ -494,6 +500,10 @@ class _Sink:
                 WOULD_RECYCLES: Counter(WOULD_RECYCLES, _help(WOULD_RECYCLES), ["reason"],
                                         registry=None),
                 WOULD_SHED: Counter(WOULD_SHED, _help(WOULD_SHED), registry=None),
+                POOL_REFUSALS: Counter(POOL_REFUSALS, _help(POOL_REFUSALS), ["pool"],
+                                       registry=None),
+                WOULD_POOL_REFUSALS: Counter(WOULD_POOL_REFUSALS, _help(WOULD_POOL_REFUSALS),
+                                             ["pool"], registry=None),
                 OOM_KILLS: Counter(OOM_KILLS, _help(OOM_KILLS), registry=None),
             }
         return self._counters
@@ -534,6 +544,12 @@ class _Sink:
 
     def record_would_shed(self, count: int) -> None:
         self.ensure_counters()[WOULD_SHED].inc(count)
+
+    def record_pool_refusal(self, pool: str) -> None:
+        self.ensure_counters()[POOL_REFUSALS].labels(pool=pool).inc()
+
+    def record_would_pool_refusal(self, pool: str) -> None:
+        self.ensure_counters()[WOULD_POOL_REFUSALS].labels(pool=pool).inc()
 
     def record_oom_kill(self, count: int) -> None:
         self.ensure_counters()[OOM_KILLS].inc(count)
