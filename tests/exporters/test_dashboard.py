@@ -18,6 +18,12 @@ from memwarden.exporters.prometheus import METRICS
 
 DASHBOARD = REPO / "deploy" / "grafana" / "memwarden.json"
 BUILTINS = {"__rate_interval", "__interval", "__range"}
+# Each action's real counter and its dry-run counter, shown side by side.
+DRY_RUN_PAIRS = [
+    ("memwarden_recycles_total", "memwarden_would_recycles_total"),
+    ("memwarden_shed_requests_total", "memwarden_would_shed_requests_total"),
+    ("memwarden_pool_refusals_total", "memwarden_would_pool_refusals_total"),
+]
 
 _DATASOURCE = {
     "type": "object", "required": ["type", "uid"],
@@ -105,6 +111,10 @@ def exprs() -> list[str]:
     return [t["expr"] for p in board()["panels"] for t in p["targets"]]
 
 
+def metrics_in(expr: str) -> set[str]:
+    return set(re.findall(r"\bmemwarden_[a-z_]+", expr))
+
+
 def test_dashboard_matches_grafanas_dashboard_model() -> None:
     jsonschema.validate(board(), SCHEMA, cls=jsonschema.Draft202012Validator)
 
@@ -139,13 +149,47 @@ def test_queries_use_the_datasource_variable_and_defined_variables() -> None:
 
 def test_the_fleet_is_on_the_dashboard() -> None:
     """Footprint per worker, recycles, shedding, census kinds, from exported metrics only."""
-    used = {m for e in exprs() for m in re.findall(r"\bmemwarden_[a-z_]+", e)}
+    used = {m for e in exprs() for m in metrics_in(e)}
     assert used <= set(METRICS), used - set(METRICS)
     assert {"memwarden_worker_footprint_bytes", "memwarden_worker_limit_bytes",
             "memwarden_recycles_total", "memwarden_shed_requests_total",
             "memwarden_worker_census", "memwarden_oom_kills_total"} <= used
     footprint = next(p for p in board()["panels"] if p["title"] == "Footprint per worker")
     assert "pid" in footprint["targets"][0]["legendFormat"]
+
+
+def test_every_panel_says_what_it_shows_and_in_what_unit() -> None:
+    """A description (what to look for) and a unit on every panel."""
+    for p in board()["panels"]:
+        assert p.get("description", "").strip(), p["title"]
+        assert p["fieldConfig"]["defaults"].get("unit"), p["title"]
+
+
+def test_real_and_dry_run_decisions_are_side_by_side() -> None:
+    """Each action's real and dry-run counters share a panel (over time), and the
+    range-totals panel has both, with legends that tell them apart."""
+    panels = board()["panels"]
+    for real, would in DRY_RUN_PAIRS:
+        together = [p for p in panels
+                    if {real, would} <= {m for t in p["targets"] for m in metrics_in(t["expr"])}]
+        assert len(together) >= 2, (real, would)  # one over time, one over the range
+        for p in together:
+            for t in p["targets"]:
+                used = metrics_in(t["expr"])
+                if would in used:
+                    assert "would" in t["legendFormat"], (p["title"], t["refId"])
+                elif real in used:
+                    assert "would" not in t["legendFormat"], (p["title"], t["refId"])
+        assert any("$__range" in t["expr"] for p in together for t in p["targets"]
+                   if would in metrics_in(t["expr"])), would
+    # The grouping labels each counter carries stay in the query.
+    by = {"memwarden_would_recycles_total": "reason",
+          "memwarden_would_pool_refusals_total": "pool",
+          "memwarden_pool_refusals_total": "pool"}
+    for metric, label in by.items():
+        for e in exprs():
+            if metric in metrics_in(e):
+                assert re.search(rf"sum by \([^)]*\b{label}\b", e), e
 
 
 def test_every_query_is_valid_promql(tmp_path: Path) -> None:

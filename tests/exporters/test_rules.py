@@ -9,6 +9,7 @@ import subprocess
 import pytest
 from support import REPO
 
+from memwarden import recycle
 from memwarden.exporters.prometheus import METRICS
 
 DEPLOY = REPO / "deploy" / "prometheus"
@@ -16,6 +17,7 @@ RULES = DEPLOY / "memwarden.rules.yml"
 TESTS = DEPLOY / "memwarden.rules.test.yml"
 INSTALL_HINT = ("apt-get install -y prometheus (Debian's package provides promtool; "
                 "the Makefile's `prometheus` target installs it)")
+DRY_RUN_ALERTS = {"MemwardenWouldRecycle", "MemwardenWouldShed", "MemwardenWouldPoolRefuse"}
 
 
 def promtool() -> str:
@@ -34,7 +36,7 @@ def test_rules_file_is_valid() -> None:
     """promtool check rules: YAML, PromQL and templates all parse."""
     result = run("check", "rules", RULES.name)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "SUCCESS: 5 rules found" in result.stdout
+    assert "SUCCESS: 9 rules found" in result.stdout
 
 
 def test_promtool_unit_tests_pass() -> None:
@@ -50,10 +52,31 @@ def test_every_alert_has_a_unit_test() -> None:
     assert alerts == tested
     assert alerts == {"MemwardenWorkerFootprintPredictedOverLimit",
                       "MemwardenCgroupMemoryPredictedFull", "MemwardenRecycleRateRising",
-                      "MemwardenOOMKill", "MemwardenShedding"}
+                      "MemwardenOOMKill", "MemwardenShedding", "MemwardenPoolRefusing",
+                      *DRY_RUN_ALERTS}
 
 
 def test_rules_use_only_metrics_the_exporter_exposes() -> None:
     code = "\n".join(line.split("#", 1)[0] for line in RULES.read_text().splitlines())
     used = set(re.findall(r"\bmemwarden_[a-z_]+", code))
     assert used <= set(METRICS), used - set(METRICS)
+    assert {"memwarden_would_recycles_total", "memwarden_would_shed_requests_total",
+            "memwarden_pool_refusals_total", "memwarden_would_pool_refusals_total"} <= used
+
+
+def test_recycle_reasons_are_the_ones_memwarden_records() -> None:
+    """A rule that filters on a reason the code never writes silently matches nothing."""
+    reasons = {recycle.HARD_LIMIT, recycle.SOFT_LIMIT, recycle.MAX_REQUESTS, recycle.IDLE}
+    for path in (RULES, TESTS):
+        used = set(re.findall(r'reason!?="(\w+)"', path.read_text()))
+        assert used and used <= reasons, (path.name, used - reasons)
+
+
+def test_dry_run_alerts_are_info_and_name_the_rollout_step() -> None:
+    """A dry-run alert informs (nothing was done); it points to the rollout's dry-run step."""
+    rules = re.split(r"^\s*- alert: ", RULES.read_text(), flags=re.M)[1:]
+    by_name = {rule.split(None, 1)[0]: rule for rule in rules}
+    for name in DRY_RUN_ALERTS:
+        assert re.search(r"^\s*severity: info$", by_name[name], re.M), name
+        assert "docs/rollout.md, Step 2: dry-run" in by_name[name], name
+    assert re.search(r"^\s*severity: warning$", by_name["MemwardenPoolRefusing"], re.M)
