@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from memwarden import actions
 from memwarden.analysis import analyze_lines, render_text
 from memwarden.analysis.units import format_bytes, format_count, format_signed_bytes
 
+from .real_actions import as_worker, shed_lines
 from .synthetic import Route, SyntheticWorker, to_lines
 
 
@@ -26,3 +28,13 @@ def test_units() -> None:
     assert format_count(160.24) == "160"
     assert format_count(3.0) == "3"
     assert format_count(0.0123) == "0.012"
+
+
+def test_summary_says_what_memwarden_did_and_would_have_done_only_when_it_did() -> None:
+    requests = SyntheticWorker(seed=1).run(200)
+    quiet = render_text(analyze_lines(to_lines(requests)))
+    assert "Protective actions" not in quiet and "would" not in quiet
+    sheds = as_worker(shed_lines(actions.DRY_RUN, 12), 4121)
+    text = render_text(analyze_lines(to_lines(requests[:100] + sheds + requests[100:])))
+    assert ("\nProtective actions (dry-run: logged, not done)\n  would shed 12 requests\n"
+            "  also logged: shedding_started 1 (by signal: footprint 1)\n") in text

@@ -7,6 +7,9 @@ renderer must be safe on its own, for any ``Report``.
 from __future__ import annotations
 
 from memwarden.analysis import (
+    ActionCount,
+    ActionMarker,
+    ActionSummary,
     InputStats,
     LifeSeries,
     RecycleMarker,
@@ -16,13 +19,34 @@ from memwarden.analysis import (
     Suspect,
     WorkerSummary,
 )
+from memwarden.analysis.records import ActionEvent
 
 from .logs import ATTRIBUTE_BREAK, SCRIPT_END, SCRIPT_ROUTE
 
 EVIL = SCRIPT_ROUTE + ATTRIBUTE_BREAK + SCRIPT_END
 
 
+def hostile_actions() -> ActionSummary:
+    """Counts, breakdowns and a timeline whose every string is hostile."""
+    events = (ActionEvent(pid=7, action="recycle", would=True, detail=EVIL,
+                          figures=(("footprint_bytes", 1.0e8), ("limit_bytes", 9.0e7)),
+                          timestamp=EVIL),
+              ActionEvent(pid=7, action="pool_refuse", would=True, detail=EVIL, timestamp=EVIL),
+              ActionEvent(pid=7, action="shedding_started", detail=EVIL, timestamp=EVIL))
+    return ActionSummary(
+        mode="dry-run",
+        counts=(ActionCount("would_recycle", "recycle", True, True, 1, 1, None, "reason",
+                            ((EVIL, 1),)),
+                ActionCount("would_pool_refuse", "pool_refuse", True, True, 1, 1, None, "pool",
+                            ((EVIL, 1),)),
+                ActionCount("shedding_started", "shedding_started", False, False, 1, 1, None,
+                            "signal", ((EVIL, 1),))),
+        events=events)
+
+
 def hostile_report() -> Report:
+    would = ActionMarker(pid=7, life=1, seq=150, action="recycle", would=True, reason=EVIL,
+                         footprint_bytes=1.0e8, limit_bytes=9.0e7, timestamp=EVIL)
     marker = RecycleMarker(pid=7, life=1, seq=300, event="worker_killed", reason=EVIL,
                            footprint_bytes=1.0e8, limit_bytes=2.0e8, signal=EVIL, oom_kill=True,
                            timestamp=EVIL)
@@ -42,6 +66,7 @@ def hostile_report() -> Report:
         routes=(RouteCost(EVIL, 300, 0, 4096.0, 4096.0, 10.0, 12.5),),
         recycles=(marker,),
         series=(LifeSeries(pid=7, life=1, warmup_end_seq=30, points=points,
-                           recycles=(marker,)),),
-        input=InputStats(lines=301, request_lines=300, lifecycle_lines=1),
+                           recycles=(marker,), actions=(would,)),),
+        input=InputStats(lines=304, request_lines=300, lifecycle_lines=1, action_lines=3),
+        actions=hostile_actions(),
     )

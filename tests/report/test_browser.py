@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,6 +17,7 @@ from .hostile import EVIL, hostile_report
 from .logs import (
     ATTRIBUTE_BREAK,
     SCRIPT_ROUTE,
+    dry_run_report,
     hardened_report,
     hostile_lines,
     realistic_report,
@@ -23,6 +25,8 @@ from .logs import (
 
 REPORT_PNG = Path("/tmp/memwarden-report.png")
 COMPARISON_PNG = Path("/tmp/memwarden-comparison.png")
+DRY_RUN_PNG = Path("/tmp/memwarden-dry-run-report.png")
+DRY_RUN_MEMORY_PNG = Path("/tmp/memwarden-dry-run-memory.png")
 
 
 class Opened:
@@ -149,6 +153,61 @@ def test_report_screenshot_plots_and_hover(open_html: Any, tmp_path: Path) -> No
     box = bars.locator("svg").bounding_box()
     page.mouse.move(box["x"] + box["width"] * 0.6, box["y"] + 24 + 26 * 1.5)
     assert bars.locator(".mw-tip").inner_text().startswith("POST /chat\n")
+    assert opened.errors == []
+
+
+def _overlap(a: dict[str, float], b: dict[str, float]) -> bool:
+    return (a["x"] < b["x"] + b["width"] and b["x"] < a["x"] + a["width"]
+            and a["y"] < b["y"] + b["height"] and b["y"] < a["y"] + a["height"])
+
+
+def test_dry_run_report_screenshot_actions_and_marks(open_html: Any, tmp_path: Path) -> None:
+    """A dry-run rollout step: what memwarden would have done, counted, in a timeline and
+    marked on the memory plot apart from what was done, every mark labelled and legible."""
+    opened = open_html(render_html(dry_run_report(), title="agent service, dry-run"))
+    page = opened.page
+    shot = tmp_path / "dry-run.png"
+    page.screenshot(path=str(shot), full_page=True)
+    shutil.copyfile(shot, DRY_RUN_PNG)
+
+    heading = page.get_by_role("heading", name="Protective actions")
+    assert heading.is_visible()
+    suspects = page.get_by_role("heading", name="Suspects, most likely first")
+    assert heading.bounding_box()["y"] < suspects.bounding_box()["y"]
+    assert page.locator("table.mw-actions tbody tr").count() == 4
+    timeline = page.locator("table.mw-timeline")
+    assert timeline.locator("tbody tr").count() == 8
+    assert "12 lines in a row" in timeline.inner_text()
+    assert page.evaluate("document.documentElement.scrollWidth") <= 1280
+
+    block = page.locator("#r-life1 .mw-plotblock")
+    block.screenshot(path=str(DRY_RUN_MEMORY_PNG))
+    assert block.get_by_text("would recycle: dry-run, not done (dotted)").is_visible()
+    marks = block.locator(".mw-marker.mw-would")
+    assert marks.count() == 4
+    labels = [marks.nth(i).locator("text") for i in range(marks.count())]
+    assert [label.text_content() for label in labels] == [
+        "would recycle (idle)", "would recycle (soft_limit)", "would recycle (hard_limit)",
+        "would kill (hard_limit)"]
+    # The glyphs' boxes (the font's ascent to descent), in the plot's own units.
+    boxes = [label.evaluate("t => { const b = t.getBBox(); "
+                            "return {x: b.x, y: b.y, width: b.width, height: b.height}; }")
+             for label in labels]
+    width = float(block.locator("svg").get_attribute("width") or 0)
+    for box in boxes:  # drawn, inside the plot, clear of one another
+        assert box["width"] > 60 and box["height"] > 8
+        assert box["x"] >= 0 and box["x"] + box["width"] <= width
+    assert not any(_overlap(a, b) for a, b in itertools.combinations(boxes, 2))
+    line = marks.first.locator("line")
+    assert line.bounding_box()["height"] > 150  # the whole height of the plot
+    # Dotted, where a recycle that was done is dashed: told apart by more than colour.
+    assert line.evaluate("l => getComputedStyle(l).strokeDasharray") == "2px, 3px"
+
+    # The page script works as before around the marks.
+    _hover_middle(page, block.locator("svg"))
+    tip = block.locator(".mw-tip")
+    tip.wait_for(state="visible", timeout=5000)
+    assert tip.inner_text().startswith("Request ")
     assert opened.errors == []
 
 

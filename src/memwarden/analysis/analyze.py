@@ -1,4 +1,9 @@
-"""The pipeline: lines -> records -> worker lives -> verdict, suspects, report."""
+"""The pipeline: lines -> records -> worker lives -> verdict, suspects, report.
+
+Protective-action lines are counted on the way (``actions.ActionTally``);
+only the dry-run decisions drawn on a memory plot join the records, and at
+most ``MAX_PLOTTED_ACTIONS`` of them.
+"""
 
 from __future__ import annotations
 
@@ -6,22 +11,32 @@ import os
 from collections.abc import Iterable
 from dataclasses import asdict
 
+from memwarden.analysis.actions import PLOTTED, ActionTally, from_lifecycle
 from memwarden.analysis.config import AnalysisConfig
 from memwarden.analysis.lives import WorkerLife, split_lives
 from memwarden.analysis.model import (
+    ActionMarker,
+    ActionSummary,
     InputStats,
     RecycleMarker,
     Report,
     WorkerSummary,
 )
 from memwarden.analysis.reader import LineParser, read_path_lines
-from memwarden.analysis.records import AllocationWindow, LifecycleEvent, RequestRecord
+from memwarden.analysis.records import (
+    ActionEvent,
+    AllocationWindow,
+    LifecycleEvent,
+    RequestRecord,
+)
 from memwarden.analysis.routes import route_costs
 from memwarden.analysis.series import life_series
 from memwarden.analysis.suspects import all_suspects
 from memwarden.analysis.verdict import LifeAssessment, assess_life, overall_verdict
 
-__all__ = ["analyze_lines", "analyze_paths"]
+__all__ = ["MAX_PLOTTED_ACTIONS", "analyze_lines", "analyze_paths"]
+
+MAX_PLOTTED_ACTIONS = 1000
 
 
 class _Collector:
@@ -29,22 +44,34 @@ class _Collector:
 
     def __init__(self) -> None:
         self.parser = LineParser()
-        self.events: list[RequestRecord | LifecycleEvent] = []
+        self.events: list[RequestRecord | LifecycleEvent | ActionEvent] = []
         self.windows: list[AllocationWindow] = []
+        self.actions = ActionTally()
+        self._plotted = 0
 
     def add(self, raw: str | bytes | None) -> None:
         if raw is None:
             self.parser.oversized()
             return
         record = self.parser.parse(raw)
-        if isinstance(record, AllocationWindow):
-            self.windows.append(record)
-        elif record is not None:
+        if type(record) is RequestRecord:  # nearly every record: one test
             self.events.append(record)
+        elif isinstance(record, ActionEvent):
+            self.actions.add(record)
+            if record.would and record.action in PLOTTED \
+                    and self._plotted < MAX_PLOTTED_ACTIONS:
+                self._plotted += 1
+                self.events.append(record)
+        elif isinstance(record, LifecycleEvent):
+            self.events.append(record)
+            self.actions.add(from_lifecycle(record))
+        elif isinstance(record, AllocationWindow):
+            self.windows.append(record)
 
     def report(self, config: AnalysisConfig) -> Report:
         return build_report(self.events, self.windows,
-                            InputStats(**asdict(self.parser.counters)), config)
+                            InputStats(**asdict(self.parser.counters)), config,
+                            self.actions.summary())
 
 
 def _markers(life: WorkerLife) -> tuple[RecycleMarker, ...]:
@@ -57,6 +84,15 @@ def _marker(event: LifecycleEvent, life: int | None, seq: int | None) -> Recycle
                          reason=event.reason, footprint_bytes=event.footprint_bytes,
                          limit_bytes=event.limit_bytes, signal=event.signal,
                          oom_kill=event.oom_kill, timestamp=event.timestamp)
+
+
+def _action_markers(life: WorkerLife) -> tuple[ActionMarker, ...]:
+    return tuple(ActionMarker(pid=life.pid, life=life.index, seq=seq, action=event.action,
+                              would=event.would, reason=event.detail,
+                              footprint_bytes=event.figure("footprint_bytes"),
+                              limit_bytes=event.figure("limit_bytes"),
+                              timestamp=event.timestamp)
+                 for seq, event in life.marks)
 
 
 def _summary(assessment: LifeAssessment) -> WorkerSummary:
@@ -82,9 +118,9 @@ def _summary(assessment: LifeAssessment) -> WorkerSummary:
     )
 
 
-def build_report(events: Iterable[RequestRecord | LifecycleEvent],
+def build_report(events: Iterable[RequestRecord | LifecycleEvent | ActionEvent],
                  windows: list[AllocationWindow], stats: InputStats,
-                 config: AnalysisConfig) -> Report:
+                 config: AnalysisConfig, actions: ActionSummary | None = None) -> Report:
     split = split_lives(events)
     assessments = [assess_life(life, config) for life in split.lives]
     verdict, reason = overall_verdict(assessments, config)
@@ -105,9 +141,11 @@ def build_report(events: Iterable[RequestRecord | LifecycleEvent],
         suspects=all_suspects(assessments, windows, verdict, config),
         routes=route_costs(split.lives),
         recycles=recycles,
-        series=tuple(life_series(life, config, markers_by_life[id(life)])
+        series=tuple(life_series(life, config, markers_by_life[id(life)],
+                                 _action_markers(life))
                      for life in split.lives),
         input=stats,
+        actions=actions if actions is not None else ActionSummary(),
     )
 
 

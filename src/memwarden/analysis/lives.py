@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from memwarden.analysis.records import LifecycleEvent, RequestRecord
+from memwarden.analysis.records import ActionEvent, LifecycleEvent, RequestRecord
 
 __all__ = ["LifeSplit", "WorkerLife", "split_lives"]
 
@@ -31,6 +31,9 @@ class WorkerLife:
     index: int  # 1 for the first life seen under this PID, 2 for the next...
     requests: list[RequestRecord] = field(default_factory=list)
     end_events: list[LifecycleEvent] = field(default_factory=list)
+    # Dry-run decisions about this process, each with the highest seq logged
+    # before it: the request that crossed the limit is logged before the decision.
+    marks: list[tuple[int, ActionEvent]] = field(default_factory=list)
     _seen: set[int] = field(default_factory=set, repr=False)
     _max_seq: int = 0
     _min_seq: int | None = None
@@ -70,15 +73,22 @@ class LifeSplit:
     orphan_events: list[LifecycleEvent]
 
 
-def split_lives(records: Iterable[RequestRecord | LifecycleEvent]) -> LifeSplit:
-    """Split request and lifecycle records, in log order, into worker lives."""
+def split_lives(records: Iterable[RequestRecord | LifecycleEvent | ActionEvent]) -> LifeSplit:
+    """Split request and lifecycle records, in log order, into worker lives.
+
+    An action record marks the current life of its pid; one before any
+    request of that pid marks nothing (the action counts still have it).
+    """
     lives: list[WorkerLife] = []
     current: dict[int, WorkerLife] = {}
     orphans: list[LifecycleEvent] = []
     for record in records:
         life = current.get(record.pid)
-        if isinstance(record, LifecycleEvent):
-            if life is None:
+        if not isinstance(record, RequestRecord):  # one test on the path of every request
+            if isinstance(record, ActionEvent):
+                if life is not None:
+                    life.marks.append((life._max_seq, record))
+            elif life is None:
                 orphans.append(record)
             else:
                 life.end_events.append(record)

@@ -1,8 +1,9 @@
 """The report model: plain data, no rendering.
 
 ``Report.to_json_dict()`` is the report.json contract of DESIGN.md (plus a
-few extra keys); ``Report.series_json_dict()`` adds what the HTML report
-plots. Both return only JSON-safe values: finite numbers, strings, lists.
+few extra keys, ``actions`` among them: see ``ActionSummary``);
+``Report.series_json_dict()`` adds what the HTML report plots. Both return
+only JSON-safe values: finite numbers, strings, lists.
 """
 
 from __future__ import annotations
@@ -12,7 +13,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from memwarden.analysis.records import ActionEvent
+
 __all__ = [
+    "ActionCount",
+    "ActionMarker",
+    "ActionMode",
+    "ActionSummary",
     "InputStats",
     "LifeSeries",
     "RecycleMarker",
@@ -27,6 +34,7 @@ __all__ = [
 
 Verdict = Literal["leak", "no_leak", "inconclusive"]
 SuspectKind = Literal["route", "resource", "allocation", "type"]
+ActionMode = Literal["on", "dry-run", "mixed"]
 
 
 def _number(value: float | None, digits: int = 4) -> float | None:
@@ -39,6 +47,11 @@ def _integer(value: float | None) -> int | None:
     if value is None or not math.isfinite(value):
         return None
     return round(value)
+
+
+def _figure(value: float) -> float | int:
+    """A logged figure as it was: whole numbers stay ints in JSON."""
+    return int(value) if value.is_integer() else round(value, 4)
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,6 +151,100 @@ class RecycleMarker:
 
 
 @dataclass(frozen=True, slots=True)
+class ActionMarker:
+    """A dry-run decision about a worker, at the last request it had logged by then."""
+
+    pid: int
+    life: int
+    seq: int
+    action: str  # "recycle", "hard_limit_kill"
+    would: bool
+    reason: str | None
+    footprint_bytes: float | None
+    limit_bytes: float | None
+    timestamp: str | None
+
+    def to_json_dict(self) -> dict[str, Any]:
+        return {
+            "pid": self.pid,
+            "life": self.life,
+            "seq": self.seq,
+            "action": self.action,
+            "would": self.would,
+            "reason": self.reason,
+            "footprint_bytes": _integer(self.footprint_bytes),
+            "limit_bytes": _integer(self.limit_bytes),
+            "timestamp": self.timestamp,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class ActionCount:
+    """How often one message was logged: ``would_recycle``, ``shed``, ``worker_killed``..."""
+
+    message: str  # as logged
+    action: str  # without its would_ prefix
+    would: bool
+    protective: bool  # an action (done or would); else a line that goes with one
+    total: int
+    workers: int | None  # distinct worker pids; None for the master's own lines
+    processes: int | None  # processes ended (or to be), where the lines count them
+    by: str | None  # the logged field ``breakdown`` counts: "reason", "pool"...
+    breakdown: tuple[tuple[str, int], ...] = ()  # most frequent first
+
+    def to_json_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"total": self.total}
+        if self.workers is not None:
+            out["workers"] = self.workers
+        if self.processes is not None:
+            out["processes"] = self.processes
+        if self.by is not None:
+            out[self.by] = dict(self.breakdown)
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class ActionSummary:
+    """report.json's ``actions``: what memwarden did and what a dry-run would have done.
+
+    ``mode`` comes from the protective actions seen: "on" (only done),
+    "dry-run" (only ``would_``), "mixed" (both), None (neither). ``events``
+    is the first lines of each message, in log order; ``events_omitted``
+    counts the rest.
+    """
+
+    mode: ActionMode | None = None
+    counts: tuple[ActionCount, ...] = ()
+    events: tuple[ActionEvent, ...] = ()
+    events_omitted: int = 0
+
+    @property
+    def protective(self) -> tuple[ActionCount, ...]:
+        return tuple(c for c in self.counts if c.protective)
+
+    def count(self, message: str) -> ActionCount | None:
+        return next((c for c in self.counts if c.message == message), None)
+
+    def to_json_dict(self) -> dict[str, Any]:
+        by = {c.message: c.by for c in self.counts}
+        events = []
+        for event in self.events:
+            item: dict[str, Any] = {"t": event.timestamp, "pid": event.pid,
+                                    "action": event.action, "would": event.would}
+            field = by.get(event.message)
+            if field is not None:
+                item[field] = event.detail
+            item.update((name, _figure(value)) for name, value in event.figures)
+            events.append(item)
+        return {
+            "mode": self.mode,
+            "counts": {c.message: c.to_json_dict() for c in self.counts},
+            "events": events,
+            "events_omitted": self.events_omitted,
+        }
+
+
+@dataclass(frozen=True, slots=True)
 class SeriesPoint:
     """One plotted request. ``blocks`` is relative to the life's first request."""
 
@@ -163,6 +270,7 @@ class LifeSeries:
     warmup_end_seq: int | None  # the last warm-up request: trends start after it
     points: tuple[SeriesPoint, ...]
     recycles: tuple[RecycleMarker, ...]
+    actions: tuple[ActionMarker, ...] = ()  # dry-run decisions about this life
 
     def to_json_dict(self) -> dict[str, Any]:
         return {
@@ -171,6 +279,7 @@ class LifeSeries:
             "warmup_end_seq": self.warmup_end_seq,
             "points": [point.to_json_dict() for point in self.points],
             "recycles": [marker.to_json_dict() for marker in self.recycles],
+            "actions": [marker.to_json_dict() for marker in self.actions],
         }
 
 
@@ -212,6 +321,7 @@ class InputStats:
     invalid_records: int = 0
     invalid_fields: int = 0
     unreadable_inputs: int = 0
+    action_lines: int = 0
 
     def to_json_dict(self) -> dict[str, int]:
         return {
@@ -219,6 +329,7 @@ class InputStats:
             "request_lines": self.request_lines,
             "allocation_lines": self.allocation_lines,
             "lifecycle_lines": self.lifecycle_lines,
+            "action_lines": self.action_lines,
             "skipped_lines": self.skipped_lines,
             "malformed_lines": self.malformed_lines,
             "oversized_lines": self.oversized_lines,
@@ -242,6 +353,7 @@ class Report:
     recycles: tuple[RecycleMarker, ...]
     series: tuple[LifeSeries, ...]
     input: InputStats
+    actions: ActionSummary = ActionSummary()
 
     def to_json_dict(self) -> dict[str, Any]:
         """report.json: the DESIGN.md keys first, then the extras."""
@@ -256,6 +368,7 @@ class Report:
             "input": self.input.to_json_dict(),
             "routes": [route.to_json_dict() for route in self.routes],
             "recycles": [marker.to_json_dict() for marker in self.recycles],
+            "actions": self.actions.to_json_dict(),
         }
 
     def series_json_dict(self) -> dict[str, Any]:

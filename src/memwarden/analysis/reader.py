@@ -1,8 +1,9 @@
 """Read memwarden's log lines from files, gzip files or stdin.
 
-Logs are mixed: the request lines sit between gunicorn's access lines, the
-application's own JSON and plain text. Anything that is not a memwarden line
-is skipped; a memwarden line that cannot be trusted is counted, never fatal.
+Logs are mixed: the request lines sit between memwarden's protective-action
+lines (``analysis.actions``), gunicorn's access lines, the application's own
+JSON and plain text. Anything that is not a memwarden line is skipped; a
+memwarden line that cannot be trusted is counted, never fatal.
 Hostile input is expected: lines are read with a length cap (a 10 GB line
 must not be loaded to be rejected), NaN and Infinity are refused, nesting
 deep enough to exhaust the recursion limit is caught, numbers are bounded,
@@ -21,7 +22,9 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from memwarden.analysis.actions import ACTION_LINES, ActionKind
 from memwarden.analysis.records import (
+    ActionEvent,
     AllocationWindow,
     LifecycleEvent,
     Record,
@@ -58,13 +61,14 @@ class ReadCounters:
     lines: int = 0
     request_lines: int = 0
     allocation_lines: int = 0
-    lifecycle_lines: int = 0
+    lifecycle_lines: int = 0    # recycle and worker_killed: they end a worker life
     skipped_lines: int = 0      # not a memwarden line (other loggers, plain text, blank)
     malformed_lines: int = 0    # looked like JSON and was not
     oversized_lines: int = 0    # longer than MAX_LINE_BYTES
     invalid_records: int = 0    # memwarden lines missing a required field
     invalid_fields: int = 0     # optional fields dropped for a wrong type or value
     unreadable_inputs: int = 0  # inputs cut short (truncated or corrupt gzip)
+    action_lines: int = 0       # the other protective-action lines (analysis.actions)
 
 
 class _InvalidRecord(Exception):
@@ -206,6 +210,10 @@ class LineParser:
             elif logger == RECYCLE_LOGGER and message in ("recycle", "worker_killed"):
                 record = self._lifecycle(_Fields(obj, counters), message)
                 counters.lifecycle_lines += 1
+            elif type(message) is str and (found := ACTION_LINES.get(message)) is not None \
+                    and found[0].logger == logger:
+                record = self._action(_Fields(obj, counters), *found)
+                counters.action_lines += 1
             else:
                 counters.skipped_lines += 1
                 return None
@@ -303,7 +311,19 @@ class LineParser:
                 requests=fields.integer("requests"), timestamp=fields.text("timestamp"))
         return LifecycleEvent(
             pid=pid, kind="worker_killed", signal=fields.text("signal"),
-            oom_kill=fields.flag("oom_kill"), timestamp=fields.text("timestamp"))
+            oom_kill=fields.flag("oom_kill"), timestamp=fields.text("timestamp"),
+            killed_by=fields.text("killed_by"))
+
+    def _action(self, fields: _Fields, kind: ActionKind, would: bool) -> ActionEvent:
+        pid = fields.required_integer("pid")
+        figures = []
+        for name in kind.figures:
+            value = fields.number(name, minimum=0.0)
+            if value is not None:
+                figures.append((name, value))
+        return ActionEvent(pid=pid, action=kind.name, would=would,
+                           detail=fields.text(kind.by) if kind.by is not None else None,
+                           figures=tuple(figures), timestamp=fields.text("timestamp"))
 
 
 class _LineSource(Protocol):

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 __all__ = [
+    "ActionEvent",
     "AllocationWindow",
     "LifecycleEvent",
     "Record",
@@ -80,6 +81,7 @@ class LifecycleEvent:
     signal: str | None = None
     oom_kill: bool | None = None
     timestamp: str | None = None
+    killed_by: str | None = None  # worker_killed: oom_killer, gunicorn_timeout...
 
     def describe(self) -> str:
         """A short phrase: "recycled (soft_limit)", "killed by SIGKILL (OOM)"."""
@@ -90,4 +92,34 @@ class LifecycleEvent:
         return f"killed{signal}{oom}"
 
 
-Record = RequestRecord | AllocationWindow | LifecycleEvent
+@dataclass(frozen=True, slots=True)
+class ActionEvent:
+    """A protective action memwarden logged: done, or only decided (``would``, dry-run).
+
+    Also the lines around one (``recycle_done``, ``shedding_started``,
+    ``worker_killed``...). ``action`` is the logged message without its
+    ``would_`` prefix; ``detail`` the value of the field its counts are
+    broken down by (see ``analysis.actions.KINDS``); ``figures`` the
+    kind's numeric fields that were logged, in the kind's order.
+    """
+
+    pid: int
+    action: str
+    would: bool = False
+    detail: str | None = None
+    figures: tuple[tuple[str, float], ...] = ()
+    timestamp: str | None = None
+
+    @property
+    def message(self) -> str:
+        """The message as logged: "would_recycle"."""
+        return f"would_{self.action}" if self.would else self.action
+
+    def figure(self, name: str) -> float | None:
+        for key, value in self.figures:
+            if key == name:
+                return value
+        return None
+
+
+Record = RequestRecord | AllocationWindow | LifecycleEvent | ActionEvent

@@ -21,7 +21,7 @@ from itertools import pairwise
 
 from memwarden.analysis.config import AnalysisConfig
 from memwarden.analysis.lives import WorkerLife
-from memwarden.analysis.model import LifeSeries, RecycleMarker, SeriesPoint
+from memwarden.analysis.model import ActionMarker, LifeSeries, RecycleMarker, SeriesPoint
 from memwarden.analysis.records import RequestRecord
 
 __all__ = ["LifeSignals", "Signal", "cumulative_blocks", "life_series", "life_signals"]
@@ -187,7 +187,8 @@ def _evenly_spaced(indices: Sequence[int], limit: int) -> list[int]:
 
 
 def life_series(life: WorkerLife, config: AnalysisConfig,
-                recycles: tuple[RecycleMarker, ...]) -> LifeSeries:
+                recycles: tuple[RecycleMarker, ...],
+                actions: tuple[ActionMarker, ...] = ()) -> LifeSeries:
     """The plotted points of one life: at most ``max_plot_points``.
 
     Half the budget goes to evenly spaced requests, half to evenly spaced
@@ -209,4 +210,4 @@ def life_series(life: WorkerLife, config: AnalysisConfig,
     warmup = config.warmup_requests(len(requests))
     warmup_end = requests[warmup - 1].seq if 0 < warmup <= len(requests) else None
     return LifeSeries(pid=life.pid, life=life.index, warmup_end_seq=warmup_end,
-                      points=tuple(points), recycles=recycles)
+                      points=tuple(points), recycles=recycles, actions=actions)

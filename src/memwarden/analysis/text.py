@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from memwarden.analysis.actions import MODE_WORDS, describe
 from memwarden.analysis.model import Report, WorkerSummary
 from memwarden.analysis.units import format_bytes, format_count, format_signed_bytes
 
@@ -46,6 +47,12 @@ def render_text(report: Report) -> str:
     failed = f"; {report.failed_requests} failed (status >= 500)" if report.failed_requests \
         else ""
     lines.append(f"  {report.requests} requests{failed}")
+    actions = describe(report.actions)
+    if actions:
+        mode = report.actions.mode
+        lines += ["", f"Protective actions ({MODE_WORDS[mode]})" if mode is not None
+                  else "Protective actions"]
+        lines += ["  " + line for line in actions]
     lines += ["", "Suspects, most likely first"]
     if not report.suspects:
         lines.append("  (none)")

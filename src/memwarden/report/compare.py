@@ -26,6 +26,13 @@ def _change(before: float | None, after: float | None) -> str:
     return f" ({abs(ratio):.0%} {'lower' if ratio < 0 else 'higher'})"
 
 
+def _actions_cell(view: ReportView) -> str:
+    actions = view.actions
+    if actions is None or not actions.summary:
+        return "none logged"
+    return f"{actions.mode_label}: {'; '.join(actions.summary)}"
+
+
 def _headline(entries: Sequence[EntryView]) -> str:
     if not entries:
         return "Nothing to compare."
@@ -51,7 +58,7 @@ def build_comparison_view(entries: Sequence[tuple[str, Report]],
     def row(label: str, cell: Callable[[ReportView], str]) -> ComparisonRow:
         return ComparisonRow(label, tuple(cell(e.report) for e in views))
 
-    rows = (
+    rows: tuple[ComparisonRow, ...] = (
         ComparisonRow("Verdict", tuple(e.report.verdict.headline for e in views),
                       tuple(e.report.verdict.tone for e in views)),
         row("Requests", lambda v: f"{v.footprint.requests:,} "
@@ -62,5 +69,7 @@ def build_comparison_view(entries: Sequence[tuple[str, Report]],
         row("Steepest RSS growth", lambda v: v.footprint.steepest_text),
         row("Top suspect", lambda v: v.footprint.top_suspect),
     )
+    if any(e.report.actions is not None for e in views):
+        rows += (row("Protective actions", _actions_cell),)
     return ComparisonView(title=title or "memwarden comparison", headline=_headline(views),
                           rows=rows, entries=views)

@@ -20,7 +20,15 @@ from typing import Any
 from memwarden.analysis.model import Report
 from memwarden.report.compare import build_comparison_view
 from memwarden.report.markup import Markup, html, join, script_json
-from memwarden.report.model import ComparisonView, LifeView, Plot, ReportView, Tone
+from memwarden.report.model import (
+    ActionCell,
+    ActionsView,
+    ComparisonView,
+    LifeView,
+    Plot,
+    ReportView,
+    Tone,
+)
 from memwarden.report.svg import bars_svg, confidence_svg, plot_svg
 from memwarden.report.view import build_view
 
@@ -112,6 +120,67 @@ def _verdict(view: ReportView, level: int, _page: _Page) -> Markup:
         reason=view.verdict.reason, stats=stats, inputs=inputs, warning=warning)
 
 
+_WOULD_TAG = Markup('<span class="mw-tag mw-would-tag">dry-run</span>')
+
+
+def _action_cell(cell: ActionCell | None) -> Markup:
+    if cell is None:
+        return Markup('<td class="mw-muted">-</td>')
+    return html('<td><span class="mw-count">{text}</span> <span class="mw-name mw-small">'
+                '{message}</span><div class="mw-small">{detail}</div></td>',
+                text=cell.text, message=cell.message, detail=cell.detail)
+
+
+def _actions_body(actions: ActionsView) -> Markup:
+    parts = [html('<p class="mw-actions-mode">Mode: <span class="mw-tag{would}">{mode}</span> '
+                  '{text}</p>', would=" mw-would-tag" if actions.mode == "dry-run" else "",
+                  mode=actions.mode_label, text=actions.mode_text)]
+    parts.extend(html('<p class="mw-actions-summary">{line}</p>', line=line)
+                 for line in actions.summary)
+    if actions.rows:
+        rows = join(html('<tr><td>{label}</td>{done}{would}</tr>', label=row.label,
+                         done=_action_cell(row.done), would=_action_cell(row.would))
+                    for row in actions.rows)
+        parts.append(html('<div class="mw-scroll"><table class="mw-table mw-actions"><thead>'
+                          '<tr><th>Action</th><th>Done (mode on)</th>'
+                          '<th>Would have (dry-run, not done)</th></tr></thead>'
+                          '<tbody>{rows}</tbody></table></div>', rows=rows))
+    if actions.related:
+        items = join(html('<li>{label} (<span class="mw-name">{message}</span>): {text}'
+                          '{detail}</li>', label=row.label, message=row.done.message,
+                          text=row.done.text,
+                          detail=f"; {row.done.detail}" if row.done.detail else "")
+                     for row in actions.related if row.done is not None)
+        parts.append(html('<p class="mw-note">Also logged:</p><ul class="mw-note">{items}</ul>',
+                          items=items))
+    if actions.events:
+        rows = join(html('<tr><td class="mw-small">{time}</td>'
+                         '<td class="mw-num">{pid}</td><td><span class="mw-name">{message}'
+                         '</span>{tag}{lines}</td><td class="mw-small">{detail}</td></tr>',
+                         time=e.time, pid=e.pid, message=e.message,
+                         tag=_WOULD_TAG if e.would else Markup(""),
+                         lines=html('<div class="mw-small">{n} lines in a row</div>',
+                                    n=f"{e.lines:,}") if e.lines > 1 else Markup(""),
+                         detail=e.detail)
+                    for e in actions.events)
+        more = html(' {n} more action lines are counted above but not listed; report.json '
+                    'keeps the first of each kind.', n=f"{actions.events_more:,}") \
+            if actions.events_more else Markup("")
+        parts.append(html('<h4>Timeline</h4><p class="mw-note">The first action lines, in log '
+                          'order; lines alike in a row are one row, with the figures of the '
+                          'first.{more}</p><div class="mw-scroll"><table class="mw-table '
+                          'mw-timeline"><thead><tr><th>Logged at</th><th class="mw-num">pid'
+                          '</th><th>Line</th><th>Figures</th></tr></thead><tbody>{rows}'
+                          '</tbody></table></div>', more=more, rows=rows))
+    return join(parts)
+
+
+def _actions(view: ReportView, _level: int, _page: _Page) -> Markup:
+    if view.actions is None:
+        return Markup('<p class="mw-empty">No protective action was logged.</p>')
+    return _actions_body(view.actions)
+
+
 def _suspects(view: ReportView, _level: int, _page: _Page) -> Markup:
     if not view.suspects:
         return Markup('<p class="mw-empty">No suspects: nothing grew beyond the noise '
@@ -156,6 +225,13 @@ def _workers(view: ReportView, _level: int, _page: _Page) -> Markup:
                 '</div>{note}', rows=rows, note=note)
 
 
+# Line style and words tell the marks apart, not colour alone.
+_DONE_KEY = Markup('<span class="mw-legend-note"><span class="mw-vswatch mw-done-swatch">'
+                   '</span>recycle or kill (dashed)</span>')
+_WOULD_KEY = Markup('<span class="mw-legend-note"><span class="mw-vswatch mw-would-swatch">'
+                    '</span>would recycle: dry-run, not done (dotted)</span>')
+
+
 def _life(life: LifeView, level: int, page: _Page) -> Markup:
     worker = life.worker
     parts = [html('<h{n} class="mw-life-title">{label} {tag}</h{n}>'
@@ -168,12 +244,18 @@ def _life(life: LifeView, level: int, page: _Page) -> Markup:
                          'aria-pressed="true"><span class="mw-swatch mw-c{i}"></span>{label} '
                          '<span class="mw-muted">({side} axis)</span></button>', i=i,
                          label=s.label, side=s.axis) for i, s in enumerate(life.memory.series))
+        marks = []
+        if any(not m.would for m in life.memory.markers):
+            marks.append(_DONE_KEY)
+        if any(m.would for m in life.memory.markers):
+            marks.append(_WOULD_KEY)
         parts.append(html('<div class="mw-plotblock"><div class="mw-legend">{keys}'
                           '<span class="mw-legend-note"><span class="mw-swatch mw-band-swatch">'
-                          '</span>warm-up</span></div>{figure}</div>', keys=keys,
-                          figure=page.plot(life.memory)))
+                          '</span>warm-up</span>{marks}</div>{figure}</div>', keys=keys,
+                          marks=join(marks), figure=page.plot(life.memory)))
     endings = life.endings or ("No recycle or kill of this worker in the log.",)
     parts.append(join(html('<p class="mw-ending">{e}</p>', e=e) for e in endings))
+    parts.extend(html('<p class="mw-ending mw-would-ending">{w}</p>', w=w) for w in life.would)
     parts.extend(html('<p class="mw-note">{n}</p>', n=n) for n in life.notes)
     if life.census:
         cells = join(html(
@@ -194,9 +276,9 @@ def _life(life: LifeView, level: int, page: _Page) -> Markup:
 _MEMORY_HELP = Markup(
     '<p class="mw-help">Memory against the request number within each worker life: RSS '
     '(solid line, left axis) and allocated blocks since the life\'s first request (dashed '
-    'line, right axis). The shaded start is warm-up, left out of every trend; vertical lines '
-    'mark recycles and kills. Hover or focus a plot for exact values; the buttons above a '
-    'plot hide or show a line.</p>')
+    'line, right axis). The shaded start is warm-up, left out of every trend; dashed vertical '
+    'lines mark recycles and kills, dotted ones what a dry-run would have recycled. Hover or '
+    'focus a plot for exact values; the buttons above a plot hide or show a line.</p>')
 
 
 def _memory(view: ReportView, level: int, page: _Page) -> Markup:
@@ -244,15 +326,26 @@ def _routes(view: ReportView, _level: int, page: _Page) -> Markup:
 
 _Section = Callable[[ReportView, int, _Page], Markup]
 _NO_HELP = Markup("")
+_ACTIONS_HELP = Markup(
+    '<p class="mw-help">What memwarden did to protect the service (mode on) and what it '
+    'decided but did not do (dry-run, logged as <code>would_...</code> with the same figures), '
+    'read from its recycle, shed, orphan and pool lines. Dry-run recycles are also marked on '
+    'the memory plots below.</p>')
 # (id, heading, help shown once under the heading, body); on a single report
 # the verdict's banner carries its own heading.
 SECTIONS: tuple[tuple[str, str, Markup, _Section], ...] = (
     ("verdict", "Verdict", _NO_HELP, _verdict),
+    ("actions", "Protective actions", _ACTIONS_HELP, _actions),
     ("suspects", "Suspects, most likely first", _NO_HELP, _suspects),
     ("workers", "Worker lives", _NO_HELP, _workers),
     ("memory", "Memory over each worker life", _MEMORY_HELP, _memory),
     ("routes", "Cost per route (all requests)", _NO_HELP, _routes),
 )
+
+
+def _shown(section_id: str, view: ReportView) -> bool:
+    """Sections that only appear when there is something in them."""
+    return section_id != "actions" or view.actions is not None
 
 
 def _footer() -> Markup:
@@ -269,6 +362,8 @@ def render_view(view: ReportView) -> str:
     for section_id, heading, help_text, body in SECTIONS:
         if section_id == "verdict":
             sections.append(body(view, 2, page))
+            continue
+        if not _shown(section_id, view):
             continue
         sections.append(html('<section class="mw-section" id="{id}"><h2>{heading}</h2>'
                              '{help}{body}</section>', id=f"{view.id_prefix}-{section_id}",
@@ -289,6 +384,8 @@ def render_comparison_view(view: ComparisonView) -> str:
                 for row in view.rows)
     sections = []
     for section_id, heading, help_text, body in SECTIONS:
+        if not any(_shown(section_id, e.report) for e in view.entries):
+            continue
         cells = join(html('<div class="mw-col"><p class="mw-entry-label">{label}</p>{body}</div>',
                           label=e.label, body=body(e.report, 3, page)) for e in view.entries)
         sections.append(html('<section class="mw-section mw-row" id="cmp-{id}"><h2>{heading}'

@@ -11,12 +11,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from memwarden.analysis.model import SuspectKind, Verdict
+from memwarden.analysis.model import ActionMode, SuspectKind, Verdict
 from memwarden.report.scale import Axis
 
 __all__ = [
     "SIDE_BY_SIDE",
     "SINGLE",
+    "ActionCell",
+    "ActionEventView",
+    "ActionRow",
+    "ActionsView",
     "Band",
     "BarChart",
     "BarPanel",
@@ -135,6 +139,7 @@ class Marker:
     x: float
     label: str
     detail: str
+    would: bool = False  # a dry-run decision, not done: drawn apart from what was done
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,6 +180,7 @@ class LifeView:
     census_omitted: int
     endings: tuple[str, ...]
     notes: tuple[str, ...]
+    would: tuple[str, ...] = ()  # dry-run decisions about this life, one sentence each
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,6 +217,50 @@ class BarChart:
 
 
 @dataclass(frozen=True, slots=True)
+class ActionCell:
+    """One logged message's count: ``recycle`` or ``would_recycle``..."""
+
+    message: str  # as logged, for grep
+    count: int
+    text: str  # "4"
+    detail: str  # "3 workers; soft_limit 3, idle 1"
+
+
+@dataclass(frozen=True, slots=True)
+class ActionRow:
+    action: str
+    label: str  # "Recycle a worker"
+    done: ActionCell | None
+    would: ActionCell | None  # always None for a line that only goes with an action
+
+
+@dataclass(frozen=True, slots=True)
+class ActionEventView:
+    """One row of the actions timeline: a line, or several alike in a row."""
+
+    time: str  # "2026-11-28T01:02:03.456Z", or "first to last" for several
+    pid: int
+    message: str  # as logged: "would_recycle"
+    would: bool
+    detail: str  # of the first: "reason soft_limit; footprint 200.0 MiB; limit 100.0 MiB"
+    lines: int = 1  # consecutive lines of this worker with this message and detail
+
+
+@dataclass(frozen=True, slots=True)
+class ActionsView:
+    """What memwarden did and what a dry-run would have done; only when it logged any."""
+
+    mode: ActionMode | None
+    mode_label: str  # "dry-run"
+    mode_text: str  # the sentence that says what the mode means
+    summary: tuple[str, ...]  # the text summary's lines of what was done and would be
+    rows: tuple[ActionRow, ...]  # protective actions
+    related: tuple[ActionRow, ...]  # the lines that go with them
+    events: tuple[ActionEventView, ...]
+    events_more: int  # action lines logged but not in the timeline shown
+
+
+@dataclass(frozen=True, slots=True)
 class Footprint:
     """The figures a comparison headline quotes."""
 
@@ -240,6 +290,7 @@ class ReportView:
     routes_omitted: int
     route_chart: BarChart | None
     footprint: Footprint
+    actions: ActionsView | None = None
 
 
 @dataclass(frozen=True, slots=True)

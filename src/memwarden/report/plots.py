@@ -13,6 +13,8 @@ from typing import Literal
 
 from memwarden.analysis.model import LifeSeries, SeriesPoint
 from memwarden.analysis.units import format_bytes, format_count, format_signed_bytes
+from memwarden.report.actions import marker_detail as action_detail
+from memwarden.report.actions import marker_label as action_label
 from memwarden.report.downsample import minmax_indices
 from memwarden.report.model import (
     Band,
@@ -39,8 +41,9 @@ from memwarden.report.words import (
     signed_count,
 )
 
-__all__ = ["CENSUS_POINTS", "MEMORY_POINTS", "MIN_BLOCKS_SPAN", "MIN_RSS_SPAN", "census_plot",
-           "life_view", "memory_plot", "route_chart"]
+__all__ = ["CENSUS_POINTS", "MAX_MARKERS", "MAX_MARKER_LABEL", "MAX_WOULD_LINES", "MEMORY_POINTS",
+           "MIN_BLOCKS_SPAN", "MIN_RSS_SPAN", "census_plot", "life_view", "memory_plot",
+           "route_chart"]
 
 
 # Census kinds in the order a person chasing the five usual leaks reads them
@@ -61,6 +64,11 @@ MEMORY_POINTS = 600  # points per memory plot: ~1 per 2 px at full width
 CENSUS_POINTS = 150
 
 MAX_CENSUS_PLOTS = 24  # per worker life; suspects and the usual kinds first
+# Marks per memory plot (their labels stack at its top or bottom): how the
+# life ended first, then the dry-run decisions in log order.
+MAX_MARKERS = 12
+MAX_WOULD_LINES = 20  # dry-run decisions listed under a plot
+MAX_MARKER_LABEL = 40  # characters; the mark's tooltip and the lines under the plot say all
 MAX_ROUTE_BARS = 12
 
 NEGLIGIBLE_BAR = 0.02  # of a panel's largest bar
@@ -105,12 +113,19 @@ def memory_plot(plot_id: str, life: LifeSeries, sizes: PlotSizes) -> Plot | None
     if life.warmup_end_seq is not None and life.warmup_end_seq > first:
         bands = (Band(first, life.warmup_end_seq, "warm-up"),)
     last = points[-1].seq
-    markers = tuple(Marker(float(m.seq if m.seq is not None else last), describe_marker(m),
-                           marker_detail(m)) for m in life.recycles)
+    markers = tuple(Marker(float(m.seq if m.seq is not None else last),
+                           _short(describe_marker(m)), marker_detail(m))
+                    for m in life.recycles)
+    markers += tuple(Marker(float(min(max(m.seq, first), last)), _short(action_label(m)),
+                            action_detail(m), would=m.would) for m in life.actions)
     return Plot(id=plot_id, title=f"Memory of {life_label(life.pid, life.life)}",
                 width=sizes.memory_width, height=sizes.memory_height, x_axis=x_axis,
                 y_axis=axes[0], y2_axis=axes[1] if len(axes) > 1 else None,
-                series=tuple(series), bands=bands, markers=markers, hover=hover)
+                series=tuple(series), bands=bands, markers=markers[:MAX_MARKERS], hover=hover)
+
+
+def _short(label: str) -> str:
+    return label if len(label) <= MAX_MARKER_LABEL else label[:MAX_MARKER_LABEL - 3] + "..."
 
 
 def _memory_values(point: SeriesPoint, rss: bool, blocks: bool) -> tuple[float | None, ...]:
@@ -200,9 +215,17 @@ def life_view(key: str, life: LifeSeries, worker: WorkerView, sizes: PlotSizes,
                      f"points, keeping each stretch's highest and lowest.")
     if not kinds:
         notes.append("No census samples were logged for this worker life.")
+    marked = len(life.recycles) + len(life.actions)
+    if memory is not None and marked > MAX_MARKERS:
+        notes.append(f"Marked the first {MAX_MARKERS} of {marked:,} recycles, kills and "
+                     f"dry-run decisions on the plot.")
+    if len(life.actions) > MAX_WOULD_LINES:
+        notes.append(f"Listed the first {MAX_WOULD_LINES} of {len(life.actions):,} dry-run "
+                     f"decisions about this worker.")
     return LifeView(key=key, worker=worker, memory=memory, census=tuple(census),
                     census_omitted=max(0, len(ordered) - MAX_CENSUS_PLOTS), endings=endings,
-                    notes=tuple(notes))
+                    notes=tuple(notes),
+                    would=tuple(action_detail(m) for m in life.actions[:MAX_WOULD_LINES]))
 
 
 def route_chart(plot_id: str, routes: Sequence[RouteView], sizes: PlotSizes) -> BarChart | None:

@@ -21,6 +21,8 @@ __all__ = ["bars_svg", "confidence_svg", "plot_svg"]
 CHAR_WIDTH = 6.6  # average width of an 11 px label character, for layout
 COMPACT_WIDTH = 400  # narrower plots are small multiples: no axis titles
 DOTS_UP_TO = 40  # series with this few points also get a dot per point
+MARKER_CHAR_WIDTH = 7.4  # the 12 px semibold labels of recycle and dry-run marks
+MARKER_LINE = 16.0
 ROW_HEIGHT = 26
 STACK_BARS_BELOW = 800  # narrower bar charts put their panels one above the other
 
@@ -121,16 +123,56 @@ def _bands_and_markers(plot: Plot, frame: _Frame) -> Markup:
                           t=f"{band.label}: requests up to {band.end:,.0f} are left out of "
                             f"the trend", x=_n(x0), y=_n(frame.top), w=_n(max(x1 - x0, 0.0)),
                           h=_n(frame.bottom - frame.top), label=label))
-    for j, marker in enumerate(plot.markers):
+    # Labels stack down from the top, or up from the bottom where the lines
+    # would run through them at the top (late in a growing life).
+    top_row = bottom_row = 0
+    for marker in plot.markers:
         x = frame.x(plot.x_axis, marker.x)
-        at_left = x - frame.left < len(marker.label) * CHAR_WIDTH + 8
+        width = len(marker.label) * MARKER_CHAR_WIDTH
+        at_left = x - frame.left < width + 8
+        x0, x1 = (x + 4, x + 4 + width) if at_left else (x - 4 - width, x - 4)
+        span = _data_span(plot, frame, x0, x1)
+        top = frame.top + 30 + MARKER_LINE * top_row
+        bottom = frame.bottom - 8 - MARKER_LINE * bottom_row
+
+        def clear(baseline: float, span: tuple[float, float] | None = span) -> bool:
+            return span is None or baseline + 6 < span[0] or baseline - 14 > span[1]
+
+        if clear(top) or not clear(bottom):
+            ty, top_row = top, top_row + 1
+        else:
+            ty, bottom_row = bottom, bottom_row + 1
         parts.append(html(
-            '<g class="mw-marker"><title>{d}</title><line x1="{x}" x2="{x}" y1="{t}" '
+            '<g class="mw-marker{would}"><title>{d}</title><line x1="{x}" x2="{x}" y1="{t}" '
             'y2="{b}"/><text x="{tx}" y="{ty}" text-anchor="{a}">{label}</text></g>',
+            would=" mw-would" if marker.would else "",
             d=marker.detail, x=_n(x), t=_n(frame.top), b=_n(frame.bottom),
-            tx=_n(x + 4 if at_left else x - 4), ty=_n(frame.top + 30 + 14 * j),
+            tx=_n(x + 4 if at_left else x - 4), ty=_n(ty),
             a="start" if at_left else "end", label=marker.label))
     return join(parts)
+
+
+def _data_span(plot: Plot, frame: _Frame, x0: float, x1: float) -> tuple[float, float] | None:
+    """The highest and lowest pixel y of the plotted lines between x0 and x1, or None."""
+    ys: list[float] = []
+    for series in plot.series:
+        axis = plot.axis_of(series)
+        before: float | None = None  # the line enters the span from the last point before it
+        for x, y in series.points:
+            if y is None:
+                before = None
+                continue
+            px, py = frame.x(plot.x_axis, x), frame.y(axis, y)
+            if px < x0:
+                before = py
+                continue
+            if before is not None:
+                ys.append(before)
+                before = None
+            ys.append(py)
+            if px > x1:  # and leaves it towards the first point after it
+                break
+    return (min(ys), max(ys)) if ys else None
 
 
 def plot_svg(plot: Plot) -> tuple[Markup, dict[str, Any]]:

@@ -21,6 +21,7 @@ from memwarden.analysis.model import (
     WorkerSummary,
 )
 from memwarden.analysis.units import format_count, format_signed_bytes
+from memwarden.report.actions import actions_view
 from memwarden.report.model import (
     SINGLE,
     Footprint,
@@ -79,6 +80,7 @@ _INPUT_FIELDS = (
     ("request_lines", "request lines", True),
     ("allocation_lines", "allocation-site lines", False),
     ("lifecycle_lines", "recycle and kill lines", False),
+    ("action_lines", "other protective-action lines", False),
     ("skipped_lines", "other lines skipped", True),
     ("malformed_lines", "malformed", True),
     ("oversized_lines", "too long", False),
@@ -241,4 +243,5 @@ def build_view(report: Report, title: str | None = None, id_prefix: str = "r",
         routes_omitted=max(0, len(routes) - MAX_ROUTE_ROWS),
         route_chart=route_chart(f"{id_prefix}-routes", routes, sizes),
         footprint=_footprint(report, suspects),
+        actions=actions_view(report.actions),
     )
