@@ -105,7 +105,7 @@ def setup_logging(devnull: io.TextIOWrapper) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=21)
+    parser.add_argument("--rounds", type=int, default=31)
     parser.add_argument("--requests", type=int, default=2000)
     args = parser.parse_args()
 
