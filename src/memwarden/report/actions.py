@@ -12,6 +12,7 @@ from memwarden.analysis.model import ActionCount, ActionMarker, ActionMode, Acti
 from memwarden.analysis.records import ActionEvent
 from memwarden.analysis.units import format_bytes, format_count
 from memwarden.report.model import ActionCell, ActionEventView, ActionRow, ActionsView
+from memwarden.report.words import mark_sentence
 
 __all__ = ["MAX_TIMELINE_ROWS", "actions_view", "marker_detail", "marker_label"]
 
@@ -130,14 +131,6 @@ def marker_label(marker: ActionMarker) -> str:
 
 def marker_detail(marker: ActionMarker) -> str:
     """The whole decision in one sentence, for the mark's tooltip and under the plot."""
-    label = marker_label(marker)
-    parts = [f"{label[:1].upper()}{label[1:]} after request {marker.seq:,}"]
-    if marker.footprint_bytes is not None and marker.limit_bytes is not None:
-        parts.append(f"footprint {format_bytes(marker.footprint_bytes)} "
-                     f"of a {format_bytes(marker.limit_bytes)} limit")
-    elif marker.footprint_bytes is not None:
-        parts.append(f"footprint {format_bytes(marker.footprint_bytes)}")
-    if marker.timestamp:
-        parts.append(f"at {marker.timestamp}")
-    text = ", ".join(parts)
+    text = mark_sentence(marker_label(marker), marker.seq, marker.footprint_bytes,
+                         marker.limit_bytes, marker.timestamp)
     return text + (" (dry-run: logged, not done)" if marker.would else "")

@@ -62,14 +62,20 @@ def describe_marker(marker: RecycleMarker) -> str:
 def marker_detail(marker: RecycleMarker) -> str:
     """The whole ending in one sentence: when, how big, against which limit."""
     what = describe_marker(marker)
-    parts = [what[:1].upper() + what[1:]]
-    if marker.seq is not None:
-        parts.append(f"after request {marker.seq:,}")
-    if marker.footprint_bytes is not None and marker.limit_bytes is not None:
-        parts.append(f"footprint {format_bytes(marker.footprint_bytes)} "
-                     f"of a {format_bytes(marker.limit_bytes)} limit")
-    elif marker.footprint_bytes is not None:
-        parts.append(f"footprint {format_bytes(marker.footprint_bytes)}")
-    if marker.timestamp:
-        parts.append(f"at {marker.timestamp}")
+    return mark_sentence(what, marker.seq, marker.footprint_bytes, marker.limit_bytes,
+                         marker.timestamp)
+
+
+def mark_sentence(what: str, seq: int | None, footprint_bytes: float | None,
+                  limit_bytes: float | None, timestamp: str | None) -> str:
+    """"What after request N, footprint F of a L limit, at T": a plot mark in words."""
+    first = what[:1].upper() + what[1:]
+    parts = [first if seq is None else f"{first} after request {seq:,}"]
+    if footprint_bytes is not None and limit_bytes is not None:
+        parts.append(f"footprint {format_bytes(footprint_bytes)} "
+                     f"of a {format_bytes(limit_bytes)} limit")
+    elif footprint_bytes is not None:
+        parts.append(f"footprint {format_bytes(footprint_bytes)}")
+    if timestamp:
+        parts.append(f"at {timestamp}")
     return ", ".join(parts)
