@@ -54,7 +54,7 @@ class _Request:
                  "request_id", "route", "start_response", "status", "token")
 
     def __init__(self, meter: RequestMeter, environ: Environ, start_response: StartResponse,
-                 request_id: str, method: str, token: Any) -> None:
+                 request_id: str, method: str, token: Any, begin: float) -> None:
         self.meter = meter
         self.environ = environ
         self.start_response = start_response
@@ -63,7 +63,7 @@ class _Request:
         self.token = token
         self.status: int | None = None
         self.route: str | None = None
-        self.begin = 0.0
+        self.begin = begin
         self._inner: Iterable[bytes] = ()
         self._error: BaseException | None = None
         self._closed = False
@@ -128,8 +128,8 @@ class MemoryTracker:
         if method not in _METHODS:
             method = clean_label(str(method))
         meter = self.meter
-        request = _Request(meter, environ, start_response, request_id, method, token)
-        request.begin = meter.start()
+        request = _Request(meter, environ, start_response, request_id, method, token,
+                           meter.start())
         try:
             request._inner = self.app(environ, request.tracking_start_response)
         except BaseException as exc:
