@@ -20,6 +20,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from test_pool import Factory, Res, arun, until
 
+from memwarden import exporters
 from memwarden.census import census
 from memwarden.pool import PoolStats, PoolTimeout
 
@@ -238,6 +239,39 @@ def test_a_pool_taking_over_a_name_drops_the_other_modes_count() -> None:
     arun(old.close())
     arun(new.close())
     assert not any(k.startswith("pool.handover.") for k in census(descendants=False))
+
+
+class DeclaringSink:
+    """An exporter that notes the pools declared to it; ``fail`` makes it raise."""
+
+    def __init__(self, fail: bool = False) -> None:
+        self.fail = fail
+        self.pools: list[str] = []
+
+    def declare_pool(self, pool: str) -> None:
+        if self.fail:
+            raise RuntimeError("exporter down")
+        self.pools.append(pool)
+
+
+@pytest.fixture
+def declared() -> Iterator[DeclaringSink]:
+    sink, broken = DeclaringSink(), DeclaringSink(fail=True)
+    exporters.add_sink(broken)
+    exporters.add_sink(sink)
+    try:
+        yield sink
+    finally:
+        exporters.remove_sink(sink)
+        exporters.remove_sink(broken)
+
+
+def test_a_pool_declares_itself_to_the_exporters_in_every_mode(
+        declared: DeclaringSink) -> None:
+    """So that its refusal counters start at 0; a failing exporter does not stop it."""
+    for mode in ("on", "dry-run", "off"):
+        assert Factory().pool(name=f"declared-{mode}", mode=mode).mode == mode
+    assert declared.pools == ["declared-on", "declared-dry-run", "declared-off"]
 
 
 @settings(max_examples=40, deadline=None, database=None)

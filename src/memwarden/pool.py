@@ -194,6 +194,11 @@ class Pool(Generic[T]):
         self._pid: int | None = None
         self._reset_state()
         self._register_gauges()
+        # Its refusal counters start at 0, so that increase() sees the first refusal.
+        with contextlib.suppress(Exception):
+            from memwarden import exporters
+
+            exporters.declare_pool(name)
 
     def _reset_state(self) -> None:
         # Idle entries ordered by release time: newest on the right (handed out

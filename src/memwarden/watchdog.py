@@ -112,7 +112,7 @@ class Watchdog:
             "worker_share_bytes": worker_share(self.cgroup_limit, workers),
             "hard_limit_bytes": self.hard_limit(), "grace_seconds": grace,
             "footprint": s.footprint, "footprint_descendants": s.footprint_descendants,
-            "recycle": s.recycle, "orphans": s.orphans,
+            "recycle": s.recycle, "orphans": s.orphans, "pool_limits": s.pool_limits,
             "subreaper": bool(self.orphans and self.orphans.subreaper)})
 
     def stop(self) -> None:

@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 from support import gunicorn
 
+from memwarden.exporters import RECYCLE_REASONS
 from memwarden.exporters.otel import INSTRUMENTS
 from memwarden.exporters.prometheus import footprint_kind
 from memwarden.settings import Settings
@@ -239,6 +240,11 @@ def test_two_workers_export_otlp_with_their_own_identity_names_units_and_values(
             kinds = {p.attributes["memwarden.census.kind"] for p in points
                      if p.name == "memwarden.census" and p.resource["process.pid"] == pid}
             assert {"threads", "fds", "children"} <= kinds
+        # Every worker exports each recycle reason from its start, done and dry-run.
+        for name in ("memwarden.recycles", "memwarden.would_recycles"):
+            seen = {(p.resource["process.pid"], p.attributes.get("memwarden.recycle.reason"))
+                    for p in points if p.name == name}
+            assert {(pid, reason) for pid in pids for reason in RECYCLE_REASONS} <= seen
         limits = {p.resource["process.pid"]: p.value for p in points
                   if p.name == "memwarden.memory.limit"}
         assert list(limits.values()) == [987654321.0]
@@ -255,21 +261,26 @@ def test_two_workers_export_otlp_with_their_own_identity_names_units_and_values(
              lambda: total("memwarden.requests") == sent, timeout=10)
     assert total("memwarden.shed.requests") == 1
     assert total("memwarden.recycles", **{"memwarden.recycle.reason": "memory"}) == 1
+    for reason in RECYCLE_REASONS:
+        assert total("memwarden.would_recycles", **{"memwarden.recycle.reason": reason}) == 0
     assert total("memwarden.oom_kills") == 0
 
 
-# The master's provider (one export per event): pool "browser" refuses twice,
-# pool "mcp" would refuse once in dry-run.
+# The master's provider (one export per event and per pool made): pool "browser"
+# refuses twice, pool "mcp" would refuse once in dry-run; pool "spare" is made
+# before the provider starts (as with gunicorn's preload_app) and never used.
 POOL_REFUSALS = """
 import asyncio, contextlib
 from memwarden.exporters import otel
 from memwarden.pool import Pool, PoolTimeout
 
+async def create():
+    return object()
+
+async def close(resource):
+    pass
+
 async def refuse(name, mode):
-    async def create():
-        return object()
-    async def close(resource):
-        pass
     pool = Pool(create, close, max_size=1, acquire_timeout=0, name=name, mode=mode)
     async with pool.acquire():
         with contextlib.suppress(PoolTimeout):
@@ -278,6 +289,7 @@ async def refuse(name, mode):
     await pool.close()
 
 otel.setup_master()
+spare = Pool(create, close, max_size=1, acquire_timeout=0, name="spare")
 otel.start_master("memwarden-pool-test")
 for name, mode in (("browser", "on"), ("browser", "on"), ("mcp", "dry-run")):
     asyncio.run(refuse(name, mode))
@@ -288,6 +300,8 @@ otel.shutdown()
 @pytest.mark.timeout(60)
 def test_pool_refusals_are_counted_per_pool_and_dry_run_ones_under_their_own_name(
         receiver: OtlpReceiver) -> None:
+    """Counted per pool, dry-run ones under their own name; each pool's two counters
+    are exported at 0 from when it is made (or the provider starts), before any refusal."""
     endpoint = f"http://127.0.0.1:{receiver.port}"
     env = {**os.environ, "OTEL_EXPORTER_OTLP_ENDPOINT": endpoint,
            "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT": f"{endpoint}/v1/metrics",
@@ -295,14 +309,18 @@ def test_pool_refusals_are_counted_per_pool_and_dry_run_ones_under_their_own_nam
     subprocess.run([sys.executable, "-c", POOL_REFUSALS], env=env, capture_output=True,
                    text=True, timeout=30, check=True)
 
-    def total(name: str, pool: str) -> float | None:
-        found = [p.value for p in receiver.snapshot()
-                 if p.name == name and p.attributes.get("memwarden.pool.name") == pool]
-        return found[-1] if found else None  # cumulative: the last is the total
-    assert total("memwarden.pool.refusals", "browser") == 2
-    assert total("memwarden.would_pool.refusals", "mcp") == 1
-    assert total("memwarden.pool.refusals", "mcp") is None
-    assert total("memwarden.would_pool.refusals", "browser") is None
+    def values(name: str, pool: str) -> list[float]:
+        return [p.value for p in receiver.snapshot()
+                if p.name == name and p.attributes.get("memwarden.pool.name") == pool]
+    # Cumulative: the first point is the 0, the last is the total.
+    browser = values("memwarden.pool.refusals", "browser")
+    assert (browser[0], browser[-1]) == (0, 2)
+    mcp = values("memwarden.would_pool.refusals", "mcp")
+    assert (mcp[0], mcp[-1]) == (0, 1)
+    assert set(values("memwarden.pool.refusals", "mcp")) == {0}
+    assert set(values("memwarden.would_pool.refusals", "browser")) == {0}
+    assert set(values("memwarden.pool.refusals", "spare")) == {0}
+    assert set(values("memwarden.would_pool.refusals", "spare")) == {0}
 
 
 @pytest.mark.timeout(60)

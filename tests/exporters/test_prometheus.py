@@ -25,6 +25,7 @@ from typing import Any, TypeVar
 import pytest
 from support import REPO, free_port, gunicorn, wait_for_port
 
+from memwarden.exporters import RECYCLE_REASONS
 from memwarden.exporters.prometheus import footprint_kind
 from memwarden.settings import Settings
 
@@ -33,6 +34,7 @@ DASHBOARD = REPO / "deploy" / "grafana" / "memwarden.json"
 INSTALL_HINT = ("apt-get install -y prometheus (Debian's package provides the prometheus "
                 "server and promtool; the Makefile's `prometheus` target installs it)")
 T = TypeVar("T")
+ZEROS = dict.fromkeys(RECYCLE_REASONS, 0.0)  # every reason's series, before any recycle
 # What the footprint counts by default (recycling's setting, MEMWARDEN_FOOTPRINT).
 KIND = footprint_kind(Settings())[0]
 
@@ -104,6 +106,12 @@ class PrometheusServer:
 
     def by_pid(self, expr: str) -> dict[int, float]:
         return {int(s["metric"]["pid"]): float(s["value"][1]) for s in self.query(expr)}
+
+    def by_reason(self, expr: str) -> dict[str, float]:
+        """One value per reason; fails if a reason has two series."""
+        found = [(s["metric"]["reason"], float(s["value"][1])) for s in self.query(expr)]
+        assert len(found) == len(dict(found)), found
+        return dict(found)
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -195,10 +203,19 @@ def test_real_prometheus_sees_one_series_per_live_worker_across_recycles(tmp_pat
         wait_for_port(metrics_port, proc=g.proc)
         with prometheus(tmp_path, [f"127.0.0.1:{metrics_port}"], [RULES]) as prom:
             first = set(g.worker_pids(expect=2))
+            # Before any recycle, every reason's series is there at 0, done and dry-run.
+            wait_until("every reason's series at 0", lambda: (
+                prom.by_reason("memwarden_recycles_total")
+                == prom.by_reason("memwarden_would_recycles_total") == ZEROS) or None)
             sent = send_pairs(lambda: g.request("GET", "/slow"), 1)
-            for path in ("/events/shed", "/events/recycle/memory", "/events/recycle/memory"):
+            for path in ("/events/shed", "/events/recycle/memory", "/events/recycle/memory",
+                         "/events/recycle/soft_limit"):
                 assert g.request("POST", path)[0] == 200
                 sent += 1
+            # The first recycle of a reason is an increase: its series was at 0 before.
+            wait_until("increase() to see the first soft_limit recycle", lambda: prom.query(
+                'increase(memwarden_recycles_total{reason="soft_limit"}[1m]) > 0') or None,
+                timeout=15)
             wait_until("a series for both workers", lambda: (
                 set(prom.by_pid("memwarden_worker_rss_bytes")) == first) or None)
             check_against_proc(prom, first)
@@ -221,6 +238,10 @@ def test_real_prometheus_sees_one_series_per_live_worker_across_recycles(tmp_pat
                 values = tuple(got)
                 return values if values == (sent, 1.0, 2.0) else None  # type: ignore[return-value]
             wait_until(f"memwarden_requests_total == {sent}", totals, timeout=15)
+            # The zero series survive the fold too, each once: no reason counted twice.
+            assert prom.by_reason("memwarden_recycles_total") == {
+                **ZEROS, "soft_limit": 1.0, "memory": 2.0}
+            assert prom.by_reason("memwarden_would_recycles_total") == ZEROS
 
             # No files of dead workers pile up: live workers, the master, the archives.
             master = g.proc.pid
@@ -295,14 +316,15 @@ def test_asgi_workers_serve_the_metrics_route(tmp_path: Path) -> None:
 
 # -- the multiprocess directory without gunicorn ------------------------------------------
 
+# memwarden's counters (every recycle reason at 0), one recycle, a gauge, a histogram.
 WRITER = """
 import os, sys
-from prometheus_client import Counter, Gauge, Histogram
-c = Counter("memwarden_requests", "Requests", registry=None)
-r = Counter("memwarden_recycles", "Recycles", ["reason"], registry=None)
+from prometheus_client import Gauge, Histogram
+from memwarden.exporters.prometheus import REQUESTS, _sink
 g = Gauge("memwarden_worker_rss_bytes", "RSS", multiprocess_mode="liveall", registry=None)
 h = Histogram("app_seconds", "latency", registry=None)
-c.inc(int(sys.argv[1])); r.labels("memory").inc(); g.set(123); h.observe(0.2)
+_sink.ensure_counters()[REQUESTS].inc(int(sys.argv[1])); _sink.record_recycle("memory")
+g.set(123); h.observe(0.2)
 """
 
 
@@ -347,6 +369,10 @@ def test_compaction_folds_dead_processes_into_archives_and_keeps_every_count(
     after = scrape(tmp_path)
     assert sample(after, "memwarden_requests_total") == 16
     assert sample(after, 'memwarden_recycles_total{reason="memory"}') == 4
+    for reason in RECYCLE_REASONS:  # at 0 in each writer: still there, once, at 0
+        for name in ("memwarden_recycles_total", "memwarden_would_recycles_total"):
+            line = f'{name}{{reason="{reason}"}}'
+            assert sample(before, line) == sample(after, line) == 0
     assert sample(after, "app_seconds_count") == 4
     assert sample(after, 'app_seconds_bucket{le="0.25"}') == 4
     assert sample(after, 'app_seconds_bucket{le="0.1"}') == 0
@@ -388,18 +414,21 @@ def test_a_scrape_waits_for_a_fold_in_progress(tmp_path: Path) -> None:
         assert a and b
 
 
-# Refuses on two acquires of pool "browser" and dry-run refuses one of pool "mcp".
+# Refuses on two acquires of pool "browser" and dry-run refuses one of pool "mcp";
+# pool "spare" is made and never used.
 POOL_REFUSALS = """
 import asyncio, contextlib, sys
 from memwarden.exporters import prometheus
 from memwarden.pool import Pool, PoolTimeout
 from memwarden.settings import Settings
 
+async def create():
+    return object()
+
+async def close(resource):
+    pass
+
 async def refuse(name, mode):
-    async def create():
-        return object()
-    async def close(resource):
-        pass
     pool = Pool(create, close, max_size=1, acquire_timeout=0, name=name, mode=mode)
     async with pool.acquire():
         with contextlib.suppress(PoolTimeout):
@@ -408,6 +437,7 @@ async def refuse(name, mode):
     await pool.close()
 
 prometheus.setup_master(Settings(prometheus_dir=sys.argv[1]))
+spare = Pool(create, close, max_size=1, acquire_timeout=0, name="spare")
 for name, mode in (("browser", "on"), ("browser", "on"), ("mcp", "dry-run")):
     asyncio.run(refuse(name, mode))
 """
@@ -416,13 +446,17 @@ for name, mode in (("browser", "on"), ("browser", "on"), ("mcp", "dry-run")):
 @pytest.mark.timeout(60)
 def test_pool_refusals_are_counted_per_pool_and_dry_run_ones_under_their_own_name(
         tmp_path: Path) -> None:
+    """Each pool's two series exist at 0 from when it is made; a refusal counts under
+    its mode's own name only."""
     subprocess.run([sys.executable, "-c", POOL_REFUSALS, str(tmp_path)],
                    capture_output=True, text=True, timeout=30, check=True)
     text = scrape(tmp_path)
     assert sample(text, 'memwarden_pool_refusals_total{pool="browser"}') == 2
     assert sample(text, 'memwarden_would_pool_refusals_total{pool="mcp"}') == 1
-    assert 'memwarden_pool_refusals_total{pool="mcp"}' not in text
-    assert 'memwarden_would_pool_refusals_total{pool="browser"}' not in text
+    assert sample(text, 'memwarden_pool_refusals_total{pool="mcp"}') == 0
+    assert sample(text, 'memwarden_would_pool_refusals_total{pool="browser"}') == 0
+    assert sample(text, 'memwarden_pool_refusals_total{pool="spare"}') == 0
+    assert sample(text, 'memwarden_would_pool_refusals_total{pool="spare"}') == 0
 
 
 def test_importing_the_exporters_imports_no_optional_package() -> None:

@@ -10,9 +10,10 @@ Two kinds of entry point:
 - Counters for the parts that act on memory (recycling, shedding, pool
   limits): :func:`record_recycle`, :func:`record_shed`,
   :func:`record_pool_refusal`, :func:`record_oom_kill` and
-  :func:`set_worker_limit`, and their dry-run twins (``record_would_*``).
-  They are cheap no-ops while no exporter runs, may be called in a worker or
-  in the gunicorn master, and never raise.
+  :func:`set_worker_limit`, and their dry-run twins (``record_would_*``);
+  :func:`declare_pool`, which a pool calls when made so that its refusal
+  counters start at 0. They are cheap no-ops while no exporter runs, may be
+  called in a worker or in the gunicorn master, and never raise.
 - gunicorn hooks, each a no-op unless an exporter is on. Call them from the
   hooks of the same name in your gunicorn config (``memwarden.gunicorn_conf``):
   :func:`setup_master` once at config load in the master (before the app is
@@ -27,11 +28,13 @@ import logging
 import os
 from typing import Any, Protocol
 
+from memwarden.recycle import HARD_LIMIT, IDLE, MAX_REQUESTS, SOFT_LIMIT
 from memwarden.settings import Settings
 
 __all__ = [
     "MissingExtraError",
     "child_exit",
+    "declare_pool",
     "on_exit",
     "on_starting",
     "post_fork",
@@ -81,6 +84,10 @@ class Sink(Protocol):
     def set_worker_limit(self, limit_bytes: int | None) -> None: ...
 
 
+# The reasons memwarden records: each exporter creates their series at 0 when it
+# starts, so that increase() sees the first recycle of each.
+RECYCLE_REASONS = (HARD_LIMIT, SOFT_LIMIT, MAX_REQUESTS, IDLE)
+
 # The exporters running in this process. Inherited over fork on purpose: an
 # exporter's sink checks os.getpid() and knows whether it is the master's.
 _sinks: list[Sink] = []
@@ -107,8 +114,8 @@ def worker_limit() -> int | None:
 def record_recycle(reason: str) -> None:
     """Count one worker recycle (``memwarden_recycles_total{reason=...}``).
 
-    ``reason`` is a short fixed word such as ``memory``, ``requests``,
-    ``idle`` or ``descendants``: it becomes a label, so never put a value in it.
+    ``reason`` is a short fixed word, memwarden's own being :data:`RECYCLE_REASONS`:
+    it becomes a label, so never put a value in it.
     """
     for sink in _sinks:
         try:
@@ -166,6 +173,17 @@ def record_would_pool_refusal(pool: str) -> None:
             getattr(sink, "record_would_pool_refusal", _ignore)(pool)
         except Exception:
             _log.exception("memwarden exporter could not record a dry-run pool refusal")
+
+
+def declare_pool(pool: str) -> None:
+    """Create a new pool's refusal counters at 0 (``memwarden_pool_refusals_total`` and
+    ``memwarden_would_pool_refusals_total``, ``{pool=...}``), so that increase() sees
+    its first refusal. :class:`memwarden.pool.Pool` calls it when made."""
+    for sink in _sinks:
+        try:
+            getattr(sink, "declare_pool", _ignore)(pool)
+        except Exception:
+            _log.exception("memwarden exporter could not declare a pool")
 
 
 def _ignore(*args: Any) -> None:

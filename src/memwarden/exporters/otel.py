@@ -86,6 +86,8 @@ INSTRUMENTS: dict[str, tuple[str, str, str]] = {
 }
 
 _NOT_KINDS = frozenset({"blocks", "children_pss_bytes"})
+_RECYCLE_COUNTERS = ("memwarden.recycles", "memwarden.would_recycles")
+_POOL_COUNTERS = ("memwarden.pool.refusals", "memwarden.would_pool.refusals")
 _SNAPSHOT_SECONDS = 1.0  # one /proc reading serves every callback of one collection
 
 
@@ -197,6 +199,9 @@ class _Sink:
         self.worker: _Worker | None = None
         self.counters: dict[str, Any] = {}
         self.flush_each = False  # the master has no export thread: flush per event
+        # Every pool made in this process, or before fork in the master: each
+        # provider started from now on exports its refusal counters at 0.
+        self.pools: set[str] = set()
 
     def start(self, provider: MeterProvider, worker: _Worker | None) -> None:
         self.pid = os.getpid()
@@ -209,9 +214,14 @@ class _Sink:
             for name, (kind, unit, doc) in INSTRUMENTS.items()
             if kind == "counter" and name != "memwarden.requests"
         }
-        # Export a 0 at once, so that a backend sees the first event as an increase.
+        # Export a 0 at once, so that a backend sees the first event as an increase:
+        # every counter, each recycle reason, each pool made so far.
         for counter in self.counters.values():
             counter.add(0)
+        for reason in _exporters.RECYCLE_REASONS:
+            self._zero(_RECYCLE_COUNTERS, {"memwarden.recycle.reason": reason})
+        for pool in tuple(self.pools):
+            self._zero(_POOL_COUNTERS, {"memwarden.pool.name": pool})
         if worker is None:
             return
         for name, (kind, unit, doc) in INSTRUMENTS.items():
@@ -261,6 +271,12 @@ class _Sink:
     def _requests(self, options: CallbackOptions) -> Iterable[Observation]:
         return [self._observation(_meter.worker_requests())]
 
+    def _zero(self, names: tuple[str, ...], attributes: dict[str, str]) -> None:
+        for name in names:
+            counter = self.counters.get(name)
+            if counter is not None:
+                counter.add(0, attributes)
+
     # -- the Sink protocol
     def _add(self, name: str, count: int, attributes: dict[str, str] | None = None) -> None:
         if self.pid != os.getpid():
@@ -291,6 +307,15 @@ class _Sink:
 
     def record_would_pool_refusal(self, pool: str) -> None:
         self._add("memwarden.would_pool.refusals", 1, {"memwarden.pool.name": pool})
+
+    def declare_pool(self, pool: str) -> None:
+        self.pools.add(pool)
+        provider = self.provider
+        if self.pid != os.getpid() or provider is None:
+            return  # exported when this process's provider starts
+        self._zero(_POOL_COUNTERS, {"memwarden.pool.name": pool})
+        if self.flush_each:
+            provider.force_flush(timeout_millis=3000)
 
     def record_oom_kill(self, count: int) -> None:
         self._add("memwarden.oom_kills", count)

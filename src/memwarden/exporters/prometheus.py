@@ -506,6 +506,11 @@ class _Sink:
                                              ["pool"], registry=None),
                 OOM_KILLS: Counter(OOM_KILLS, _help(OOM_KILLS), registry=None),
             }
+            # Every reason at 0, so that increase() sees its first recycle. Zeros
+            # add nothing when files are merged or folded into the archive.
+            for reason in _exporters.RECYCLE_REASONS:
+                self._counters[RECYCLES].labels(reason=reason)
+                self._counters[WOULD_RECYCLES].labels(reason=reason)
         return self._counters
 
     def gauges(self) -> dict[str, Any] | None:
@@ -550,6 +555,13 @@ class _Sink:
 
     def record_would_pool_refusal(self, pool: str) -> None:
         self.ensure_counters()[WOULD_POOL_REFUSALS].labels(pool=pool).inc()
+
+    def declare_pool(self, pool: str) -> None:
+        # Made in the master before fork, the series move to each worker's file
+        # with the other counters.
+        counters = self.ensure_counters()
+        counters[POOL_REFUSALS].labels(pool=pool)
+        counters[WOULD_POOL_REFUSALS].labels(pool=pool)
 
     def record_oom_kill(self, count: int) -> None:
         self.ensure_counters()[OOM_KILLS].inc(count)
