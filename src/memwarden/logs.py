@@ -60,15 +60,11 @@ class Stamper:
 
     def __call__(self, created: float) -> str:
         second = int(created)
-        return f"{self.seconds(second)}.{int((created - second) * 1000):03d}Z"
-
-    def seconds(self, second: int) -> str:
-        """``YYYY-MM-DDTHH:MM:SS`` of a whole second: the cached part."""
         cached = self._cached
         if cached[0] != second:
             cached = (second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)))
             self._cached = cached
-        return cached[1]
+        return f"{cached[1]}.{int((created - second) * 1000):03d}Z"
 
 
 class JsonFormatter(logging.Formatter):

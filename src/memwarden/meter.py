@@ -191,18 +191,7 @@ class RequestMeter:
                end: tuple[float, int | None, int | None] | None = None) -> None:
         """Measure the end of a request (or use ``end``) and log its line. Never raises."""
         try:
-            if end is None:  # readings(), inline: this is every request's path
-                worker = _worker
-                if worker.blocks_skip:
-                    worker.blocks_skip -= 1
-                    blocks = None
-                else:
-                    blocks = sys.getallocatedblocks()
-                    worker.blocks_skip = worker.blocks_gap
-                now = time.perf_counter()
-                rss = (self._probe or _probe.current()).rss_bytes()
-            else:
-                now, rss, blocks = end
+            now, rss, blocks = end or self.readings()
             worker = _worker
             worker.seq += 1
             last_rss, last_blocks = worker.rss, worker.blocks
@@ -212,27 +201,18 @@ class RequestMeter:
             duration_ms = int((now - started) * 1e6 + 0.5) / 1000
             if status is None:
                 status = 500
-            if rss is not None and last_rss is not None and blocks is not None \
-                    and last_blocks is not None:
-                # The usual line, in one go.
-                fields: dict[str, Any] = {
-                    "request_id": request_id, "pid": worker.pid, "seq": worker.seq,
-                    "method": method, "route": route, "status": status,
-                    "duration_ms": duration_ms, "rss_bytes": rss,
-                    "rss_delta_bytes": rss - last_rss, "blocks": blocks,
-                    "blocks_delta": blocks - last_blocks}
-            else:
-                fields = {"request_id": request_id, "pid": worker.pid, "seq": worker.seq,
-                          "method": method, "route": route, "status": status,
-                          "duration_ms": duration_ms}
-                if rss is not None:
-                    fields["rss_bytes"] = rss
-                    if last_rss is not None:
-                        fields["rss_delta_bytes"] = rss - last_rss
-                if blocks is not None:
-                    fields["blocks"] = blocks
-                    if last_blocks is not None:
-                        fields["blocks_delta"] = blocks - last_blocks
+            fields: dict[str, Any] = {
+                "request_id": request_id, "pid": worker.pid, "seq": worker.seq,
+                "method": method, "route": route, "status": status,
+                "duration_ms": duration_ms}
+            if rss is not None:
+                fields["rss_bytes"] = rss
+                if last_rss is not None:
+                    fields["rss_delta_bytes"] = rss - last_rss
+            if blocks is not None:
+                fields["blocks"] = blocks
+                if last_blocks is not None:
+                    fields["blocks_delta"] = blocks - last_blocks
             if error is not None:
                 fields["error"] = type(error).__name__
             if route in self._health:

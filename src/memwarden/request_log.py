@@ -73,43 +73,39 @@ def _fileno(stream: Any) -> int | None:
     except (AttributeError, OSError, ValueError):
         return None  # io.StringIO and friends: no descriptor
     return fileno
-# Present on every line the meter writes, in this order.
-_FIXED = ("request_id", "pid", "seq", "method", "route", "status", "duration_ms")
+
+
+# The usual line: exactly these fields, as the meter writes them.
+_USUAL = ("request_id", "pid", "seq", "method", "route", "status", "duration_ms",
+          "rss_bytes", "rss_delta_bytes", "blocks", "blocks_delta")
 
 
 def format_request_line(head: str, fields: dict[str, Any]) -> str:
     """The request line: ``head`` (timestamp ... message, already JSON) plus fields.
 
-    The fixed fields are formatted from a template, the rest as format_line
-    does; the result equals json.dumps of the same dict, in half the time.
+    The usual line is written from one template, cheaper inside a request than
+    any loop over the fields; any other (a census, an error, a reading left
+    out) as format_line writes it. Either equals json.dumps of the same dict.
     """
-    try:
-        duration = fields["duration_ms"]
-        if not (type(duration) is float and duration - duration == 0.0):  # finite float
-            raise ValueError
-        fixed = (f'{head}, "request_id": {_escape(fields["request_id"])}, '
-                 f'"pid": {fields["pid"]:d}, "seq": {fields["seq"]:d}, '
-                 f'"method": {_escape(fields["method"])}, "route": {_escape(fields["route"])}, '
-                 f'"status": {fields["status"]:d}, "duration_ms": {duration!r}')
-    except (KeyError, TypeError, ValueError):
-        return format_line({**json.loads(head + "}"), **fields})
-    rest = [fixed]
-    for key, value in fields.items():
-        if key in _FIXED:
-            continue
-        if type(value) is int:
-            rest.append(f"{_json_key(key)}: {value}")
-        else:
-            rest.append(format_line({key: value})[1:-2])
-    return ", ".join(rest) + "}\n"
+    if len(fields) == len(_USUAL):
+        try:
+            duration = fields["duration_ms"]
+            if type(duration) is float and duration - duration == 0.0:  # finite
+                return (f'{head}, "request_id": {_escape(fields["request_id"])}, '
+                        f'"pid": {fields["pid"]:d}, "seq": {fields["seq"]:d}, '
+                        f'"method": {_escape(fields["method"])}, '
+                        f'"route": {_escape(fields["route"])}, '
+                        f'"status": {fields["status"]:d}, "duration_ms": {duration!r}, '
+                        f'"rss_bytes": {fields["rss_bytes"]:d}, '
+                        f'"rss_delta_bytes": {fields["rss_delta_bytes"]:d}, '
+                        f'"blocks": {fields["blocks"]:d}, '
+                        f'"blocks_delta": {fields["blocks_delta"]:d}}}\n')
+        except (KeyError, TypeError, ValueError):
+            pass  # other keys or values: field by field
+    if not fields:
+        return head + "}\n"
+    return f"{head}, {format_line(fields)[1:]}"
 
-
-# The usual line: exactly the meter's fields, every value an int the meter
-# counted or read, a finite float duration and three strings. It is written
-# from one f-string: cheaper inside a request than %-formatting, which scans
-# the whole template, or json. Any other line takes format_request_line.
-_USUAL = ("request_id", "pid", "seq", "method", "route", "status", "duration_ms",
-          "rss_bytes", "rss_delta_bytes", "blocks", "blocks_delta")
 
 # What decides where one logger sends a record, read in C: the chain's
 # signature is this for each of its loggers, compared on every request.
@@ -123,7 +119,7 @@ _Target = tuple[logging.StreamHandler[Any], Any, int | None]
 class RequestLineWriter:
     """Emits one request line per call to ``write(fields)``."""
 
-    __slots__ = ("_chain", "_head", "_logger", "_plan", "_second", "_signature", "_stamp")
+    __slots__ = ("_chain", "_head", "_logger", "_plan", "_signature", "_stamp")
 
     def __init__(self, logger: logging.Logger) -> None:
         self._logger = logger
@@ -131,7 +127,6 @@ class RequestLineWriter:
         self._signature: tuple[Any, ...] | None = None
         self._plan: tuple[_Target, ...] | None = _SLOW
         self._stamp = Stamper()
-        self._second: tuple[int, str] = (-1, "")
         name = _escape(logger.name)
         self._head = f'"level": "INFO", "logger": {name}, "message": "request"'
 
@@ -159,33 +154,6 @@ class RequestLineWriter:
                     targets.append((handler, handler.stream, _fileno(handler.stream)))
         return tuple(targets) if targets else _SLOW
 
-    def line(self, fields: dict[str, Any], now: float) -> str:
-        """The JSON line for ``fields`` logged at ``now`` (what JsonFormatter writes)."""
-        second = int(now)
-        cached = self._second  # (second, '{"timestamp": "<its text>'): swapped whole
-        if cached[0] != second:
-            cached = self._second = (
-                second, f'{{"timestamp": "{self._stamp.seconds(second)}')
-        millis = int((now - second) * 1000)
-        if len(fields) == len(_USUAL):
-            try:
-                duration = fields["duration_ms"]
-                if type(duration) is float and duration - duration == 0.0:  # finite
-                    return (
-                        f'{cached[1]}.{millis:03d}Z", {self._head}, '
-                        f'"request_id": {_escape(fields["request_id"])}, '
-                        f'"pid": {fields["pid"]:d}, "seq": {fields["seq"]:d}, '
-                        f'"method": {_escape(fields["method"])}, '
-                        f'"route": {_escape(fields["route"])}, '
-                        f'"status": {fields["status"]:d}, "duration_ms": {duration!r}, '
-                        f'"rss_bytes": {fields["rss_bytes"]:d}, '
-                        f'"rss_delta_bytes": {fields["rss_delta_bytes"]:d}, '
-                        f'"blocks": {fields["blocks"]:d}, '
-                        f'"blocks_delta": {fields["blocks_delta"]:d}}}\n')
-            except (KeyError, TypeError, ValueError):
-                pass
-        return format_request_line(f'{cached[1]}.{millis:03d}Z", {self._head}', fields)
-
     def write(self, fields: dict[str, Any]) -> None:
         logger = self._logger
         if not logger.isEnabledFor(logging.INFO):
@@ -203,7 +171,8 @@ class RequestLineWriter:
             record.memwarden = fields
             logger.handle(record)
             return
-        line = self.line(fields, time.time())
+        line = format_request_line(f'{{"timestamp": "{self._stamp(time.time())}", {self._head}',
+                                   fields)
         data = line.encode("ascii")  # every string in the line is escaped to ASCII
         for handler, stream, fileno in plan:
             # The handler's own lock, as Handler.handle takes it (acquire() is
