@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 from collections.abc import Iterator
@@ -12,7 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from memwarden.logs import JsonFormatter
-from memwarden.request_log import RequestLineWriter, format_line, format_request_line
+from memwarden.request_log import RequestLineWriter, format_line
 
 FIELDS = {"request_id": "abc", "pid": 7, "seq": 3, "method": "GET", "route": "/x/<id>",
           "status": 200, "duration_ms": 1.25, "rss_bytes": 1000, "rss_delta_bytes": -4096,
@@ -85,15 +86,81 @@ def test_format_line_is_always_one_valid_json_object(head: dict[str, object]) ->
     assert decoded.keys() == head.keys()
 
 
-@given(route=st.text(max_size=50), rid=st.text(max_size=40),
-       duration=st.floats(), status=st.integers(100, 599) | st.none())
-def test_request_line_template_matches_json(route: str, rid: str, duration: float,
-                                            status: int | None) -> None:
-    fields = {**FIELDS, "route": route, "request_id": rid, "duration_ms": duration,
-              "status": status}
-    head = '{"timestamp": "2026-11-28T00:00:00.000Z", "level": "INFO", "logger": "l", ' \
-           '"message": "request"'
-    line = format_request_line(head, fields)
-    decoded = json.loads(line, parse_constant=lambda c: pytest.fail(f"bare {c}"))
-    assert decoded["route"] == route and decoded["request_id"] == rid
-    assert decoded["status"] == status
+USUAL = {k: v for k, v in FIELDS.items() if k != "census"}
+
+
+@contextlib.contextmanager
+def json_logger(path: Path, name: str) -> Iterator[logging.Logger]:
+    """A logger made inside the test body, with one JSON stream handler: the
+    writer's fast path (pytest's capture handlers are on the fixture's logger)."""
+    log = logging.getLogger(name)
+    with path.open("a") as stream:
+        handler = logging.StreamHandler(stream)
+        handler.setFormatter(JsonFormatter())
+        log.addHandler(handler)
+        log.setLevel(logging.INFO)
+        log.propagate = False
+        try:
+            yield log
+        finally:
+            log.removeHandler(handler)
+
+
+def _after_timestamp(line: str) -> str:
+    return line.split('", ', 1)[1]
+
+
+@given(route=st.text(max_size=50), rid=st.text(max_size=40), method=st.text(max_size=10),
+       duration=st.floats(0, 1e9), status=st.integers(100, 599), big=st.integers(-2**63, 2**63))
+def test_usual_template_writes_what_write_writes(
+        tmp_path_factory: pytest.TempPathFactory, route: str, rid: str, method: str,
+        duration: float, status: int, big: int) -> None:
+    """The one-template line is the same text as the dict line of the same fields."""
+    fields = {**USUAL, "route": route, "request_id": rid, "method": method,
+              "duration_ms": duration, "status": status, "rss_delta_bytes": big}
+    path = tmp_path_factory.mktemp("usual") / "lines.log"
+    with json_logger(path, "memwarden_test_request_log_usual") as log:
+        writer = RequestLineWriter(log)
+        assert writer.write_usual(*fields.values()) is True
+        writer.write(fields)
+    usual, general = path.read_text().splitlines()
+    assert _after_timestamp(usual) == _after_timestamp(general)
+    decoded = json.loads(usual, parse_constant=lambda c: pytest.fail(f"bare {c}"))
+    assert {k: decoded[k] for k in fields} == fields
+
+
+def test_usual_template_declines_when_logging_must_carry_the_line(tmp_path: Path) -> None:
+    path = tmp_path / "lines.log"
+    seen: list[logging.LogRecord] = []
+
+    class Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            seen.append(record)
+
+    with json_logger(path, "memwarden_test_request_log_declines") as log:
+        writer = RequestLineWriter(log)
+        extra = Collect()
+        log.addHandler(extra)
+        try:
+            # Not written: the caller writes the dict through logging instead.
+            assert writer.write_usual(*USUAL.values()) is False
+        finally:
+            log.removeHandler(extra)
+        assert not seen and path.read_text() == ""
+        assert writer.write_usual(*USUAL.values()) is True
+    assert len(path.read_text().splitlines()) == 1
+
+
+def test_a_handler_raised_above_info_gets_no_line(tmp_path: Path) -> None:
+    path = tmp_path / "lines.log"
+    with json_logger(path, "memwarden_test_request_log_level") as log:
+        writer = RequestLineWriter(log)
+        assert writer.write_usual(*USUAL.values()) is True
+        handler = log.handlers[0]
+        handler.setLevel(logging.WARNING)  # after the plan was derived
+        assert writer.write_usual(*USUAL.values()) is True  # handled: nobody takes INFO
+        writer.write(FIELDS)
+        handler.setLevel(logging.NOTSET)
+        writer.write(FIELDS)
+    assert len(path.read_text().splitlines()) == 2
+

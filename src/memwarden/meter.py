@@ -63,6 +63,7 @@ def clean_label(value: str) -> str:
 
 # Read allocated blocks at least every this many requests, whatever it costs.
 _MAX_GAP = 99
+_NEVER = float("inf")
 
 
 class _Worker:
@@ -72,8 +73,8 @@ class _Worker:
     so no per-request ``os.getpid()`` check is needed to notice a new worker.
     """
 
-    __slots__ = ("blocks", "blocks_gap", "blocks_skip", "last_census", "last_pss", "pid", "rss",
-                 "seq", "since_census")
+    __slots__ = ("blocks", "blocks_gap", "blocks_skip", "census_due", "census_left", "last_pss",
+                 "pid", "rss", "seq")
 
     def __init__(self) -> None:
         self.pid = os.getpid()
@@ -82,8 +83,8 @@ class _Worker:
         self.blocks: int | None = None  # None: not read at the end of the last request
         self.blocks_skip = 0  # requests left before the next blocks reading
         self.blocks_gap = 0  # requests to skip after each reading (set at each census)
-        self.since_census = 0
-        self.last_census = -1.0  # < 0: census on the first request
+        self.census_left = 1  # requests until the next census by count: the first one
+        self.census_due = _NEVER  # perf_counter time of the next census by the clock
         self.last_pss = -1.0  # when pss_bytes was last read (< 0: never)
 
 
@@ -112,9 +113,11 @@ class RequestMeter:
     def __init__(self, settings: Settings | None = None,
                  process_probe: _probe.Probe | None = None) -> None:
         s = settings if settings is not None else Settings.from_env()
-        self._probe = process_probe
         if process_probe is None:
             _probe.configure(s.proc_root, s.sys_root)
+            # Held, not looked up per request: it reopens its descriptor after a fork.
+            process_probe = _probe.current()
+        self._probe = process_probe
         self._census_every = s.census_every
         self._blocks_budget = s.blocks_budget_us / 1e6 if s.blocks_budget_us > 0 else float("inf")
         self._census_seconds = s.census_seconds
@@ -128,7 +131,7 @@ class RequestMeter:
             _census.enable_loop_tracking()
 
     def probe(self) -> _probe.Probe:
-        return self._probe if self._probe is not None else _probe.current()
+        return self._probe
 
     def start(self) -> float:
         """Called when a request starts; returns its start time."""
@@ -149,11 +152,11 @@ class RequestMeter:
         else:
             blocks = sys.getallocatedblocks()
             worker.blocks_skip = worker.blocks_gap
-        return time.perf_counter(), (self._probe or _probe.current()).rss_bytes(), blocks
+        return time.perf_counter(), self._probe.rss_bytes(), blocks
 
     def _take_census(self, worker: _Worker, now: float, fields: dict[str, Any]) -> None:
-        worker.since_census = 0
-        worker.last_census = now
+        worker.census_left = self._census_every
+        worker.census_due = now + self._census_seconds if self._census_seconds else _NEVER
         self._price_blocks(worker)
         p = self.probe()
         fields["census"] = _census.census(p, descendants=self._descendants,
@@ -201,6 +204,19 @@ class RequestMeter:
             duration_ms = int((now - started) * 1e6 + 0.5) / 1000
             if status is None:
                 status = 500
+            # The census cadence: every census_every requests, at most
+            # census_seconds apart, and on the worker's first request.
+            worker.census_left -= 1
+            census = worker.census_left <= 0 or now >= worker.census_due
+            written = False
+            if (not census and error is None and rss is not None and last_rss is not None
+                    and blocks is not None and last_blocks is not None
+                    and route not in self._health):
+                written = self._writer.write_usual(
+                    request_id, worker.pid, worker.seq, method, route, status, duration_ms,
+                    rss, rss - last_rss, blocks, blocks - last_blocks)
+                if written and not _observers:
+                    return  # nobody else reads the fields: no dict is made
             fields: dict[str, Any] = {
                 "request_id": request_id, "pid": worker.pid, "seq": worker.seq,
                 "method": method, "route": route, "status": status,
@@ -217,14 +233,10 @@ class RequestMeter:
                 fields["error"] = type(error).__name__
             if route in self._health:
                 fields["health_check"] = True
-            # The census cadence, inline: every census_every requests, at most
-            # census_seconds apart, and on the worker's first request.
-            worker.since_census += 1
-            if (worker.since_census >= self._census_every or worker.last_census < 0
-                    or (self._census_seconds
-                        and now - worker.last_census >= self._census_seconds)):
+            if census:
                 self._take_census(worker, now, fields)
-            self._writer.write(fields)
+            if not written:
+                self._writer.write(fields)
             for observer in _observers:
                 try:
                     observer(fields)
@@ -232,4 +244,3 @@ class RequestMeter:
                     _log.exception("memwarden request observer failed")
         except Exception:
             _log.exception("memwarden could not record a request")
-

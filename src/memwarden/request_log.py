@@ -25,6 +25,7 @@ from memwarden.logs import ContextFilter, JsonFormatter, Stamper
 __all__ = ["RequestLineWriter"]
 
 _SLOW = None  # sentinel plan: go through logging
+_INFO = logging.INFO
 _escape = json.encoder.encode_basestring_ascii
 # Keys come from a small fixed set: escape each once. Values are never cached:
 # ids, timestamps and raw paths are unbounded, and a cache of them would look
@@ -75,41 +76,11 @@ def _fileno(stream: Any) -> int | None:
     return fileno
 
 
-# The usual line: exactly these fields, as the meter writes them.
-_USUAL = ("request_id", "pid", "seq", "method", "route", "status", "duration_ms",
-          "rss_bytes", "rss_delta_bytes", "blocks", "blocks_delta")
-
-
-def format_request_line(head: str, fields: dict[str, Any]) -> str:
-    """The request line: ``head`` (timestamp ... message, already JSON) plus fields.
-
-    The usual line is written from one template, cheaper inside a request than
-    any loop over the fields; any other (a census, an error, a reading left
-    out) as format_line writes it. Either equals json.dumps of the same dict.
-    """
-    if len(fields) == len(_USUAL):
-        try:
-            duration = fields["duration_ms"]
-            if type(duration) is float and duration - duration == 0.0:  # finite
-                return (f'{head}, "request_id": {_escape(fields["request_id"])}, '
-                        f'"pid": {fields["pid"]:d}, "seq": {fields["seq"]:d}, '
-                        f'"method": {_escape(fields["method"])}, '
-                        f'"route": {_escape(fields["route"])}, '
-                        f'"status": {fields["status"]:d}, "duration_ms": {duration!r}, '
-                        f'"rss_bytes": {fields["rss_bytes"]:d}, '
-                        f'"rss_delta_bytes": {fields["rss_delta_bytes"]:d}, '
-                        f'"blocks": {fields["blocks"]:d}, '
-                        f'"blocks_delta": {fields["blocks_delta"]:d}}}\n')
-        except (KeyError, TypeError, ValueError):
-            pass  # other keys or values: field by field
-    if not fields:
-        return head + "}\n"
-    return f"{head}, {format_line(fields)[1:]}"
-
-
 # What decides where one logger sends a record, read in C: the chain's
-# signature is this for each of its loggers, compared on every request.
-_ROUTING = operator.attrgetter("handlers", "filters", "propagate", "level", "disabled", "parent")
+# signature is this for each of its loggers, compared on every request. Levels
+# and `disabled` are not in it: logging consults them on the first logger only
+# (isEnabledFor, asked on every line) and on each handler (checked as it writes).
+_ROUTING = operator.attrgetter("handlers", "filters", "propagate", "parent")
 
 # A handler's stream and its descriptor (None: no descriptor), looked up once
 # per plan; re-looked-up if the handler's stream is swapped (setStream).
@@ -150,31 +121,61 @@ class RequestLineWriter:
                         or type(handler.formatter) is not JsonFormatter
                         or any(type(f) is not ContextFilter for f in handler.filters)):
                     return _SLOW
-                if handler.level <= logging.INFO:
-                    targets.append((handler, handler.stream, _fileno(handler.stream)))
+                targets.append((handler, handler.stream, _fileno(handler.stream)))
         return tuple(targets) if targets else _SLOW
 
-    def write(self, fields: dict[str, Any]) -> None:
-        logger = self._logger
-        if not logger.isEnabledFor(logging.INFO):
-            return
+    def _fast_plan(self) -> tuple[_Target, ...] | None:
+        """The streams to write to, or None: the line goes through ``logging``."""
         # Any change along the chain (a handler added or removed, a filter, a
         # level, propagation, a new parent logger) re-derives the plan, so a
         # handler added at any time (pytest's capture, a file handler) sees the
         # very next line.
         if tuple(map(_ROUTING, self._chain)) != self._signature:
             self._plan = self._derive_plan()
-        plan = self._plan
+        return self._plan
+
+    def write(self, fields: dict[str, Any]) -> None:
+        """Write any request line: ``fields`` follow the head, in order."""
+        logger = self._logger
+        if not logger.isEnabledFor(logging.INFO):
+            return
+        plan = self._fast_plan()
         if plan is _SLOW:
             # makeRecord + handle skips findCaller's stack walk.
             record = logger.makeRecord(logger.name, logging.INFO, "", 0, "request", (), None)
             record.memwarden = fields
             logger.handle(record)
             return
-        line = format_request_line(f'{{"timestamp": "{self._stamp(time.time())}", {self._head}',
-                                   fields)
+        head = f'{{"timestamp": "{self._stamp(time.time())}", {self._head}'
+        self._emit(plan, f"{head}, {format_line(fields)[1:]}" if fields else head + "}\n")
+
+    def write_usual(self, request_id: str, pid: int, seq: int, method: str, route: str,
+                    status: int, duration_ms: float, rss_bytes: int, rss_delta_bytes: int,
+                    blocks: int, blocks_delta: int) -> bool:
+        """Write the usual line (these fields, no others) from one template.
+
+        Cheaper inside a request than any loop over a dict: the same text as
+        ``write`` makes of the same fields. False when the line must go
+        through ``logging`` instead: then the caller writes it as a dict.
+        """
+        if not self._logger.isEnabledFor(logging.INFO):
+            return True
+        plan = self._fast_plan()
+        if plan is _SLOW:
+            return False
+        self._emit(plan, f'{{"timestamp": "{self._stamp(time.time())}", {self._head}, '
+                         f'"request_id": {_escape(request_id)}, "pid": {pid}, "seq": {seq}, '
+                         f'"method": {_escape(method)}, "route": {_escape(route)}, '
+                         f'"status": {status}, "duration_ms": {duration_ms!r}, '
+                         f'"rss_bytes": {rss_bytes}, "rss_delta_bytes": {rss_delta_bytes}, '
+                         f'"blocks": {blocks}, "blocks_delta": {blocks_delta}}}\n')
+        return True
+
+    def _emit(self, plan: tuple[_Target, ...], line: str) -> None:
         data = line.encode("ascii")  # every string in the line is escaped to ASCII
         for handler, stream, fileno in plan:
+            if handler.level > _INFO:
+                continue
             # The handler's own lock, as Handler.handle takes it (acquire() is
             # only a wrapper around it).
             with handler.lock or contextlib.nullcontext():
@@ -194,5 +195,6 @@ class RequestLineWriter:
                             while view:
                                 view = view[os.write(fileno, view):]
                 except Exception:
+                    logger = self._logger
                     handler.handleError(logger.makeRecord(logger.name, logging.INFO, "", 0,
                                                           "request", (), None))

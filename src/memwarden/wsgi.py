@@ -23,6 +23,9 @@ StartResponse = Callable[..., Callable[[bytes], object]]
 WSGIApp = Callable[[Environ, StartResponse], Iterable[bytes]]
 
 _MARK = "memwarden.tracked"
+# Bound once: the per-request cost is the call, not the lookups.
+_set_request_id = _context._request_id.set
+_reset_request_id = _context._request_id.reset
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"})
 
 
@@ -50,12 +53,12 @@ class _Request:
     server closes the iterable, so a streamed body is measured in full.
     """
 
-    __slots__ = ("_closed", "_error", "_inner", "begin", "environ", "meter", "method",
-                 "request_id", "route", "start_response", "status", "token")
+    __slots__ = ("_error", "_inner", "begin", "environ", "meter", "method", "request_id",
+                 "route", "start_response", "status", "token")
 
-    def __init__(self, meter: RequestMeter, environ: Environ, start_response: StartResponse,
+    def __init__(self, meter: RequestMeter | None, environ: Environ, start_response: StartResponse,
                  request_id: str, method: str, token: Any, begin: float) -> None:
-        self.meter = meter
+        self.meter = meter  # None once the request is recorded
         self.environ = environ
         self.start_response = start_response
         self.request_id = request_id
@@ -66,7 +69,6 @@ class _Request:
         self.begin = begin
         self._inner: Iterable[bytes] = ()
         self._error: BaseException | None = None
-        self._closed = False
 
     def tracking_start_response(self, status_line: str, headers: list[tuple[str, str]],
                                 exc_info: ExcInfo | None = None) -> Callable[[bytes], object]:
@@ -88,25 +90,24 @@ class _Request:
             raise
 
     def close(self) -> None:
-        if self._closed:
+        """Close the app's iterable, then record the request (once)."""
+        meter = self.meter
+        if meter is None:  # recorded already
             return
-        self._closed = True
+        self.meter = None
         try:
             close = getattr(self._inner, "close", None)
             if close is not None:
                 close()
         finally:
-            self.record(self._error)
-
-    def record(self, error: BaseException | None) -> None:
-        try:
-            self.meter.finish(self.begin, self.request_id, self.method,
-                              self.route or wsgi_route(self.environ), self.status, error)
-        finally:
             try:
-                _context._request_id.reset(self.token)
-            except ValueError:  # closed from another context by an unusual server
-                _context._request_id.set(None)
+                meter.finish(self.begin, self.request_id, self.method,
+                             self.route or wsgi_route(self.environ), self.status, self._error)
+            finally:
+                try:
+                    _reset_request_id(self.token)
+                except ValueError:  # closed from another context by an unusual server
+                    _set_request_id(None)
 
 
 class MemoryTracker:
@@ -123,7 +124,7 @@ class MemoryTracker:
         environ[_MARK] = True
         request_id = _context.request_id_from(environ.get("HTTP_X_REQUEST_ID"),
                                               environ.get("HTTP_TRACEPARENT"))
-        token = _context._request_id.set(request_id)
+        token = _set_request_id(request_id)
         method = environ.get("REQUEST_METHOD", "GET")
         if method not in _METHODS:
             method = clean_label(str(method))
@@ -133,7 +134,7 @@ class MemoryTracker:
         try:
             request._inner = self.app(environ, request.tracking_start_response)
         except BaseException as exc:
-            request._closed = True
-            request.record(exc)
+            request._error = exc
+            request.close()
             raise
         return request
