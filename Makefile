@@ -5,7 +5,7 @@ PY := .venv/bin/python
 VENV_STAMP := .venv/.installed
 CHROMIUM := /usr/lib/chromium/chromium
 
-.PHONY: demo test lint typecheck unit bench-overhead bench-detect bench-soak bench-week chromium prometheus venv clean
+.PHONY: demo test lint typecheck unit bench-overhead bench-overhead-parts bench-detect bench-soak bench-week chromium prometheus venv clean
 
 venv: $(VENV_STAMP)
 
@@ -48,6 +48,9 @@ test: lint typecheck unit
 
 bench-overhead: venv
 	$(PY) benchmarks/overhead.py
+
+bench-overhead-parts: venv
+	$(PY) benchmarks/overhead_parts.py
 
 bench-detect: venv
 	$(PY) benchmarks/detection.py

@@ -12,11 +12,11 @@ choice is re-derived whenever the handler chain changes.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import operator
 import os
+import threading
 import time
 from typing import Any
 
@@ -26,6 +26,7 @@ __all__ = ["RequestLineWriter"]
 
 _SLOW = None  # sentinel plan: go through logging
 _INFO = logging.INFO
+_NO_LOCK = threading.RLock()  # for a handler without a lock of its own
 _escape = json.encoder.encode_basestring_ascii
 # Keys come from a small fixed set: escape each once. Values are never cached:
 # ids, timestamps and raw paths are unbounded, and a cache of them would look
@@ -97,7 +98,9 @@ class RequestLineWriter:
         self._chain: tuple[logging.Logger, ...] = ()  # the loggers a record passes
         self._signature: tuple[Any, ...] | None = None
         self._plan: tuple[_Target, ...] | None = _SLOW
-        self._stamp = Stamper()
+        # The bound method: calling the instance itself goes through its
+        # type's __call__ slot, measurably slower inside a request.
+        self._stamp = Stamper().__call__
         name = _escape(logger.name)
         self._head = f'"level": "INFO", "logger": {name}, "message": "request"'
 
@@ -176,25 +179,28 @@ class RequestLineWriter:
         for handler, stream, fileno in plan:
             if handler.level > _INFO:
                 continue
-            # The handler's own lock, as Handler.handle takes it (acquire() is
-            # only a wrapper around it).
-            with handler.lock or contextlib.nullcontext():
-                try:
-                    if handler.stream is not stream:
-                        stream, fileno = handler.stream, _fileno(handler.stream)
-                    # Whatever the stream buffered goes first; then one write(2) of
-                    # the whole line, skipping the text layer's encode-and-buffer round.
+            # The handler's own lock, as Handler.handle takes it. acquire() and
+            # release() rather than `with`: half the cost on an RLock.
+            lock = handler.lock or _NO_LOCK
+            lock.acquire()
+            try:
+                if handler.stream is not stream:
+                    stream, fileno = handler.stream, _fileno(handler.stream)
+                # Whatever the stream buffered goes first; then one write(2) of
+                # the whole line, skipping the text layer's encode-and-buffer round.
+                stream.flush()
+                if fileno is None:
+                    stream.write(line)
                     stream.flush()
-                    if fileno is None:
-                        stream.write(line)
-                        stream.flush()
-                    else:
-                        written = os.write(fileno, data)
-                        if written < len(data):  # a full pipe may take a long line in parts
-                            view = memoryview(data)[written:]
-                            while view:
-                                view = view[os.write(fileno, view):]
-                except Exception:
-                    logger = self._logger
-                    handler.handleError(logger.makeRecord(logger.name, logging.INFO, "", 0,
-                                                          "request", (), None))
+                else:
+                    written = os.write(fileno, data)
+                    if written < len(data):  # a full pipe may take a long line in parts
+                        view = memoryview(data)[written:]
+                        while view:
+                            view = view[os.write(fileno, view):]
+            except Exception:
+                logger = self._logger
+                handler.handleError(logger.makeRecord(logger.name, logging.INFO, "", 0,
+                                                      "request", (), None))
+            finally:
+                lock.release()
