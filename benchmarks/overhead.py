@@ -98,6 +98,21 @@ def time_round(app: WSGIApp, n: int) -> float:
     return (time.perf_counter() - started) / n
 
 
+def arguments(description: str, rounds: int) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--rounds", type=int, default=rounds)
+    parser.add_argument("--requests", type=int, default=2000)
+    return parser.parse_args()
+
+
+def bare_and_tracked() -> tuple[WSGIApp, MemoryTracker]:
+    """The hello-world app alone and under memwarden's defaults, logging to /dev/null."""
+    devnull = open("/dev/null", "w")  # noqa: SIM115 - held for the whole run
+    setup_logging(devnull)
+    bare: WSGIApp = hello_app().wsgi_app
+    return bare, MemoryTracker(bare, Settings())  # the defaults, census included
+
+
 def setup_logging(devnull: io.TextIOWrapper) -> None:
     json_handler = logging.StreamHandler(devnull)
     json_handler.setFormatter(JsonFormatter())
@@ -113,18 +128,11 @@ def setup_logging(devnull: io.TextIOWrapper) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=31)
-    parser.add_argument("--requests", type=int, default=2000)
-    args = parser.parse_args()
-
-    devnull = open("/dev/null", "w")  # noqa: SIM115 - held for the whole run
-    setup_logging(devnull)
-    flask_app = hello_app()
-    bare: WSGIApp = flask_app.wsgi_app
+    args = arguments(__doc__.splitlines()[0], rounds=31)
+    bare, tracked = bare_and_tracked()
     variants: dict[str, WSGIApp] = {
         "bare": bare,
-        "memwarden": MemoryTracker(bare, Settings()),  # the defaults, census included
+        "memwarden": tracked,
         "naive": NaiveTracker(bare),
     }
     samples: dict[str, list[float]] = {

@@ -15,19 +15,16 @@ allocated-blocks reading).
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from overhead import WSGIApp, hello_app, setup_logging, time_round
+from overhead import arguments, bare_and_tracked, time_round
 
 from memwarden.probe import Probe
 from memwarden.request_log import RequestLineWriter
-from memwarden.settings import Settings
-from memwarden.wsgi import MemoryTracker
 
 
 @contextmanager
@@ -53,15 +50,8 @@ PARTS: dict[str, tuple[str, Any, str, Callable[..., Any]]] = {
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=21)
-    parser.add_argument("--requests", type=int, default=2000)
-    args = parser.parse_args()
-
-    devnull = open("/dev/null", "w")  # noqa: SIM115 - held for the whole run
-    setup_logging(devnull)
-    bare: WSGIApp = hello_app().wsgi_app
-    tracked = MemoryTracker(bare, Settings())
+    args = arguments(__doc__.splitlines()[0], rounds=21)
+    bare, tracked = bare_and_tracked()
     for app in (bare, tracked):
         time_round(app, 500)
     samples: dict[str, list[float]] = {name: [] for name in ["bare", "memwarden", *PARTS]}

@@ -18,55 +18,67 @@ from memwarden.request_log import RequestLineWriter, format_line
 FIELDS = {"request_id": "abc", "pid": 7, "seq": 3, "method": "GET", "route": "/x/<id>",
           "status": 200, "duration_ms": 1.25, "rss_bytes": 1000, "rss_delta_bytes": -4096,
           "blocks": 10, "blocks_delta": 2, "census": {"fds": 3, "threads": 1}}
+USUAL = {k: v for k, v in FIELDS.items() if k != "census"}
 
 
-@pytest.fixture
-def logger(tmp_path: Path) -> Iterator[tuple[logging.Logger, Path]]:
-    log = logging.getLogger("memwarden_test_request_log")
+class Collect(logging.Handler):
+    """A handler memwarden did not set up: it keeps what it is given."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+@contextlib.contextmanager
+def json_logger(path: Path, name: str) -> Iterator[logging.Logger]:
+    """A non-propagating logger with one JSON stream handler. Made inside a test
+    body it gets the writer's fast path; made in a fixture it also gets pytest's
+    capture handlers (pytest adds them to every non-propagating logger when a
+    test phase starts), and the writer goes through logging."""
+    log = logging.getLogger(name)
+    with path.open("a") as stream:
+        handler = logging.StreamHandler(stream)
+        handler.setFormatter(JsonFormatter())
+        log.addHandler(handler)
+        log.setLevel(logging.INFO)
+        log.propagate = False
+        try:
+            yield log
+        finally:
+            log.removeHandler(handler)
+
+
+def test_fast_path_writes_one_json_line_with_every_field(tmp_path: Path) -> None:
     path = tmp_path / "lines.log"
-    stream = path.open("w")
-    handler = logging.StreamHandler(stream)
-    handler.setFormatter(JsonFormatter())
-    log.addHandler(handler)
-    log.setLevel(logging.INFO)
-    log.propagate = False
-    try:
-        yield log, path
-    finally:
-        log.removeHandler(handler)
-        stream.close()
-
-
-def test_fast_path_writes_one_json_line_with_every_field(
-        logger: tuple[logging.Logger, Path]) -> None:
-    log, path = logger
-    RequestLineWriter(log).write(FIELDS)
+    with json_logger(path, "memwarden_test_request_log_fast") as log:
+        writer = RequestLineWriter(log)
+        writer.write(FIELDS)
+        assert writer.write_usual(*USUAL.values()) is True  # the fast path was open
     lines = path.read_text().splitlines()
-    assert len(lines) == 1
+    assert len(lines) == 2
     line = json.loads(lines[0])
     assert line["logger"] == log.name and line["message"] == "request"
     assert {k: line[k] for k in FIELDS} == FIELDS
 
 
-def test_any_other_handler_sends_the_line_through_logging(
-        logger: tuple[logging.Logger, Path]) -> None:
-    """A handler memwarden did not set up (pytest's capture, a file handler) sees a record."""
-    log, path = logger
-    seen: list[logging.LogRecord] = []
-
-    class Collect(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            seen.append(record)
-
-    writer = RequestLineWriter(log)
-    writer.write(FIELDS)
-    extra = Collect()
-    log.addHandler(extra)
-    try:
+def test_any_other_handler_sends_the_line_through_logging(tmp_path: Path) -> None:
+    """A handler memwarden did not set up (pytest's capture, a file handler) sees a
+    record from the very next line on, and the fast path resumes once it is gone."""
+    path = tmp_path / "lines.log"
+    with json_logger(path, "memwarden_test_request_log_other") as log:
+        writer = RequestLineWriter(log)
         writer.write(FIELDS)
-    finally:
-        log.removeHandler(extra)
-    writer.write(FIELDS)
+        extra = Collect()
+        seen = extra.records
+        log.addHandler(extra)
+        try:
+            writer.write(FIELDS)
+        finally:
+            log.removeHandler(extra)
+        writer.write(FIELDS)
     assert len(seen) == 1 and seen[0].memwarden == FIELDS  # type: ignore[attr-defined]
     assert len(path.read_text().splitlines()) == 3  # the JSON handler got all three
 
@@ -84,26 +96,6 @@ def test_format_line_is_always_one_valid_json_object(head: dict[str, object]) ->
     assert line.isascii()
     decoded = json.loads(line, parse_constant=lambda c: pytest.fail(f"bare {c}"))
     assert decoded.keys() == head.keys()
-
-
-USUAL = {k: v for k, v in FIELDS.items() if k != "census"}
-
-
-@contextlib.contextmanager
-def json_logger(path: Path, name: str) -> Iterator[logging.Logger]:
-    """A logger made inside the test body, with one JSON stream handler: the
-    writer's fast path (pytest's capture handlers are on the fixture's logger)."""
-    log = logging.getLogger(name)
-    with path.open("a") as stream:
-        handler = logging.StreamHandler(stream)
-        handler.setFormatter(JsonFormatter())
-        log.addHandler(handler)
-        log.setLevel(logging.INFO)
-        log.propagate = False
-        try:
-            yield log
-        finally:
-            log.removeHandler(handler)
 
 
 def _after_timestamp(line: str) -> str:
@@ -131,15 +123,10 @@ def test_usual_template_writes_what_write_writes(
 
 def test_usual_template_declines_when_logging_must_carry_the_line(tmp_path: Path) -> None:
     path = tmp_path / "lines.log"
-    seen: list[logging.LogRecord] = []
-
-    class Collect(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            seen.append(record)
-
     with json_logger(path, "memwarden_test_request_log_declines") as log:
         writer = RequestLineWriter(log)
         extra = Collect()
+        seen = extra.records
         log.addHandler(extra)
         try:
             # Not written: the caller writes the dict through logging instead.

@@ -28,11 +28,14 @@ ROUTES = (
 )
 
 
-def _footprints(lines: list[dict[str, Any]]) -> dict[int, list[int]]:
+def _footprints(lines: list[dict[str, Any]], *, served_only: bool = False
+                ) -> dict[int, list[int]]:
+    """Each worker's rss + children's PSS, from its census lines in order."""
     out: dict[int, list[int]] = {}
     for line in lines:
         census = line.get("census")
-        if census is not None and line.get("route") != "/healthz":
+        if (census is not None and line.get("route") != "/healthz"
+                and not (served_only and line.get("status") == 503)):
             out.setdefault(line["pid"], []).append(
                 line["rss_bytes"] + census.get("children_pss_bytes", 0))
     return out
@@ -44,13 +47,18 @@ def _logged(service: Service, logger: str, message: str) -> list[dict[str, Any]]
 
 
 def test_as_found_service_is_held_by_recycling_alone(agent_service: StartService) -> None:
-    """As found + MEMWARDEN_RECYCLE/ORPHANS/SHED on: footprints stay under the limit
-    plus one request's growth, recycles are logged with a reason, no request fails
-    (shed ones are retried), and no process outlives gunicorn (the fixture checks).
+    """As found + MEMWARDEN_RECYCLE/ORPHANS/SHED on: served requests end under the
+    shedding threshold plus one request's growth, no footprint reaches the hard
+    limit, recycles are logged with a reason, no request fails (shed ones are
+    retried), and no process outlives gunicorn (the fixture checks).
 
-    The limit a worker can pass is the shedding threshold, not the soft limit:
-    recycles roll one worker at a time, so a worker over its soft limit while the
-    other one restarts keeps serving until it reaches MEMWARDEN_SHED_HIGH."""
+    The limit a serving worker can pass is the shedding threshold, not the soft
+    limit: recycles roll one worker at a time, so a worker over its soft limit
+    while the other one restarts keeps serving until it reaches
+    MEMWARDEN_SHED_HIGH. Past it the worker only sheds, but the Chromium pages
+    its leaked contexts hold keep running: what they add while it waits for its
+    recycle is bounded by the recycle (and at worst the hard limit), not by
+    shedding, so shed requests' lines are held to the hard limit only."""
     require_chromium()
     shed_high = 660 * MB
     service = agent_service("all", workers=None, census_every=1, env={
@@ -68,8 +76,11 @@ def test_as_found_service_is_held_by_recycling_alone(agent_service: StartService
     assert all(r.get("reason") for r in recycles)
     # One browse leaks a context (~64-80 MB) and Chromium's PSS swings by tens of MB.
     margin = 160 * MB
-    for pid, values in _footprints(service.request_lines()).items():
-        assert max(values) <= shed_high + margin, (pid, max(values) // MB)
+    lines = service.request_lines()
+    for pid, values in _footprints(lines, served_only=True).items():
+        assert max(values) <= shed_high + margin, (pid, [v // MB for v in values])
+    for pid, values in _footprints(lines).items():
+        assert max(values) < 2048 * MB, (pid, [v // MB for v in values])  # the hard limit
 
 
 def test_hardened_service_keeps_a_flat_footprint(agent_service: StartService) -> None:
