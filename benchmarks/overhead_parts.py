@@ -43,9 +43,8 @@ PARTS: dict[str, tuple[str, Any, str, Callable[..., Any]]] = {
     "rss": ("statm pread", Probe, "rss_bytes", lambda self: 4096),
     "line": ("the line in all (chain, format, write)", RequestLineWriter, "write_usual",
              lambda self, *values: True),
-    "write": ("lock, flush, encode, write(2)", RequestLineWriter, "_emit",
-              lambda self, plan, line: None),
-    "chain": ("handler chain check", RequestLineWriter, "_fast_plan", lambda self: self._plan),
+    "write": ("chain check, lock, flush, write(2)", RequestLineWriter, "_emit",
+              lambda self, line: True),
 }
 
 

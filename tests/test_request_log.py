@@ -7,6 +7,7 @@ import json
 import logging
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -19,6 +20,11 @@ FIELDS = {"request_id": "abc", "pid": 7, "seq": 3, "method": "GET", "route": "/x
           "status": 200, "duration_ms": 1.25, "rss_bytes": 1000, "rss_delta_bytes": -4096,
           "blocks": 10, "blocks_delta": 2, "census": {"fds": 3, "threads": 1}}
 USUAL = {k: v for k, v in FIELDS.items() if k != "census"}
+
+
+def usual_args(fields: dict[str, Any]) -> list[Any]:
+    """write_usual's arguments for a usual line's fields (duration in microseconds)."""
+    return [round(v * 1000) if k == "duration_ms" else v for k, v in fields.items()]
 
 
 class Collect(logging.Handler):
@@ -56,7 +62,7 @@ def test_fast_path_writes_one_json_line_with_every_field(tmp_path: Path) -> None
     with json_logger(path, "memwarden_test_request_log_fast") as log:
         writer = RequestLineWriter(log)
         writer.write(FIELDS)
-        assert writer.write_usual(*USUAL.values()) is True  # the fast path was open
+        assert writer.write_usual(*usual_args(USUAL)) is True  # the fast path was open
     lines = path.read_text().splitlines()
     assert len(lines) == 2
     line = json.loads(lines[0])
@@ -98,27 +104,32 @@ def test_format_line_is_always_one_valid_json_object(head: dict[str, object]) ->
     assert decoded.keys() == head.keys()
 
 
-def _after_timestamp(line: str) -> str:
-    return line.split('", ', 1)[1]
+def _without_timestamp(line: str) -> list[tuple[str, Any]]:
+    pairs = json.loads(line, object_pairs_hook=list,
+                       parse_constant=lambda c: pytest.fail(f"bare {c}"))
+    assert pairs[0][0] == "timestamp"
+    return pairs[1:]
 
 
 @given(route=st.text(max_size=50), rid=st.text(max_size=40), method=st.text(max_size=10),
-       duration=st.floats(0, 1e9), status=st.integers(100, 599), big=st.integers(-2**63, 2**63))
+       duration_us=st.integers(0, 10**12), status=st.integers(100, 599),
+       big=st.integers(-2**63, 2**63))
 def test_usual_template_writes_what_write_writes(
         tmp_path_factory: pytest.TempPathFactory, route: str, rid: str, method: str,
-        duration: float, status: int, big: int) -> None:
-    """The one-template line is the same text as the dict line of the same fields."""
+        duration_us: int, status: int, big: int) -> None:
+    """The one-template line holds the same keys, in the same order, with the same
+    values as the dict line of the same fields; the duration has three decimals."""
     fields = {**USUAL, "route": route, "request_id": rid, "method": method,
-              "duration_ms": duration, "status": status, "rss_delta_bytes": big}
+              "duration_ms": duration_us / 1000, "status": status, "rss_delta_bytes": big}
     path = tmp_path_factory.mktemp("usual") / "lines.log"
     with json_logger(path, "memwarden_test_request_log_usual") as log:
         writer = RequestLineWriter(log)
-        assert writer.write_usual(*fields.values()) is True
+        assert writer.write_usual(*usual_args(fields)) is True
         writer.write(fields)
     usual, general = path.read_text().splitlines()
-    assert _after_timestamp(usual) == _after_timestamp(general)
-    decoded = json.loads(usual, parse_constant=lambda c: pytest.fail(f"bare {c}"))
-    assert {k: decoded[k] for k in fields} == fields
+    assert _without_timestamp(usual) == _without_timestamp(general)
+    assert dict(_without_timestamp(usual)[3:]) == fields  # after level, logger, message
+    assert f'"duration_ms": {duration_us // 1000}.{duration_us % 1000:03d},' in usual
 
 
 def test_usual_template_declines_when_logging_must_carry_the_line(tmp_path: Path) -> None:
@@ -130,11 +141,11 @@ def test_usual_template_declines_when_logging_must_carry_the_line(tmp_path: Path
         log.addHandler(extra)
         try:
             # Not written: the caller writes the dict through logging instead.
-            assert writer.write_usual(*USUAL.values()) is False
+            assert writer.write_usual(*usual_args(USUAL)) is False
         finally:
             log.removeHandler(extra)
         assert not seen and path.read_text() == ""
-        assert writer.write_usual(*USUAL.values()) is True
+        assert writer.write_usual(*usual_args(USUAL)) is True
     assert len(path.read_text().splitlines()) == 1
 
 
@@ -142,10 +153,10 @@ def test_a_handler_raised_above_info_gets_no_line(tmp_path: Path) -> None:
     path = tmp_path / "lines.log"
     with json_logger(path, "memwarden_test_request_log_level") as log:
         writer = RequestLineWriter(log)
-        assert writer.write_usual(*USUAL.values()) is True
+        assert writer.write_usual(*usual_args(USUAL)) is True
         handler = log.handlers[0]
         handler.setLevel(logging.WARNING)  # after the plan was derived
-        assert writer.write_usual(*USUAL.values()) is True  # handled: nobody takes INFO
+        assert writer.write_usual(*usual_args(USUAL)) is True  # handled: nobody takes INFO
         writer.write(FIELDS)
         handler.setLevel(logging.NOTSET)
         writer.write(FIELDS)

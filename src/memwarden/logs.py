@@ -48,6 +48,11 @@ def _encode_each(out: dict[str, Any]) -> str:
     return "{" + ", ".join(parts) + "}"
 
 
+# "000" to "999": the fraction digits of timestamps and request durations,
+# looked up rather than formatted (a format spec costs ~0.5 us in a request).
+THOUSANDTHS = tuple(f"{i:03d}" for i in range(1000))
+
+
 class Stamper:
     """ISO-8601 UTC timestamps with milliseconds; the seconds part is cached."""
 
@@ -64,7 +69,7 @@ class Stamper:
         if cached[0] != second:
             cached = (second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)))
             self._cached = cached
-        return f"{cached[1]}.{int((created - second) * 1000):03d}Z"
+        return f"{cached[1]}.{THOUSANDTHS[int((created - second) * 1000)]}Z"
 
 
 class JsonFormatter(logging.Formatter):
