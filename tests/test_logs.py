@@ -226,6 +226,28 @@ def test_memwarden_records_carry_their_prebuilt_fields() -> None:
                    "route": "/chat"}
 
 
+def test_memwarden_action_records_carry_the_request_they_happened_in() -> None:
+    """A refusal or a shed request logged during a request names it; a request
+    line keeps its own id; outside a request there is none."""
+    def action() -> dict[str, Any]:
+        record = make_record("pool_refuse", name="memwarden.pool")
+        record.memwarden = {"pid": 7, "pool": "things"}
+        return one_line(JsonFormatter().format(record))
+
+    assert "request_id" not in action()
+    token = context._request_id.set("req-7")
+    try:
+        line = action()
+        record = make_record("request", name="memwarden.request")
+        record.memwarden = {"request_id": "r1", "pid": 7}
+        request_line = one_line(JsonFormatter().format(record))
+    finally:
+        context._request_id.reset(token)
+    assert line["request_id"] == "req-7" and line["pool"] == "things" and line["pid"] == 7
+    assert list(line)[4] == "request_id"  # after the message, as on every line
+    assert request_line["request_id"] == "r1"
+
+
 @pytest.fixture
 def app_logger() -> Iterator[tuple[logging.Logger, io.StringIO]]:
     """A real logger writing through JsonFormatter into a buffer."""
