@@ -29,8 +29,8 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from memwarden.footprint import measure  # noqa: E402
-from memwarden.soak import Route, SoakConfig, run_soak  # noqa: E402
-from tests.examples.agent_service_harness import MB, Service  # noqa: E402
+from memwarden.soak import SoakConfig, load_routes, run_soak  # noqa: E402
+from tests.examples.agent_service_harness import MB, SERVICE, Service  # noqa: E402
 
 CAP = 900 * MB  # per worker; the run without recycling crosses it within the run
 # Two requests' growth (a leaked context is ~64-80 MB, Chromium swings by tens of
@@ -38,14 +38,7 @@ CAP = 900 * MB  # per worker; the run without recycling crosses it within the ru
 # waits for the other's (rolling recycles, one at a time).
 SOFT = CAP - 330 * MB
 SHED_HIGH = CAP - 220 * MB
-ROUTES = (
-    Route("POST", "/chat", weight=2, json={"message": "add {rand} 3; weather paris"},
-          has_json=True),
-    Route("POST", "/browse", weight=2, json={"page": "notes"}, has_json=True),
-    Route("POST", "/chat", weight=1, json={"message": "hello {seq}; browse about"},
-          has_json=True),
-    Route("GET", "/tools", weight=1),
-)
+ROUTES = load_routes(SERVICE / "soak_routes.json")  # chat, browse, tools
 RUNS: dict[str, dict[str, str]] = {
     "as-found, no recycling": {"MEMWARDEN_RECYCLE": "off", "MEMWARDEN_ORPHANS": "off",
                                "MEMWARDEN_SHED": "off"},

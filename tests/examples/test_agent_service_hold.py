@@ -12,20 +12,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-from memwarden.soak import Route, SoakConfig, run_soak
+from memwarden.soak import SoakConfig, load_routes, run_soak
 
 from .agent_service_harness import MB, SERVICE, Service, descendants, require_chromium, series
 from .conftest import StartService
 
 HARDENED = {"AGENT_SERVICE_MODE": "hardened"}
-ROUTES = (
-    Route("POST", "/chat", weight=2, json={"message": "add {rand} 3; weather paris"},
-          has_json=True),
-    Route("POST", "/browse", weight=2, json={"page": "notes"}, has_json=True),
-    Route("POST", "/chat", weight=1, json={"message": "hello {seq}; browse about"},
-          has_json=True),
-    Route("GET", "/tools", weight=1),
-)
+ROUTES = load_routes(SERVICE / "soak_routes.json")  # chat, browse, tools
 
 
 def _footprints(lines: list[dict[str, Any]], *, served_only: bool = False
