@@ -89,7 +89,8 @@ _Target = tuple[logging.StreamHandler[Any], Any, int | None]
 
 
 class RequestLineWriter:
-    """Emits one request line per call to ``write(fields)``."""
+    """Emits one request line per call: ``write(fields)`` for any line,
+    ``write_usual(...)`` for the usual one, from its values."""
 
     __slots__ = ("_chain", "_head", "_logger", "_plan", "_signature", "_stamp")
 
