@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import itertools
+import json
+import logging
 import os
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from memwarden import meter
+from memwarden.logs import JsonFormatter
 from memwarden.meter import RequestMeter
 from memwarden.settings import Settings
 
@@ -76,3 +80,32 @@ def test_gap_closes_when_readings_get_cheap_again(lines: list[dict[str, Any]]) -
     lines.clear()
     run(m, 120)  # the next census closes the gap; the last skip runs out
     assert all("blocks" in f and "blocks_delta" in f for f in lines[-10:])
+
+
+@pytest.mark.parametrize("status", ["abc", True, 2.5, "200"])
+def test_a_status_that_is_not_an_int_still_gives_a_valid_line(
+        tmp_path: Path, status: Any) -> None:
+    """An ASGI app may send any object as its status: the line stays valid JSON
+    and carries it as JSON has it (the one-template line takes ints only)."""
+    fresh_worker()
+    log = logging.getLogger(meter.REQUEST_LOGGER)
+    path = tmp_path / "lines.log"
+    saved = log.propagate, log.level
+    with path.open("w") as stream:
+        handler = logging.StreamHandler(stream)  # made in the test body: the fast path
+        handler.setFormatter(JsonFormatter())
+        log.addHandler(handler)
+        log.propagate = False
+        log.setLevel(logging.INFO)
+        try:
+            m = RequestMeter(Settings(census_every=10**6, census_seconds=0,
+                                      blocks_budget_us=0.0))
+            run(m, 2)  # the second request is a usual line
+            m.finish(m.start(), "odd", "GET", "/x", status)
+        finally:
+            log.removeHandler(handler)
+            log.propagate, level = saved
+            log.setLevel(level)
+    decoded = [json.loads(line) for line in path.read_text().splitlines()]
+    assert [d["request_id"] for d in decoded] == ["id0", "id1", "odd"]
+    assert decoded[2]["status"] == status and decoded[2]["rss_delta_bytes"] is not None

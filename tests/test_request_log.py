@@ -149,6 +149,15 @@ def test_usual_template_declines_when_logging_must_carry_the_line(tmp_path: Path
     assert len(path.read_text().splitlines()) == 1
 
 
+def test_usual_template_declines_a_text_field_that_is_not_text(tmp_path: Path) -> None:
+    path = tmp_path / "lines.log"
+    with json_logger(path, "memwarden_test_request_log_types") as log:
+        args = usual_args(USUAL)
+        args[4] = None  # the route
+        assert RequestLineWriter(log).write_usual(*args) is False
+    assert path.read_text() == ""
+
+
 def test_a_handler_raised_above_info_gets_no_line(tmp_path: Path) -> None:
     path = tmp_path / "lines.log"
     with json_logger(path, "memwarden_test_request_log_level") as log:

@@ -211,7 +211,7 @@ class RequestMeter:
             written = False
             if (not census and error is None and rss is not None and last_rss is not None
                     and blocks is not None and last_blocks is not None
-                    and route not in self._health):
+                    and type(status) is int and route not in self._health):
                 written = self._writer.write_usual(
                     request_id, worker.pid, worker.seq, method, route, status, duration_us,
                     rss, rss - last_rss, blocks, blocks - last_blocks)

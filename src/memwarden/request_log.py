@@ -145,17 +145,22 @@ class RequestLineWriter:
 
         Cheaper inside a request than any loop over a dict: the same JSON as
         ``write`` makes of the same fields, with ``duration_ms`` written from
-        whole microseconds (not negative) with three decimals. False when the
-        line must go through ``logging`` instead: then the caller writes it as
-        a dict.
+        whole microseconds (not negative) with three decimals. The ints are
+        written as given: the caller passes ints. False when the line was not
+        written (it must go through ``logging``, or a text field is not a
+        str): then the caller writes the fields with :meth:`write`.
         """
-        return self._emit(f'{{"timestamp": "{self._stamp(time.time())}", {self._head}, '
-                          f'"request_id": {_escape(request_id)}, "pid": {pid}, "seq": {seq}, '
-                          f'"method": {_escape(method)}, "route": {_escape(route)}, '
-                          f'"status": {status}, "duration_ms": {duration_us // 1000}.'
-                          f'{THOUSANDTHS[duration_us % 1000]}, '
-                          f'"rss_bytes": {rss_bytes}, "rss_delta_bytes": {rss_delta_bytes}, '
-                          f'"blocks": {blocks}, "blocks_delta": {blocks_delta}}}\n')
+        try:
+            line = (f'{{"timestamp": "{self._stamp(time.time())}", {self._head}, '
+                    f'"request_id": {_escape(request_id)}, "pid": {pid}, "seq": {seq}, '
+                    f'"method": {_escape(method)}, "route": {_escape(route)}, '
+                    f'"status": {status}, "duration_ms": {duration_us // 1000}.'
+                    f'{THOUSANDTHS[duration_us % 1000]}, '
+                    f'"rss_bytes": {rss_bytes}, "rss_delta_bytes": {rss_delta_bytes}, '
+                    f'"blocks": {blocks}, "blocks_delta": {blocks_delta}}}\n')
+        except TypeError:  # a value of another type than the signature's
+            return False  # written from the dict, as any line
+        return self._emit(line)
 
     def _emit(self, line: str) -> bool:
         """Write ``line`` straight to the handlers' streams. False when it must go
