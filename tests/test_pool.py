@@ -6,7 +6,7 @@ import asyncio
 import gc
 import logging
 import random
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
 
 import pytest
@@ -614,6 +614,46 @@ def test_invalid_settings_are_rejected_with_the_pool_name() -> None:
         Pool(factory.create, factory.close, max_size=1, acquire_timeout=1, reap_interval=1)
 
 
+def flaky_health_check(rng: random.Random) -> Callable[[Res], Awaitable[bool]]:
+    """A health check that takes a moment and fails one time in five."""
+    async def health_check(res: Res) -> bool:
+        await asyncio.sleep(rng.random() * 0.001)
+        return rng.random() > 0.2
+
+    return health_check
+
+
+async def random_users(pool: Pool[Res], factory: Factory, rng: random.Random, users: int,
+                       close_early: bool, inside: Callable[[], None] = lambda: None
+                       ) -> list[Any]:
+    """Users who acquire at random moments: some creations fail, some bodies fail,
+    some users are cancelled, the pool may be closed early. ``inside`` runs within
+    each lease. Returns each user's outcome once nothing is being created or closed."""
+    async def user() -> None:
+        await asyncio.sleep(rng.random() * 0.01)
+        if rng.random() < 0.2:
+            factory.fail_next += 1
+        body_fails = rng.random() < 0.2
+        async with pool.acquire(discard_on_error=rng.random() < 0.5) as res:
+            inside()
+            assert res.closed == 0 or pool.closed
+            await asyncio.sleep(rng.random() * 0.005)
+            if body_fails:
+                raise OSError("body failed")
+
+    tasks = [asyncio.create_task(user()) for _ in range(users)]
+    for task in tasks:
+        if rng.random() < 0.3:
+            await asyncio.sleep(rng.random() * 0.005)
+            task.cancel()
+    if close_early:
+        await asyncio.sleep(rng.random() * 0.01)
+        await pool.close(timeout=rng.choice([0.0, 0.002, 1.0]))
+    outcomes = await asyncio.gather(*tasks, return_exceptions=True)
+    await until(lambda: pool.stats().closing == 0 and pool.stats().creating == 0)
+    return outcomes
+
+
 @settings(max_examples=40, deadline=None, database=None)
 @given(max_size=st.integers(1, 3), seed=st.integers(0, 2**32 - 1),
        users=st.integers(1, 12), close_early=st.booleans())
@@ -624,37 +664,15 @@ def test_random_cancellations_and_failures_never_exceed_max_size_or_leak_slots(
     rng = random.Random(seed)
     factory = Factory(delay=0.002, close_delay=0.001)
 
-    async def health_check(res: Res) -> bool:
-        await asyncio.sleep(rng.random() * 0.001)
-        return rng.random() > 0.2
-
     async def main() -> None:
         pool = factory.pool(max_size=max_size, acquire_timeout=0.05, idle_ttl=0.004,
                             max_uses=rng.choice([None, 2]),
-                            health_check=rng.choice([None, health_check]))
+                            health_check=rng.choice([None, flaky_health_check(rng)]))
 
-        async def user() -> None:
-            await asyncio.sleep(rng.random() * 0.01)
-            if rng.random() < 0.2:
-                factory.fail_next += 1
-            body_fails = rng.random() < 0.2
-            async with pool.acquire(discard_on_error=rng.random() < 0.5) as res:
-                assert pool.stats().size <= max_size
-                assert res.closed == 0 or pool.closed
-                await asyncio.sleep(rng.random() * 0.005)
-                if body_fails:
-                    raise OSError("body failed")
+        def bounded() -> None:
+            assert pool.stats().size <= max_size
 
-        tasks = [asyncio.create_task(user()) for _ in range(users)]
-        for task in tasks:
-            if rng.random() < 0.3:
-                await asyncio.sleep(rng.random() * 0.005)
-                task.cancel()
-        if close_early:
-            await asyncio.sleep(rng.random() * 0.01)
-            await pool.close(timeout=rng.choice([0.0, 0.002, 1.0]))
-        await asyncio.gather(*tasks, return_exceptions=True)
-        await until(lambda: pool.stats().closing == 0 and pool.stats().creating == 0)
+        await random_users(pool, factory, rng, users, close_early, inside=bounded)
         stats = pool.stats()
         assert stats.in_use == 0
         assert stats.waiting == 0

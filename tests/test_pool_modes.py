@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from test_pool import Factory, Res, arun, until
+from test_pool import Factory, Res, arun, flaky_health_check, random_users, until
 
 from memwarden import exporters
 from memwarden.census import census
@@ -284,36 +284,12 @@ def test_random_cancellations_and_failures_leave_every_mode_balanced(
     rng = random.Random(seed)
     factory = Factory(delay=0.002, close_delay=0.001)
 
-    async def health_check(res: Res) -> bool:
-        await asyncio.sleep(rng.random() * 0.001)
-        return rng.random() > 0.2
-
     async def main() -> None:
         pool = factory.pool(max_size=max_size, acquire_timeout=0.003, idle_ttl=0.004,
                             max_uses=rng.choice([None, 2]), mode=mode,
-                            health_check=rng.choice([None, health_check]))
-
-        async def user() -> None:
-            await asyncio.sleep(rng.random() * 0.01)
-            if rng.random() < 0.2:
-                factory.fail_next += 1
-            async with pool.acquire(discard_on_error=rng.random() < 0.5) as res:
-                assert res.closed == 0 or pool.closed
-                await asyncio.sleep(rng.random() * 0.005)
-                if rng.random() < 0.2:
-                    raise OSError("body failed")
-
-        tasks = [asyncio.create_task(user()) for _ in range(users)]
-        for task in tasks:
-            if rng.random() < 0.3:
-                await asyncio.sleep(rng.random() * 0.005)
-                task.cancel()
-        if close_early:
-            await asyncio.sleep(rng.random() * 0.01)
-            await pool.close(timeout=rng.choice([0.0, 0.002, 1.0]))
-        outcomes = await asyncio.gather(*tasks, return_exceptions=True)
+                            health_check=rng.choice([None, flaky_health_check(rng)]))
+        outcomes = await random_users(pool, factory, rng, users, close_early)
         assert not [x for x in outcomes if isinstance(x, PoolTimeout)]
-        await until(lambda: pool.stats().closing == 0 and pool.stats().creating == 0)
         stats = pool.stats()
         assert pool._over == 0  # every loan beyond max_size ended
         assert (stats.in_use, stats.waiting) == (0, 0)

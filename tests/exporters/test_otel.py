@@ -25,6 +25,8 @@ from memwarden.exporters.otel import INSTRUMENTS
 from memwarden.exporters.prometheus import footprint_kind
 from memwarden.settings import Settings
 
+from .pool_script import pool_refusals_script
+
 KIND = footprint_kind(Settings())[0]
 
 
@@ -266,35 +268,10 @@ def test_two_workers_export_otlp_with_their_own_identity_names_units_and_values(
     assert total("memwarden.oom_kills") == 0
 
 
-# The master's provider (one export per event and per pool made): pool "browser"
-# refuses twice, pool "mcp" would refuse once in dry-run; pool "spare" is made
-# before the provider starts (as with gunicorn's preload_app) and never used.
-POOL_REFUSALS = """
-import asyncio, contextlib
-from memwarden.exporters import otel
-from memwarden.pool import Pool, PoolTimeout
-
-async def create():
-    return object()
-
-async def close(resource):
-    pass
-
-async def refuse(name, mode):
-    pool = Pool(create, close, max_size=1, acquire_timeout=0, name=name, mode=mode)
-    async with pool.acquire():
-        with contextlib.suppress(PoolTimeout):
-            async with pool.acquire():
-                pass
-    await pool.close()
-
-otel.setup_master()
-spare = Pool(create, close, max_size=1, acquire_timeout=0, name="spare")
-otel.start_master("memwarden-pool-test")
-for name, mode in (("browser", "on"), ("browser", "on"), ("mcp", "dry-run")):
-    asyncio.run(refuse(name, mode))
-otel.shutdown()
-"""
+# The master's provider: one export per event and per pool made.
+POOL_REFUSALS = pool_refusals_script(
+    "from memwarden.exporters import otel\notel.setup_master()",
+    start='otel.start_master("memwarden-pool-test")', end="otel.shutdown()")
 
 
 @pytest.mark.timeout(60)

@@ -29,6 +29,8 @@ from memwarden.exporters import RECYCLE_REASONS
 from memwarden.exporters.prometheus import footprint_kind
 from memwarden.settings import Settings
 
+from .pool_script import pool_refusals_script
+
 RULES = REPO / "deploy" / "prometheus" / "memwarden.rules.yml"
 DASHBOARD = REPO / "deploy" / "grafana" / "memwarden.json"
 INSTALL_HINT = ("apt-get install -y prometheus (Debian's package provides the prometheus "
@@ -414,33 +416,10 @@ def test_a_scrape_waits_for_a_fold_in_progress(tmp_path: Path) -> None:
         assert a and b
 
 
-# Refuses on two acquires of pool "browser" and dry-run refuses one of pool "mcp";
-# pool "spare" is made and never used.
-POOL_REFUSALS = """
-import asyncio, contextlib, sys
-from memwarden.exporters import prometheus
-from memwarden.pool import Pool, PoolTimeout
-from memwarden.settings import Settings
-
-async def create():
-    return object()
-
-async def close(resource):
-    pass
-
-async def refuse(name, mode):
-    pool = Pool(create, close, max_size=1, acquire_timeout=0, name=name, mode=mode)
-    async with pool.acquire():
-        with contextlib.suppress(PoolTimeout):
-            async with pool.acquire():
-                pass
-    await pool.close()
-
-prometheus.setup_master(Settings(prometheus_dir=sys.argv[1]))
-spare = Pool(create, close, max_size=1, acquire_timeout=0, name="spare")
-for name, mode in (("browser", "on"), ("browser", "on"), ("mcp", "dry-run")):
-    asyncio.run(refuse(name, mode))
-"""
+POOL_REFUSALS = pool_refusals_script(
+    "import sys\nfrom memwarden.exporters import prometheus\n"
+    "from memwarden.settings import Settings\n"
+    "prometheus.setup_master(Settings(prometheus_dir=sys.argv[1]))")
 
 
 @pytest.mark.timeout(60)
