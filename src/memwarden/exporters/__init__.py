@@ -117,39 +117,23 @@ def record_recycle(reason: str) -> None:
     ``reason`` is a short fixed word, memwarden's own being :data:`RECYCLE_REASONS`:
     it becomes a label, so never put a value in it.
     """
-    for sink in _sinks:
-        try:
-            sink.record_recycle(reason)
-        except Exception:
-            _log.exception("memwarden exporter could not record a recycle")
+    _to_sinks("record_recycle", "record a recycle", reason)
 
 
 def record_shed(count: int = 1) -> None:
     """Count requests refused by load shedding (``memwarden_shed_requests_total``)."""
-    for sink in _sinks:
-        try:
-            sink.record_shed(count)
-        except Exception:
-            _log.exception("memwarden exporter could not record shed requests")
+    _to_sinks("record_shed", "record shed requests", count)
 
 
 def record_would_recycle(reason: str) -> None:
     """Count one recycle decided in dry-run (``memwarden_would_recycles_total{reason=...}``)."""
-    for sink in _sinks:
-        try:
-            getattr(sink, "record_would_recycle", _ignore)(reason)
-        except Exception:
-            _log.exception("memwarden exporter could not record a dry-run recycle")
+    _to_sinks("record_would_recycle", "record a dry-run recycle", reason)
 
 
 def record_would_shed(count: int = 1) -> None:
     """Count requests dry-run shedding would have refused
     (``memwarden_would_shed_requests_total``)."""
-    for sink in _sinks:
-        try:
-            getattr(sink, "record_would_shed", _ignore)(count)
-        except Exception:
-            _log.exception("memwarden exporter could not record dry-run shed requests")
+    _to_sinks("record_would_shed", "record dry-run shed requests", count)
 
 
 def record_pool_refusal(pool: str) -> None:
@@ -158,45 +142,40 @@ def record_pool_refusal(pool: str) -> None:
 
     ``pool`` is the pool's name: it becomes a label, so name pools with fixed words.
     """
-    for sink in _sinks:
-        try:
-            getattr(sink, "record_pool_refusal", _ignore)(pool)
-        except Exception:
-            _log.exception("memwarden exporter could not record a pool refusal")
+    _to_sinks("record_pool_refusal", "record a pool refusal", pool)
 
 
 def record_would_pool_refusal(pool: str) -> None:
     """Count one acquire dry-run pool limits would have refused
     (``memwarden_would_pool_refusals_total{pool=...}``)."""
-    for sink in _sinks:
-        try:
-            getattr(sink, "record_would_pool_refusal", _ignore)(pool)
-        except Exception:
-            _log.exception("memwarden exporter could not record a dry-run pool refusal")
+    _to_sinks("record_would_pool_refusal", "record a dry-run pool refusal", pool)
 
 
 def declare_pool(pool: str) -> None:
     """Create a new pool's refusal counters at 0 (``memwarden_pool_refusals_total`` and
     ``memwarden_would_pool_refusals_total``, ``{pool=...}``), so that increase() sees
     its first refusal. :class:`memwarden.pool.Pool` calls it when made."""
+    _to_sinks("declare_pool", "declare a pool", pool)
+
+
+def _to_sinks(method: str, what: str, *args: Any) -> None:
+    """Call ``method`` on every running exporter's sink. A sink without it (an older
+    or third-party one, without dry-run or pool counters) is skipped; one that
+    fails is logged, never raised."""
     for sink in _sinks:
         try:
-            getattr(sink, "declare_pool", _ignore)(pool)
+            getattr(sink, method, _ignore)(*args)
         except Exception:
-            _log.exception("memwarden exporter could not declare a pool")
+            _log.exception("memwarden exporter could not %s", what)
 
 
 def _ignore(*args: Any) -> None:
-    """A sink without dry-run or pool counters (an older or third-party one)."""
+    """What a sink without the method does."""
 
 
 def record_oom_kill(count: int = 1) -> None:
     """Count workers killed by the kernel's OOM killer (``memwarden_oom_kills_total``)."""
-    for sink in _sinks:
-        try:
-            sink.record_oom_kill(count)
-        except Exception:
-            _log.exception("memwarden exporter could not record an OOM kill")
+    _to_sinks("record_oom_kill", "record an OOM kill", count)
 
 
 def set_worker_limit(limit_bytes: int | None) -> None:
@@ -206,11 +185,7 @@ def set_worker_limit(limit_bytes: int | None) -> None:
     the workers fork, it applies to every worker forked afterwards.
     """
     _worker_limit[0] = limit_bytes
-    for sink in _sinks:
-        try:
-            sink.set_worker_limit(limit_bytes)
-        except Exception:
-            _log.exception("memwarden exporter could not set the worker limit")
+    _to_sinks("set_worker_limit", "set the worker limit", limit_bytes)
 
 
 # -- gunicorn hooks ------------------------------------------------------------------
