@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from memwarden import context as _context
+from memwarden.context import _reset_request_id, _set_request_id
 from memwarden.meter import RequestMeter, clean_label
 from memwarden.settings import Settings
 
@@ -67,7 +68,7 @@ class AsgiMemoryTracker:
         scope[_MARK] = True
         raw_id, raw_trace = _request_headers(scope)
         request_id = _context.request_id_from(raw_id, raw_trace)
-        token = _context._request_id.set(request_id)
+        token = _set_request_id(request_id)
         method = clean_label(str(scope.get("method", "GET")))
         header = (b"x-request-id", request_id.encode("ascii"))
         status: int | None = None
@@ -97,6 +98,6 @@ class AsgiMemoryTracker:
         finally:
             meter.finish(begin, request_id, method, asgi_route(scope), status, error, end)
             try:
-                _context._request_id.reset(token)
+                _reset_request_id(token)
             except ValueError:
-                _context._request_id.set(None)
+                _set_request_id(None)

@@ -28,6 +28,10 @@ _TRACEPARENT = re.compile(r"[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}"
 _ZERO_TRACE = "0" * 32
 
 _request_id: ContextVar[str | None] = ContextVar("memwarden_request_id", default=None)
+# For the trackers, which set it when a request starts and reset it when it
+# ends: bound once, so a request pays for the call, not the lookups.
+_set_request_id = _request_id.set
+_reset_request_id = _request_id.reset
 
 
 def current_request_id() -> str | None:
@@ -101,8 +105,7 @@ def trace_id_from_traceparent(value: str | bytes | None) -> str | None:
 def request_id_from(x_request_id: str | bytes | None, traceparent: str | bytes | None) -> str:
     """The id to use for a request, from its headers or freshly made."""
     if x_request_id is None and traceparent is None:  # the usual request
-        ids = _ids
-        return f"{ids.prefix}{next(ids.count):x}"
+        return new_request_id()
     return (
         sanitize_request_id(x_request_id)
         or trace_id_from_traceparent(traceparent)

@@ -97,13 +97,14 @@ class JsonFormatter(logging.Formatter):
             "message": message,
         }
         fields: Any = getattr(record, "memwarden", None)
-        if type(fields) is not dict or "request_id" not in fields:
+        prebuilt = type(fields) is dict  # not an app's own extra={"memwarden": ...}
+        if not prebuilt or "request_id" not in fields:
             # memwarden's own lines (a refusal, a shed request) carry the id of
             # the request they happened in, as the app's lines do.
             request_id = getattr(record, "request_id", None) or current_request_id()
             if request_id is not None:
                 out["request_id"] = request_id
-        if type(fields) is dict:  # not an app's own extra={"memwarden": ...}
+        if prebuilt:
             out.update(fields)
         else:
             out["pid"] = record.process if record.process is not None else os.getpid()

@@ -12,6 +12,7 @@ from types import TracebackType
 from typing import Any
 
 from memwarden import context as _context
+from memwarden.context import _reset_request_id, _set_request_id
 from memwarden.meter import RequestMeter, clean_label
 from memwarden.settings import Settings
 
@@ -23,9 +24,6 @@ StartResponse = Callable[..., Callable[[bytes], object]]
 WSGIApp = Callable[[Environ, StartResponse], Iterable[bytes]]
 
 _MARK = "memwarden.tracked"
-# Bound once: the per-request cost is the call, not the lookups.
-_set_request_id = _context._request_id.set
-_reset_request_id = _context._request_id.reset
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"})
 
 
