@@ -26,9 +26,13 @@ __all__ = [
     "Descendants",
     "Probe",
     "SmapsRollup",
+    "Stat",
     "allocated_blocks",
     "configure",
+    "configured_proc_root",
     "current",
+    "parse_stat",
+    "read_stat",
 ]
 
 _log = logging.getLogger("memwarden.probe")
@@ -63,6 +67,36 @@ class CgroupMemory:
     current_bytes: int | None
     limit_bytes: int | None  # None: no limit
     oom_kills: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class Stat:
+    """The fields of /proc/PID/stat that identify a process and its parent."""
+
+    state: str
+    ppid: int
+    start_ticks: int  # field 22: clock ticks after boot; with the pid, an identity
+
+
+def parse_stat(raw: bytes) -> Stat | None:
+    """Parse /proc/PID/stat; None when it is malformed."""
+    try:
+        # The command name (field 2) may hold spaces and parentheses, even ")":
+        # the fields that follow start after the last ')'.
+        rest = raw[raw.rindex(b")") + 2:].split()
+        return Stat(rest[0].decode("ascii"), int(rest[1]), int(rest[19]))
+    except (ValueError, IndexError, UnicodeDecodeError):
+        return None
+
+
+def read_stat(pid: int, proc_root: str = "/proc") -> Stat | None:
+    """The stat of ``pid`` under ``proc_root``; None when it is gone or unreadable."""
+    try:
+        with open(f"{proc_root}/{pid}/stat", "rb") as fh:
+            raw = fh.read()
+    except OSError:
+        return None
+    return parse_stat(raw)
 
 
 # Forks seen by this process's lineage: a descriptor opened before the last
@@ -448,6 +482,11 @@ def configure(proc_root: str = "/proc", sys_root: str = "/sys") -> None:
         if _current is not None:
             _current.close()
         _current = None
+
+
+def configured_proc_root() -> str:
+    """The /proc root set by :func:`configure` (``/proc`` until then)."""
+    return _roots[0]
 
 
 def current() -> Probe:
