@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -25,6 +26,7 @@ from memwarden.orphans import (
     proc,
     set_child_subreaper,
     subtree,
+    subtree_pids,
     terminate,
 )
 
@@ -55,7 +57,7 @@ def test_identity_survives_and_zombies_are_not_alive() -> None:
         assert zombie is not None and not alive(zombie)  # exited, not yet reaped
         me = proc(slow.pid)
         assert me is not None and alive(me)
-        assert not alive(Proc(slow.pid, me.start + 1)), "another process with that pid"
+        assert not alive(Proc(slow.pid, me.start_ticks + 1)), "another process with that pid"
         assert {quick.pid, slow.pid} <= set(children(os.getpid()))
     assert proc(2**22 + 4321) is None
 
@@ -83,7 +85,7 @@ def test_terminate_never_signals_a_reused_pid() -> None:
     with spawned(["sleep", "30"]) as (victim,):
         p = proc(victim.pid)
         assert p is not None
-        assert terminate([Proc(p.pid, p.start - 1)], grace=0.1) == (0, 0)
+        assert terminate([Proc(p.pid, p.start_ticks - 1)], grace=0.1) == (0, 0)
         assert alive(p)
 
 
@@ -201,3 +203,56 @@ def test_master_leaves_its_own_children_at_shutdown(tmp_path: Path, sig: int) ->
     finally:
         with contextlib.suppress(OSError):
             os.kill(service, signal.SIGKILL)
+
+
+# -- recorded /proc: the same walker with and without children files -------------------
+
+DATA = Path(__file__).parent / "data"
+
+
+def test_without_children_files_the_subtree_comes_from_the_stat_scan() -> None:
+    """A kernel without CONFIG_PROC_CHILDREN: the worker's helpers are still found."""
+    root = str(DATA / "proc_nochildren")
+    assert subtree_pids(4121, root) == (4200, 4201, 4300)
+    assert sorted(children(4121, root)) == [4200, 4201]
+    assert [p.pid for p in subtree([4121], root)] == [4121, 4200, 4201, 4300]
+    assert subtree_pids(999, root) == (4500,)  # 999 in 4200's comm is not its parent
+
+
+def test_with_children_files_the_subtree_follows_every_thread() -> None:
+    root = str(DATA / "proc_children")
+    found = subtree_pids(4121, root)
+    assert sorted(found[:4]) == [4200, 4201, 4202, 4203] and found[4:] == (4300,)
+
+
+def _mirror(tmp_path: Path, pid: int, self_pid: int) -> str:
+    """A proc root showing ``pid`` as /proc does, whose ``self`` is ``self_pid``."""
+    root = tmp_path / "proc"
+    (root / str(pid)).mkdir(parents=True)
+    (root / str(pid) / "stat").write_bytes(Path(f"/proc/{pid}/stat").read_bytes())
+    (root / "self").symlink_to(str(self_pid))
+    return str(root)
+
+
+def test_pids_read_under_another_pid_namespace_are_never_signalled(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """The same number names another process here: signalling it would hit a stranger."""
+    with spawned(["sleep", "30"]) as (bystander,):
+        root = _mirror(tmp_path, bystander.pid, self_pid=1)
+        p = proc(bystander.pid, root)
+        assert p is not None
+        with caplog.at_level(logging.WARNING, logger="memwarden.safe_kill"):
+            assert terminate([p], grace=0.1, proc_root=root) == (0, 0)
+            assert terminate([p], grace=0.1, proc_root=root) == (0, 0)
+        assert bystander.poll() is None
+        refusals = [r for r in caplog.records if r.name == "memwarden.safe_kill"]
+        assert len(refusals) == 1 and root in refusals[0].getMessage()
+
+
+def test_our_own_namespace_under_another_root_is_signalled(tmp_path: Path) -> None:
+    with spawned(["sleep", "30"]) as (child,):
+        root = _mirror(tmp_path, child.pid, self_pid=os.getpid())
+        p = proc(child.pid, root)
+        assert p is not None
+        assert terminate([p], grace=0.2, proc_root=root)[0] == 1
+        assert child.wait(5) == -signal.SIGTERM

@@ -36,9 +36,9 @@ import os
 import signal
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
 
-from memwarden import actions
+from memwarden import actions, proctree
+from memwarden.safe_kill import ProcessRef, process_ref, send_signal
 
 __all__ = [
     "OrphanReaper",
@@ -56,82 +56,45 @@ _log = logging.getLogger("memwarden.orphans")
 _PR_SET_CHILD_SUBREAPER = 36
 
 
-@dataclass(frozen=True, slots=True)
-class Proc:
-    """A process identity that survives pid reuse."""
-
-    pid: int
-    start: int  # clock ticks after boot, /proc/PID/stat field 22
-
-
-def _stat(pid: int, proc_root: str) -> tuple[str, int, int] | None:
-    """(state, ppid, start time) of a process; None when it is gone."""
-    try:
-        with open(f"{proc_root}/{pid}/stat", "rb") as fh:
-            raw = fh.read()
-        # The command name may hold spaces and parentheses: split after the last ')'.
-        rest = raw[raw.rindex(b")") + 2:].split()
-        return rest[0].decode(), int(rest[1]), int(rest[19])
-    except (OSError, ValueError, IndexError):
-        return None
+# A process identity that survives pid reuse: (pid, start time).
+Proc = ProcessRef
 
 
 def proc(pid: int, proc_root: str = "/proc") -> Proc | None:
-    found = _stat(pid, proc_root)
-    return None if found is None else Proc(pid, found[2])
+    return process_ref(pid, proc_root)
 
 
 def alive(p: Proc, proc_root: str = "/proc") -> bool:
     """Running (not a zombie) and still the same process."""
-    found = _stat(p.pid, proc_root)
-    return found is not None and found[2] == p.start and found[0] not in ("Z", "X")
+    found = proctree.read_stat(p.pid, proc_root)
+    return (found is not None and found.start_ticks == p.start_ticks
+            and found.state not in ("Z", "X"))
 
 
 def children(pid: int, proc_root: str = "/proc") -> list[int]:
-    """Direct children of ``pid``, from every thread's children file."""
-    kids: list[int] = []
-    try:
-        tids = os.listdir(f"{proc_root}/{pid}/task")
-    except OSError:
-        return kids
-    for tid in tids:
-        try:
-            with open(f"{proc_root}/{pid}/task/{tid}/children", "rb") as fh:
-                kids.extend(int(x) for x in fh.read().split())
-        except (OSError, ValueError):
-            continue
-    return kids
+    """Direct children of ``pid``."""
+    return proctree.children(pid, proc_root)
+
+
+def _with_descendants(procs: Iterable[Proc], proc_root: str) -> list[Proc]:
+    """``procs`` and all their descendants, parents first."""
+    found = list(dict.fromkeys(procs))
+    for pid in proctree.descendants([p.pid for p in found], proc_root) or ():
+        p = proc(pid, proc_root)
+        if p is not None:
+            found.append(p)
+    return found
 
 
 def subtree(roots: Iterable[int], proc_root: str = "/proc") -> list[Proc]:
     """``roots`` and all their descendants, parents first."""
-    found: list[Proc] = []
-    seen: set[int] = set()
-    frontier = list(roots)
-    while frontier:
-        nxt: list[int] = []
-        for pid in frontier:
-            if pid in seen:
-                continue
-            seen.add(pid)
-            p = proc(pid, proc_root)
-            if p is None:
-                continue
-            found.append(p)
-            nxt.extend(children(pid, proc_root))
-        frontier = nxt
-    return found
+    return _with_descendants([p for pid in roots if (p := proc(pid, proc_root)) is not None],
+                             proc_root)
 
 
 def subtree_pids(pid: int, proc_root: str = "/proc") -> tuple[int, ...]:
     """The descendants of ``pid`` (not itself), quietly: none if it is gone."""
-    found: list[int] = []
-    frontier = [pid]
-    while frontier:
-        nxt = [kid for parent in frontier for kid in children(parent, proc_root)]
-        found.extend(nxt)
-        frontier = nxt
-    return tuple(found)
+    return tuple(proctree.descendants([pid], proc_root) or ())
 
 
 def _uptime_ticks(proc_root: str) -> int | None:
@@ -155,21 +118,17 @@ def set_child_subreaper() -> bool:
 
 
 def _signal(p: Proc, sig: int, proc_root: str) -> bool:
-    if not alive(p, proc_root):
-        return False
-    try:
-        os.kill(p.pid, sig)
-        return True
-    except OSError:
-        return False
+    # alive() spares a zombie the signal; send_signal() is what makes it safe.
+    return alive(p, proc_root) and send_signal(p, sig, proc_root)
 
 
 def _reap_own(procs: Iterable[Proc], proc_root: str) -> None:
     # Our own zombies stay until we wait for them: reap those we are waiting on.
     me = os.getpid()
     for p in procs:
-        found = _stat(p.pid, proc_root)
-        if found is not None and found[1] == me and found[0] in ("Z", "X"):
+        found = proctree.read_stat(p.pid, proc_root)
+        if (found is not None and found.ppid == me and found.start_ticks == p.start_ticks
+                and found.state in ("Z", "X")):
             with contextlib.suppress(OSError):
                 os.waitpid(p.pid, os.WNOHANG)
 
@@ -236,7 +195,7 @@ def find_orphans(master_children: Mapping[int, Proc], known: set[int],
         if owner is not None and owner not in known:
             found.append(p)  # a descendant of a worker that is gone
         elif (owner is None and dead_worker is not None and dead_worker_start is not None
-              and p.start >= dead_worker_start and p not in previous_children):
+              and p.start_ticks >= dead_worker_start and p not in previous_children):
             found.append(p)  # born under the dead worker since the last tick
     return found
 
@@ -292,7 +251,7 @@ class OrphanReaper:
         if worker_pid not in self._starts:
             me = proc(worker_pid, self.proc_root)
             if me is not None:
-                self._starts[worker_pid] = me.start
+                self._starts[worker_pid] = me.start_ticks
         for pid in descendant_pids:
             p = proc(pid, self.proc_root)
             if p is not None and p not in self._recorded:
@@ -339,7 +298,8 @@ class OrphanReaper:
         orphans = [p for p in orphans if p not in self._pending]
         if not orphans:
             return
-        procs = [p for p in subtree([o.pid for o in orphans], self.proc_root)
+        # The orphans as identified at this tick, not their pids read again.
+        procs = [p for p in _with_descendants(orphans, self.proc_root)
                  if p not in self._pending]
         owners = sorted({self._recorded.get(o, dead_worker or 0) for o in orphans})
         fields = {"pid": self._pid, "worker_pids": owners, "orphans": len(procs),

@@ -21,18 +21,17 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from memwarden import proctree
+
 __all__ = [
     "CgroupMemory",
     "Descendants",
     "Probe",
     "SmapsRollup",
-    "Stat",
     "allocated_blocks",
     "configure",
     "configured_proc_root",
     "current",
-    "parse_stat",
-    "read_stat",
 ]
 
 _log = logging.getLogger("memwarden.probe")
@@ -67,36 +66,6 @@ class CgroupMemory:
     current_bytes: int | None
     limit_bytes: int | None  # None: no limit
     oom_kills: int | None
-
-
-@dataclass(frozen=True, slots=True)
-class Stat:
-    """The fields of /proc/PID/stat that identify a process and its parent."""
-
-    state: str
-    ppid: int
-    start_ticks: int  # field 22: clock ticks after boot; with the pid, an identity
-
-
-def parse_stat(raw: bytes) -> Stat | None:
-    """Parse /proc/PID/stat; None when it is malformed."""
-    try:
-        # The command name (field 2) may hold spaces and parentheses, even ")":
-        # the fields that follow start after the last ')'.
-        rest = raw[raw.rindex(b")") + 2:].split()
-        return Stat(rest[0].decode("ascii"), int(rest[1]), int(rest[19]))
-    except (ValueError, IndexError, UnicodeDecodeError):
-        return None
-
-
-def read_stat(pid: int, proc_root: str = "/proc") -> Stat | None:
-    """The stat of ``pid`` under ``proc_root``; None when it is gone or unreadable."""
-    try:
-        with open(f"{proc_root}/{pid}/stat", "rb") as fh:
-            raw = fh.read()
-    except OSError:
-        return None
-    return parse_stat(raw)
 
 
 # Forks seen by this process's lineage: a descriptor opened before the last
@@ -271,71 +240,8 @@ class Probe:
         if not os.path.isdir(f"{self.proc_root}/{root}"):
             self._degrade("task", FileNotFoundError(f"{self.proc_root}/{root}"))
             return None
-        found: list[int] = []
-        frontier = [root]
-        use_children_file = True
-        parents: dict[int, list[int]] | None = None
-        while frontier:
-            nxt: list[int] = []
-            for pid in frontier:
-                kids: list[int] | None = None
-                if use_children_file:
-                    kids = self._children_from_task_files(pid)
-                    if kids is None:
-                        use_children_file = False
-                if kids is None:
-                    if parents is None:
-                        parents = self._ppid_map()
-                        if parents is None:
-                            return None
-                    kids = parents.get(pid, [])
-                nxt.extend(kids)
-            found.extend(nxt)
-            frontier = nxt
-        return tuple(found)
-
-    def _children_from_task_files(self, pid: int) -> list[int] | None:
-        # /proc/PID/task/TID/children needs CONFIG_PROC_CHILDREN; None means fall back.
-        task_dir = f"{self.proc_root}/{pid}/task"
-        try:
-            tids = os.listdir(task_dir)
-        except FileNotFoundError:
-            return []  # the process exited between reads
-        except OSError as exc:
-            self._degrade("task", exc)
-            return None
-        kids: list[int] = []
-        for tid in tids:
-            try:
-                with open(f"{task_dir}/{tid}/children", "rb") as fh:
-                    kids.extend(int(x) for x in fh.read().split())
-            except FileNotFoundError:
-                if not os.path.exists(f"{task_dir}/{tid}"):
-                    continue  # the thread exited
-                return None
-            except (OSError, ValueError):
-                continue
-        return kids
-
-    def _ppid_map(self) -> dict[int, list[int]] | None:
-        try:
-            entries = os.listdir(self.proc_root)
-        except OSError as exc:
-            self._degrade("proc", exc)
-            return None
-        parents: dict[int, list[int]] = {}
-        for name in entries:
-            if not name.isdigit():
-                continue
-            try:
-                with open(f"{self.proc_root}/{name}/stat", "rb") as fh:
-                    stat = fh.read()
-                # The command name may contain spaces and parentheses: split after the last ')'.
-                ppid = int(stat[stat.rindex(b")") + 2:].split()[1])
-            except (OSError, ValueError, IndexError):
-                continue
-            parents.setdefault(ppid, []).append(int(name))
-        return parents
+        found = proctree.descendants([root], self.proc_root, self._degrade)
+        return None if found is None else tuple(found)
 
     def descendants_memory(self) -> Descendants | None:
         pids = self.descendants()

@@ -27,7 +27,7 @@ import os
 import signal
 from dataclasses import dataclass
 
-from memwarden import probe
+from memwarden import probe, proctree
 
 __all__ = ["ProcessRef", "process_ref", "send_signal"]
 
@@ -59,7 +59,7 @@ def process_ref(pid: int, proc_root: str | None = None) -> ProcessRef | None:
     """The process holding ``pid`` now; None when the pid is gone or unreadable."""
     if pid <= 0:
         return None
-    stat = probe.read_stat(pid, _root(proc_root))
+    stat = proctree.read_stat(pid, _root(proc_root))
     return None if stat is None else ProcessRef(pid, stat.start_ticks)
 
 
@@ -82,7 +82,7 @@ def _own_namespace(root: str) -> bool:
 
 
 def _same(ref: ProcessRef, root: str) -> bool:
-    stat = probe.read_stat(ref.pid, root)
+    stat = proctree.read_stat(ref.pid, root)
     return stat is not None and stat.start_ticks == ref.start_ticks
 
 
