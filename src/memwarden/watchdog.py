@@ -7,9 +7,12 @@ in gunicorn 27). :meth:`Watchdog.start` wraps that bound method on the
 arbiter instance, so the watchdog's tick runs in the master's main thread,
 next to gunicorn's own timeout enforcement. No thread runs beside the loop
 that forks the workers (a thread caught holding a lock at fork time
-deadlocks the child), no extra process shows among the master's children,
-and a worker pid it signals cannot have been reaped and reused in between:
-only this thread reaps.
+deadlocks the child), and no extra process shows among the master's children.
+
+Each worker is identified by its pid and start time when first seen
+(:mod:`memwarden.safe_kill`), and signalled only if the pid still names that
+process: a worker pid gunicorn still lists after the process is gone (or a
+/proc of another pid namespace) never turns the hard limit on a stranger.
 
 Each tick (at most every ``TICK_SECONDS``), for each worker:
 
@@ -26,7 +29,6 @@ passes its recycle slot on.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import signal
@@ -40,6 +42,7 @@ from memwarden.footprint import Footprint, measure
 from memwarden.orphans import OrphanReaper, subtree_pids
 from memwarden.recycle import HARD_LIMIT, Escalation, HardLimitEscalator, worker_share
 from memwarden.rolling import RecycleSlots
+from memwarden.safe_kill import ProcessRef, process_ref, send_signal
 from memwarden.settings import Settings
 
 __all__ = ["TICK_SECONDS", "Watchdog"]
@@ -64,6 +67,10 @@ class Watchdog:
         self._oom: exits.OomTracker | None = None
         self._last_tick = -1.0
         self._footprints: dict[int, Footprint] = {}
+        # Each worker as first seen: what the hard limit signals, and what tells a
+        # worker from whatever holds its pid later.
+        self._refs: dict[int, ProcessRef] = {}
+        self._stale: set[int] = set()  # pids warned about, so once each
         self._tick_failed = False
         self._pid = os.getpid()
         self._proc_ok = True
@@ -173,9 +180,14 @@ class Watchdog:
         workers = self._workers()
         hard = self.hard_limit()
         watch_memory = hard is not None
+        for pid in [p for p in self._refs if p not in workers]:
+            del self._refs[pid]  # its child_exit was missed
+            self._stale.discard(pid)
         for pid, worker in workers.items():
             if self.slots is not None:
                 self.slots.seen(getattr(worker, "age", -1), pid)
+            if not self._same_worker(pid):
+                continue
             if watch_memory:
                 fp = measure(pid, s.footprint, s.footprint_descendants, s.proc_root,
                              s.sys_root)
@@ -200,6 +212,28 @@ class Watchdog:
         if self.slots is not None:
             self.slots.forget_missing({getattr(w, "age", -1) for w in workers.values()})
 
+    def _same_worker(self, pid: int) -> bool:
+        """Whether ``pid`` still names the worker first seen there (and note it if new)."""
+        ref = self._refs.get(pid)
+        now = process_ref(pid, self.settings.proc_root)
+        if ref is None:
+            if now is None:
+                return False  # exited already; child_exit will follow
+            self._refs[pid] = now
+            return True
+        if now == ref:
+            return True
+        if now is not None and ref.pid not in self._stale:
+            self._stale.add(ref.pid)
+            _log.warning("memwarden leaves pid %s alone: it no longer names the worker "
+                         "first seen there", pid)
+        return False
+
+    def _kill(self, pid: int, sig: int) -> None:
+        ref = self._refs.get(pid)
+        if ref is not None:
+            send_signal(ref, sig, self.settings.proc_root)
+
     def _escalate(self, pid: int, fp: Footprint, hard: int | None, now: float) -> None:
         stopping = self.slots.stopping(pid) if self.slots is not None else False
         step = self.escalator.step(pid, fp.total_bytes, hard, now, stopping)
@@ -211,14 +245,14 @@ class Watchdog:
         if step is Escalation.TERM:
             fields["signal"] = "SIGTERM"
             if actions.perform(self.settings.recycle, _log, "recycle", fields,
-                               lambda: _kill(pid, signal.SIGTERM), logging.WARNING):
+                               lambda: self._kill(pid, signal.SIGTERM), logging.WARNING):
                 _count_recycle()
             elif self.settings.recycle == actions.DRY_RUN:
                 _count_recycle(would=True)
         else:
             fields["signal"] = "SIGKILL"
             actions.perform(self.settings.recycle, _log, "hard_limit_kill", fields,
-                            lambda: _kill(pid, signal.SIGKILL), logging.WARNING)
+                            lambda: self._kill(pid, signal.SIGKILL), logging.WARNING)
 
     # -- hooks -------------------------------------------------------------------------
 
@@ -244,6 +278,8 @@ class Watchdog:
             self.slots.worker_exited(getattr(worker, "age", -1), pid)
         self.escalator.forget(pid)
         self._footprints.pop(pid, None)
+        self._refs.pop(pid, None)
+        self._stale.discard(pid)
 
     def _log_killed(self, worker: Any, pid: int, status: exits.ExitStatus) -> None:
         oom = False
@@ -272,11 +308,6 @@ class Watchdog:
                 exporters.record_oom_kill(1)
             except Exception:
                 pass
-
-
-def _kill(pid: int, sig: int) -> None:
-    with contextlib.suppress(OSError):
-        os.kill(pid, sig)
 
 
 def _count_recycle(would: bool = False) -> None:
