@@ -23,8 +23,10 @@ before: a process the master starts itself is its child from birth. The one proc
 this can mistake is one the master starts itself (not in ``on_starting``) in
 the same second a worker is killed.
 
-Processes are identified by (pid, start time) so that a reused pid is never
-signalled.
+Processes are identified by (pid, start time) when first seen, and signalled
+through :mod:`memwarden.safe_kill`, so a reused pid is never signalled, nor a
+pid read from a /proc of another pid namespace. Descendants come from
+:mod:`memwarden.proctree`, which works without the kernel's children files.
 """
 
 from __future__ import annotations
