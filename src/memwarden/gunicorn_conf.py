@@ -8,21 +8,30 @@ the master's hard limit, load shedding, and no orphaned child processes. To comb
 own config, ``from memwarden.gunicorn_conf import *`` and call memwarden's
 hooks from yours.
 
+Importing this module reads and checks the settings and nothing more: the
+master's one-time setup (the metrics directory) runs from the first
+``nworkers_changed`` gunicorn calls, in the master, before a preloaded app is
+imported, so that importing this module anywhere else (a worker, a tool)
+changes nothing.
+
 Every hook catches its own errors: an exception in ``child_exit`` would stop
-the master, and no observability tool may take a server down.
+the master, and no observability tool may take a server down. The master's
+setup is the exception: a server that cannot do what its settings ask stops
+at start.
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
-import inspect
 import logging
+import os
 import sys
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 from memwarden import exporters as _exporters
+from memwarden.app_kind import is_asgi_app, is_asgi_worker
 from memwarden.logs import gunicorn_logconfig
 from memwarden.recycle import check_settings as _check_hold_settings
 from memwarden.settings import Settings
@@ -31,6 +40,7 @@ __all__ = [
     "child_exit",
     "logconfig_dict",
     "memwarden_settings",
+    "nworkers_changed",
     "on_exit",
     "on_starting",
     "post_fork",
@@ -45,14 +55,14 @@ __all__ = [
 _log = logging.getLogger("memwarden.gunicorn")
 F = TypeVar("F", bound=Callable[..., None])
 
-# Validated here, in the master at start: a bad MEMWARDEN_* value stops the
-# server before it serves, with a message naming the variable.
+# Validated here, when gunicorn loads the config: a bad MEMWARDEN_* value or a
+# missing extra stops the server before it serves, with a message naming it.
 memwarden_settings = Settings.from_env()
 _check_hold_settings(memwarden_settings)
+_exporters.check_extras(memwarden_settings)
 logconfig_dict = gunicorn_logconfig(memwarden_settings.log_level, memwarden_settings.access_log)
-# Before the app is imported: prometheus_client picks its multiprocess mode at
-# import. A missing extra stops the start here, naming what to install.
-_exporters.setup_master(memwarden_settings)
+# The pid of the master whose setup ran: a worker inherits it and never runs it.
+_master_setup = [0]
 
 
 def _guarded(hook: F) -> F:
@@ -77,19 +87,25 @@ def _log_unraisable(unraisable: Any) -> None:
         sys.__unraisablehook__(unraisable)
 
 
-def is_asgi_worker(worker: Any) -> bool:
-    """uvicorn's workers (and other asyncio-based ones) run ASGI apps."""
-    return any("uvicorn" in klass.__module__.lower() or "asgi" in klass.__name__.lower()
-               for klass in type(worker).__mro__)
+def _setup_master(server: Any) -> None:
+    """Once, in the master: prepare the exporters before the app is imported."""
+    if _master_setup[0] == os.getpid():
+        return
+    _master_setup[0] = os.getpid()
+    _exporters.setup_master(memwarden_settings)
 
 
-def is_asgi_app(app: Any) -> bool:
-    call = app.__call__ if callable(app) else None
-    return inspect.iscoroutinefunction(app) or inspect.iscoroutinefunction(call)
+def nworkers_changed(server: Any, new_value: int, old_value: int | None) -> None:
+    # The first call comes from the arbiter's setup, before a preloaded app is
+    # imported (prometheus_client picks its mode at import). Not guarded: a
+    # setup that fails stops the start, as a bad setting does.
+    if old_value is None:
+        _setup_master(server)
 
 
 @_guarded
 def on_starting(server: Any) -> None:
+    _setup_master(server)  # when a config of one's own replaced nworkers_changed
     _exporters.on_starting(server, memwarden_settings)
 
 

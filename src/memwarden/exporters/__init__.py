@@ -33,6 +33,7 @@ from memwarden.settings import Settings
 
 __all__ = [
     "MissingExtraError",
+    "check_extras",
     "child_exit",
     "declare_pool",
     "on_exit",
@@ -195,11 +196,15 @@ def _settings(settings: Settings | None) -> Settings:
 
 
 def setup_master(settings: Settings | None = None) -> None:
-    """In the master, at config load: prepare the Prometheus multiprocess directory.
+    """In the master, at start: prepare the Prometheus multiprocess directory.
 
     It must run before anything imports prometheus_client (the library picks
-    its multiprocess mode at import) and before the workers fork. A missing
-    extra raises :class:`MissingExtraError` here, at start, not mid-request.
+    its multiprocess mode at import) and before the workers fork: from the
+    config file at load, from ``nworkers_changed`` (gunicorn calls it before
+    a preloaded app is imported), or at the latest from :func:`on_starting`,
+    which calls it when nothing did. It empties the directory, so never call
+    it in a worker. A missing extra raises :class:`MissingExtraError` here, at
+    start, not mid-request.
     """
     s = _settings(settings)
     if s.prometheus:
@@ -212,15 +217,28 @@ def setup_master(settings: Settings | None = None) -> None:
         otel.setup_master()
 
 
+def check_extras(settings: Settings | None = None) -> None:
+    """Raise :class:`MissingExtraError` when a switched-on exporter's extra is not
+    installed. Finds the packages without importing them: no side effects."""
+    s = _settings(settings)
+    if s.prometheus:
+        require("prometheus_client", "prometheus", load=False)
+    if s.otel:
+        require("opentelemetry.sdk.metrics", "otel", load=False)
+
+
 def _service_name(server_or_worker: Any) -> str | None:
     name = getattr(getattr(server_or_worker, "cfg", None), "proc_name", None)
     return name if isinstance(name, str) and name else None
 
 
 def on_starting(server: Any, settings: Settings | None = None) -> None:
-    """Master start: run the small metrics server beside the master, if configured,
-    and export the master's event counters at 0 (bounded: a few seconds at most)."""
+    """Master start: prepare the metrics directory if :func:`setup_master` was not
+    called, run the small metrics server beside the master, if configured, and
+    export the master's event counters at 0 (bounded: a few seconds at most)."""
     s = _settings(settings)
+    # Once per master; a missing extra raises: no start without what was asked for.
+    setup_master(s)
     if s.prometheus and s.prometheus_port:
         try:
             from memwarden.exporters import prometheus
@@ -267,8 +285,8 @@ def post_worker_init(worker: Any, settings: Settings | None = None) -> None:
     if app is None:
         return
     try:
+        from memwarden.app_kind import is_asgi_app, is_asgi_worker
         from memwarden.exporters import prometheus
-        from memwarden.gunicorn_conf import is_asgi_app, is_asgi_worker
 
         asgi = is_asgi_worker(worker) or is_asgi_app(app)
         worker.wsgi = prometheus.metrics_route(app, s.prometheus_path, asgi=asgi)
