@@ -380,6 +380,11 @@ def test_threads_and_open_fds_of_this_process_track_real_threads_and_files(
             t.join()
         for f in files:
             f.close()
+    # join() returns once the Python thread is done; the OS thread may take a
+    # moment more to leave the task list on a loaded machine.
+    deadline = time.monotonic() + 10
+    while p.threads() != threads_before and time.monotonic() < deadline:
+        time.sleep(0.01)
     assert p.threads() == threads_before
     assert p.open_fds() == fds_before
 
