@@ -7,6 +7,7 @@ import logging
 import os
 import signal
 import subprocess
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -196,3 +197,22 @@ def test_a_kernel_without_pidfd_falls_back_to_the_start_time(
     assert safe_kill._pidfd is False  # not tried again
     assert send_signal(ref, signal.SIGTERM) is True
     assert child.wait(5) == -signal.SIGTERM
+
+
+def test_a_thread_id_is_not_pinned_as_a_process() -> None:
+    """pidfd_open takes processes only: a thread's id is refused, not signalled."""
+    if not safe_kill._pidfd:
+        pytest.skip("no pidfd on this kernel or Python")
+    stop = threading.Event()
+    thread = threading.Thread(target=stop.wait)
+    thread.start()
+    try:
+        tid = thread.native_id
+        assert tid is not None and tid != os.getpid()
+        ref = process_ref(tid)
+        assert ref is not None
+        assert send_signal(ref, 0) is False
+        assert safe_kill._pidfd is True  # a refusal, not a kernel without pidfds
+    finally:
+        stop.set()
+        thread.join()

@@ -40,7 +40,7 @@ _warned: set[str] = set()
 # Cleared when the kernel refuses pidfd_open as unsupported (or a seccomp
 # filter forbids it): the start-time check alone remains.
 _pidfd = hasattr(os, "pidfd_open") and hasattr(signal, "pidfd_send_signal")
-_NO_PIDFD = frozenset({errno.ENOSYS, errno.EPERM, errno.EACCES, errno.EINVAL})
+_NO_PIDFD = frozenset({errno.ENOSYS, errno.EPERM, errno.EACCES})
 
 
 @dataclass(frozen=True)
@@ -87,17 +87,15 @@ def _same(ref: ProcessRef, root: str) -> bool:
 
 
 def _send_pidfd(ref: ProcessRef, sig: int, root: str) -> bool | None:
-    """Through a pidfd; None when pidfds are unavailable here."""
+    """Through a pidfd; None when pidfds turn out to be unavailable here."""
     global _pidfd
     try:
         fd = os.pidfd_open(ref.pid)
-    except ProcessLookupError:
-        return False
     except OSError as exc:
         if exc.errno in _NO_PIDFD:
             _pidfd = False
             return None
-        return False
+        return False  # ESRCH: gone; EINVAL: a thread id, not a process
     try:
         # Checked after pinning: the pidfd holds whichever process had the pid
         # at open, and if the start time still matches, that is ours.
@@ -105,7 +103,10 @@ def _send_pidfd(ref: ProcessRef, sig: int, root: str) -> bool | None:
             return False
         signal.pidfd_send_signal(fd, sig)
         return True
-    except OSError:
+    except OSError as exc:
+        if exc.errno == errno.ENOSYS:
+            _pidfd = False
+            return None
         return False
     finally:
         os.close(fd)
