@@ -186,7 +186,7 @@ class Watchdog:
         for pid, worker in workers.items():
             if self.slots is not None:
                 self.slots.seen(getattr(worker, "age", -1), pid)
-            if not self._same_worker(pid):
+            if (watch_memory or self.orphans is not None) and not self._same_worker(pid):
                 continue
             if watch_memory:
                 fp = measure(pid, s.footprint, s.footprint_descendants, s.proc_root,
