@@ -99,10 +99,11 @@ _sidecars: Sidecars | None = None
 def on_starting(server: Any) -> None:
     """Start the MCP server and the local site; a failure stops gunicorn's start."""
     global _sidecars
-    sidecars = Sidecars(_cfg.mcp_port, _cfg.site_port)
+    sidecars = Sidecars.for_settings(_cfg)
     sidecars.start(timeout=30.0)
     _sidecars = sidecars
     _log.info("sidecars ready", extra={"mcp_url": _cfg.mcp_url, "site_url": _cfg.site_url,
+                                       "model_url": _cfg.model_url,
                                        "sidecar_pids": sidecars.pids})
 
 

@@ -3,7 +3,8 @@
     python examples/agent_service/run.py serve [GUNICORN ARGS...]
         gunicorn with gunicorn_conf.py (which starts the sidecars itself)
     python examples/agent_service/run.py sidecars
-        only the MCP tool server and the local site, until Ctrl-C: for running
+        only the sidecars (MCP tool server, local site, model endpoint; the
+        memory server too in hardened mode), until Ctrl-C: for running
         the api modules in-process (Flask's test client, a debugger, tests)
 
 Ports and the rest come from the AGENT_SERVICE_* variables (see README.md).
@@ -34,10 +35,14 @@ def sidecars() -> None:
     from tooling.sidecars import Sidecars
 
     cfg = settings()
-    with Sidecars(cfg.mcp_port, cfg.site_port) as running:
-        print(f"MCP server: {cfg.mcp_url} (pid {running.pids[0]})\n"
-              f"local site: {cfg.site_url}/index.html (pid {running.pids[1]})\n"
-              "Ctrl-C to stop", flush=True)
+    with Sidecars.for_settings(cfg) as running:
+        names = [f"MCP server: {cfg.mcp_url}", f"local site: {cfg.site_url}/index.html",
+                 f"model endpoint: {cfg.model_url}"]
+        if cfg.hardened:
+            names.append(f"memory server: http://127.0.0.1:{cfg.memory_port}")
+        for name, pid in zip(names, running.pids, strict=True):
+            print(f"{name} (pid {pid})", flush=True)
+        print("Ctrl-C to stop", flush=True)
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
         with contextlib.suppress(KeyboardInterrupt):
             signal.pause()

@@ -7,6 +7,7 @@ import http.client
 import itertools
 import json
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -23,6 +24,14 @@ CONF = SERVICE / "gunicorn_conf.py"
 GUNICORN = Path(sys.executable).with_name("gunicorn")
 CHROMIUM = os.environ.get("AGENT_SERVICE_CHROMIUM", "/usr/lib/chromium/chromium")
 MB = 1024 * 1024
+
+
+def service_env(tmp: Path) -> dict[str, str]:
+    """What every run of the service here needs: its own key and data directory."""
+    return {"AGENT_SERVICE_SECRET_KEY": secrets.token_hex(32),
+            "AGENT_SERVICE_DATA_DIR": str(tmp / "agent-service-data"),
+            "AGENT_SERVICE_MODEL_PORT": str(free_port()),
+            "AGENT_SERVICE_MEMORY_PORT": str(free_port())}
 
 
 def free_port() -> int:
@@ -91,6 +100,7 @@ class Service:
         self.log_path = tmp / f"agent-service-{self.port}.log"
         self.env = {
             **os.environ,
+            **service_env(tmp),
             "PYTHONUNBUFFERED": "1",
             "AGENT_SERVICE_LEAKS": leaks,
             "AGENT_SERVICE_PORT": str(self.port),

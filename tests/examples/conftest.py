@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -16,6 +17,16 @@ if str(SERVICE) not in sys.path:
     sys.path.insert(0, str(SERVICE))
 
 StartService = Callable[..., Service]
+# The service refuses to start without a key of its own: one per test run.
+SECRET_KEY = secrets.token_hex(32)
+
+
+@pytest.fixture(autouse=True)
+def _service_settings(monkeypatch: pytest.MonkeyPatch,
+                      tmp_path_factory: pytest.TempPathFactory) -> None:
+    """What the service reads in-process: its key, and a data directory of the test run's."""
+    monkeypatch.setenv("AGENT_SERVICE_SECRET_KEY", SECRET_KEY)
+    monkeypatch.setenv("AGENT_SERVICE_DATA_DIR", str(tmp_path_factory.getbasetemp() / "data"))
 
 
 def _stop_all(started: list[Service]) -> None:

@@ -18,6 +18,7 @@ from flask.typing import ResponseReturnValue
 from api import browser, config, mcp_client
 from api.agent import ToolCallError, get_agent
 from api.context_manager import get_store
+from api.memory_client import ContextUnavailable
 from api.middleware import memory_tracker
 from api.utils.request_context import error_body
 
@@ -27,7 +28,7 @@ _MAX_MESSAGE = 4000
 app = Flask(__name__)
 app.secret_key = config.settings().secret_key
 memory_tracker.install(app)
-get_store()  # registers the sessions gauges with the census now
+get_store()  # registers the context gauges with the census now
 
 
 def _session_id() -> str:
@@ -51,19 +52,19 @@ def chat() -> ResponseReturnValue:
     message = message[:_MAX_MESSAGE]
     sid = _session_id()
     store = get_store()
-    history = store.history(sid)
-    store.add_turn(sid, "user", message, user_agent=request.headers.get("User-Agent", ""))
     try:
+        history = store.history(sid)
+        store.add_turn(sid, "user", message, user_agent=request.headers.get("User-Agent", ""))
         result = get_agent().run_turn(message, history)
+        turns = store.add_turn(sid, "assistant", result.answer, tools=",".join(result.tools),
+                               extracts=repr(result.extracts))
     except ToolCallError as exc:
         _log.info("turn failed: %s", exc)
         return jsonify(error_body(str(exc))), 502
     except browser.BrowserUnavailable as exc:
         return jsonify(error_body(str(exc))), 503
-    except mcp_client.MCPUnavailable as exc:
+    except (mcp_client.MCPUnavailable, ContextUnavailable) as exc:
         return _unavailable(exc)
-    turns = store.add_turn(sid, "assistant", result.answer, tools=",".join(result.tools),
-                           extracts=repr(result.extracts))
     return jsonify(answer=result.answer, tools=list(result.tools), pages=list(result.pages),
                    extracts=list(result.extracts), turns=turns)
 
@@ -83,8 +84,8 @@ def browse() -> ResponseReturnValue:
                    extract=page.text)
 
 
-def _unavailable(exc: mcp_client.MCPUnavailable) -> ResponseReturnValue:
-    # The tool server is down (hardened mode): say so, and when to come back.
+def _unavailable(exc: mcp_client.MCPUnavailable | ContextUnavailable) -> ResponseReturnValue:
+    # The tool or memory server is down (hardened mode): say so, and when to come back.
     _log.info("tools unavailable: %s", exc)
     return (jsonify(error_body(str(exc), retry_after=exc.retry_after_header)), 503,
             {"Retry-After": exc.retry_after_header})

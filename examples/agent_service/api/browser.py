@@ -42,6 +42,7 @@ from typing import Any, TypeVar
 from playwright.async_api import Browser, BrowserContext, Page, Playwright, async_playwright
 
 from api import config
+from api.urls import local_url_problem
 from api.utils import resource_monitor
 from memwarden import loop as worker_loop
 from memwarden.pool import Pool
@@ -107,7 +108,12 @@ def page_url(name: str) -> str:
     """The local site's page ``name`` (letters, digits, dashes): nothing else is browsed."""
     if not _PAGE_NAME.fullmatch(name):
         raise BrowseError(f"bad page name {name[:50]!r}: use lowercase letters, digits, '-'")
-    return f"{config.settings().site_url}/{name}.html"
+    url = f"{config.settings().site_url}/{name}.html"
+    # The settings were checked at start; this guards settings built another way.
+    problem = local_url_problem(url)
+    if problem is not None:
+        raise BrowseError(f"refusing to browse {url[:80]!r}: {problem}")
+    return url
 
 
 class _LoopThread:

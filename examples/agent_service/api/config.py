@@ -10,9 +10,12 @@ gunicorn config loads the settings in the master), never mid-request.
 from __future__ import annotations
 
 import os
+import tempfile
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
+
+from api.urls import local_url_problem
 
 __all__ = [
     "DEFAULT_CHROMIUM",
@@ -30,8 +33,11 @@ LEAKS = ("mcp", "browser", "loop", "context", "norecycle")
 # replaced by its hardened fix (memwarden's worker loop, pools, recycling).
 MODES = ("as-found", "hardened")
 DEFAULT_CHROMIUM = "/usr/lib/chromium/chromium"
-# Signed cookies need a key; this one is for local runs only.
-DEV_SECRET_KEY = "agent-service-dev-key-not-for-production"
+# A key that signs session cookies must be long enough not to be guessed.
+MIN_SECRET_KEY = 32
+SECRET_KEY_HINT = ("set it to a random value of at least 32 characters, e.g. "
+                   "AGENT_SERVICE_SECRET_KEY=$(python3 -c 'import secrets; "
+                   "print(secrets.token_hex(32))')")
 
 
 class ConfigError(ValueError):
@@ -48,8 +54,14 @@ class Settings:
     mcp_transport: str = "http"
     site_port: int = 8766
     site_url: str = "http://127.0.0.1:8766"
+    model_port: int = 8767
+    model_url: str = "http://127.0.0.1:8767/v1"
+    memory_port: int = 8768
+    data_dir: str = ""
+    qdrant_url: str | None = None
     chromium: str = DEFAULT_CHROMIUM
-    secret_key: str = DEV_SECRET_KEY
+    # No default: a key everyone can read signs cookies anyone can forge.
+    secret_key: str = ""
     max_sessions: int = 1000
     max_turns: int = 50
     session_ttl: float = 1800.0
@@ -88,6 +100,8 @@ class Settings:
             leaks = frozenset()
         mcp_port = _int(env, "AGENT_SERVICE_MCP_PORT", 8765, 1, 65535)
         site_port = _int(env, "AGENT_SERVICE_SITE_PORT", 8766, 1, 65535)
+        model_port = _int(env, "AGENT_SERVICE_MODEL_PORT", 8767, 1, 65535)
+        qdrant_url = env.get("AGENT_SERVICE_QDRANT_URL") or None
         transport = env.get("AGENT_SERVICE_MCP_TRANSPORT", "http").strip().lower()
         if transport not in ("http", "stdio"):
             raise ConfigError(f"AGENT_SERVICE_MCP_TRANSPORT={transport!r}: use http or stdio")
@@ -102,8 +116,16 @@ class Settings:
             site_port=site_port,
             site_url=_local_url(env, "AGENT_SERVICE_SITE_URL",
                                 f"http://127.0.0.1:{site_port}").rstrip("/"),
+            model_port=model_port,
+            model_url=_local_url(env, "AGENT_SERVICE_MODEL_URL",
+                                 f"http://127.0.0.1:{model_port}/v1").rstrip("/"),
+            memory_port=_int(env, "AGENT_SERVICE_MEMORY_PORT", 8768, 1, 65535),
+            data_dir=env.get("AGENT_SERVICE_DATA_DIR") or os.path.join(
+                tempfile.gettempdir(), f"agent-service-{os.getuid()}"),
+            qdrant_url=(_local_url(env, "AGENT_SERVICE_QDRANT_URL", qdrant_url)
+                        if qdrant_url else None),
             chromium=env.get("AGENT_SERVICE_CHROMIUM", DEFAULT_CHROMIUM),
-            secret_key=env.get("AGENT_SERVICE_SECRET_KEY", DEV_SECRET_KEY),
+            secret_key=_secret_key(env),
             max_sessions=_int(env, "AGENT_SERVICE_MAX_SESSIONS", 1000, 1),
             max_turns=_int(env, "AGENT_SERVICE_MAX_TURNS", 50, 1),
             session_ttl=_float(env, "AGENT_SERVICE_SESSION_TTL", 1800.0),
@@ -158,11 +180,23 @@ def _float(env: Mapping[str, str], name: str, default: float) -> float:
 
 
 def _local_url(env: Mapping[str, str], name: str, default: str) -> str:
-    # The service talks to its own tools and site only: never anything off this host.
+    # The service talks to its own tools, site and models only: nothing off this host.
     url = env.get(name, default)
-    if not url.startswith(("http://127.0.0.1:", "http://localhost:")):
-        raise ConfigError(f"{name}={url!r}: must be an http://127.0.0.1:PORT URL")
+    problem = local_url_problem(url)
+    if problem is not None:
+        raise ConfigError(f"{name}={url!r}: must be an http://127.0.0.1:PORT URL ({problem})")
     return url
+
+
+def _secret_key(env: Mapping[str, str]) -> str:
+    key = env.get("AGENT_SERVICE_SECRET_KEY", "").strip()
+    if not key:
+        raise ConfigError("AGENT_SERVICE_SECRET_KEY is not set: the session cookies need a "
+                          f"key of your own; {SECRET_KEY_HINT}")
+    if len(key) < MIN_SECRET_KEY:
+        raise ConfigError(f"AGENT_SERVICE_SECRET_KEY is too short ({len(key)} characters): "
+                          f"use at least {MIN_SECRET_KEY}; {SECRET_KEY_HINT}")
+    return key
 
 
 _current: Settings | None = None

@@ -1,4 +1,6 @@
-"""Start and stop the service's sidecars: the MCP tool server and the local site.
+"""Start and stop the service's sidecars: MCP tool server, local site, model endpoint.
+
+In hardened mode a fourth one, the memory server, keeps the session context.
 
 Used by the gunicorn config (``on_starting`` / ``on_exit`` in the master), by
 ``run.py`` and by tests. Each sidecar is a child process on 127.0.0.1; start
@@ -17,6 +19,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 __all__ = ["Sidecar", "SidecarError", "Sidecars"]
 
@@ -93,9 +96,12 @@ class Sidecar:
 
 
 class Sidecars:
-    """The MCP server (streamable HTTP) and the local site, as one unit."""
+    """The MCP server (streamable HTTP), the local site and the model endpoint, as one
+    unit; with ``memory_port``, the memory server too (started last: it needs the
+    model endpoint)."""
 
-    def __init__(self, mcp_port: int, site_port: int, *, python: str = sys.executable,
+    def __init__(self, mcp_port: int, site_port: int, model_port: int,
+                 memory_port: int | None = None, *, python: str = sys.executable,
                  env: dict[str, str] | None = None) -> None:
         parent = str(os.getpid())
         self._env = {**os.environ, **(env or {}), "PYTHONUNBUFFERED": "1"}
@@ -107,19 +113,34 @@ class Sidecars:
             Sidecar("local site", site_port,
                     [python, "-m", "tooling.local_site", "--port", str(site_port),
                      "--parent-pid", parent]),
+            Sidecar("model endpoint", model_port,
+                    [python, "-m", "tooling.model_server", "--port", str(model_port),
+                     "--parent-pid", parent]),
         ]
+        self._late = []
+        if memory_port is not None:
+            self._late.append(Sidecar("memory server", memory_port,
+                                      [python, "-m", "tooling.memory_server", "--port",
+                                       str(memory_port), "--parent-pid", parent]))
+
+    @classmethod
+    def for_settings(cls, cfg: Any, **kw: Any) -> Sidecars:
+        """The sidecars an ``api.config.Settings`` calls for."""
+        return cls(cfg.mcp_port, cfg.site_port, cfg.model_port,
+                   cfg.memory_port if cfg.hardened else None, **kw)
 
     @property
     def pids(self) -> list[int]:
-        return [item.proc.pid for item in self.items if item.proc is not None]
+        return [item.proc.pid for item in self.items + self._late if item.proc is not None]
 
     def start(self, timeout: float = 30.0) -> None:
         deadline = time.monotonic() + timeout
         try:
-            for item in self.items:
-                item.start(self._env)
-            for item in self.items:
-                item.wait_ready(deadline)
+            for group in (self.items, self._late):
+                for item in group:
+                    item.start(self._env)
+                for item in group:
+                    item.wait_ready(deadline)
         except BaseException:
             self.stop()
             raise
@@ -128,7 +149,7 @@ class Sidecars:
         # Only the process that started them stops them (not a forked worker).
         if os.getpid() != self._owner:
             return
-        for item in reversed(self.items):
+        for item in reversed(self.items + self._late):
             item.stop(timeout)
 
     def __enter__(self) -> Sidecars:
