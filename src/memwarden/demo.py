@@ -12,7 +12,9 @@ reports are written side by side in one HTML page.
 from __future__ import annotations
 
 import argparse
+import secrets
 import sys
+import tempfile
 from pathlib import Path
 from typing import TextIO
 
@@ -30,10 +32,6 @@ _CENSUS_ENV = {"MEMWARDEN_CENSUS_COLLECT": "1", "MEMWARDEN_LOOP_TRACKING": "1"}
 
 def run_demo(out: Path, requests: int = 400, seed: int = 7,
              stdout: TextIO | None = None, stderr: TextIO | None = None) -> int:
-    from memwarden.analysis import analyze_paths
-    from memwarden.audit import AuditError, run_audit
-    from memwarden.report import render_comparison
-
     stdout = stdout or sys.stdout
     stderr = stderr or sys.stderr
     if not SERVICE.is_dir():
@@ -45,6 +43,22 @@ def run_demo(out: Path, requests: int = 400, seed: int = 7,
             # demo, so its plateau shows (the service's default is 1000 sessions).
             ("hardened", "hardened", {"AGENT_SERVICE_MODE": "hardened",
                                       "AGENT_SERVICE_MAX_SESSIONS": "16"}))
+    # The service will not start without a secret key: the demo makes one for its
+    # run, and a data directory (the hardened memory server's) that goes with it.
+    data = tempfile.TemporaryDirectory(prefix="memwarden-demo-")
+    service_env = {"AGENT_SERVICE_SECRET_KEY": secrets.token_hex(32),
+                   "AGENT_SERVICE_DATA_DIR": data.name}
+    with data:
+        return _audit_both(out, runs, service_env, requests, seed, stdout, stderr)
+
+
+def _audit_both(out: Path, runs: tuple[tuple[str, str, dict[str, str]], ...],
+                service_env: dict[str, str], requests: int, seed: int,
+                stdout: TextIO, stderr: TextIO) -> int:
+    from memwarden.analysis import analyze_paths
+    from memwarden.audit import AuditError, run_audit
+    from memwarden.report import render_comparison
+
     entries = []
     for label, folder, mode_env in runs:
         stdout.write(f"\n== the reference agent service, {label} ==\n")
@@ -52,7 +66,7 @@ def run_demo(out: Path, requests: int = 400, seed: int = 7,
         try:
             result = run_audit(
                 "api.app:app", SERVICE, ROUTES, requests, 2, out / folder,
-                env={**_CENSUS_ENV, **mode_env},
+                env={**_CENSUS_ENV, **service_env, **mode_env},
                 gunicorn_args=["-c", str(CONFIG), "--timeout", "120"],
                 census_every=10, seed=seed, concurrency=(1, 10), idle=(0.0, 0.05),
                 new_users=0.3, progress=stderr)

@@ -178,16 +178,24 @@ def test_control_loops_are_flat(control_service: Service) -> None:
 # -- leak 4: the context store -----------------------------------------------------------
 
 
-def test_context_leak_keeps_every_new_users_session(agent_service: StartService) -> None:
-    """As found, each new cookie is a session kept forever, and each turn adds bytes."""
+def test_context_leak_keeps_every_turn_in_mem0_in_the_worker(
+        agent_service: StartService) -> None:
+    """As found, each new cookie is a session kept forever, and each turn a Mem0
+    memory (a qdrant point in the worker) that is never deleted."""
     service = agent_service("context")
-    ids = _ids("context", 12)
-    for rid in ids:  # no cookie sent back: a new user each time
+    warm = _ids("context-warm", 3)
+    ids = _ids("context", 16)
+    for rid in warm + ids:  # no cookie sent back: a new user each time
         assert service.chat("hello there, how are you", request_id=rid).status == 200
     lines = service.request_lines(ids)
-    assert steps(series(lines, "sessions")) == [1] * 11
-    assert per_request(series(lines, "sessions.bytes")) >= 500  # ~1.2 kB a turn pair
-    # One user talking on: the session count holds, its history grows.
+    assert steps(series(lines, "sessions")) == [1] * 15
+    # The user's message and the agent's answer: two memories, two points.
+    assert steps(series(lines, "mem0.memories")) == [2] * 15
+    assert steps(series(lines, "mem0.points")) == [2] * 15
+    assert series(lines, "mem0.points")[-1] == 2 * len(warm + ids)
+    rss = [float(line["rss_bytes"]) for line in lines]
+    assert per_request(rss) >= 8 * 1024, [r // 1024 for r in rss]
+    # One user talking on: the session count holds, its memories grow.
     first = service.chat("hello", request_id="user-000")
     cookie = first.cookie
     assert cookie is not None and first.body["turns"] == 2
@@ -196,9 +204,10 @@ def test_context_leak_keeps_every_new_users_session(agent_service: StartService)
         reply = service.chat("and another thing", cookie=cookie, request_id=rid)
         assert reply.status == 200
     assert reply.body["turns"] == 12
+    assert service.chat("history", cookie=cookie).body["answer"] == "12 earlier messages"
     user_lines = service.request_lines(turn_ids)
     assert len(set(series(user_lines, "sessions"))) == 1
-    assert min(steps(series(user_lines, "sessions.bytes"))) > 0
+    assert steps(series(user_lines, "mem0.points")) == [2] * 4
 
 
 def test_control_context_store_stays_bounded(control_service: Service) -> None:
@@ -209,8 +218,9 @@ def test_control_context_store_stays_bounded(control_service: Service) -> None:
     lines = control_service.request_lines(ids)
     sessions = series(lines, "sessions")
     assert max(sessions) == 5 and sessions[-6:] == [5] * 6  # AGENT_SERVICE_MAX_SESSIONS=5
-    held = series(lines, "sessions.bytes")
-    assert len(set(held[-6:])) == 1
+    # Five sessions of one turn pair each: what the evicted ones held is deleted.
+    assert series(lines, "mem0.points")[-6:] == [10] * 6
+    assert series(lines, "mem0.memories")[-6:] == [10] * 6
 
 
 # -- leak 5: no recycling ----------------------------------------------------------------

@@ -25,7 +25,7 @@ import pytest
 
 from api import config
 # Imported at collection: the app registers its census gauges (sessions,
-# sessions.bytes) before any check takes its baseline.
+# mem0.memories, mem0.points) before any check takes its baseline.
 from api.app import app
 
 
@@ -41,21 +41,22 @@ def client():
 
 
 @pytest.fixture(scope="module")
-def sidecars() -> Iterator[tuple[int, int]]:
+def sidecars() -> Iterator[tuple[int, int, int]]:
     from tooling.sidecars import Sidecars
 
-    mcp_port, site_port = free_port(), free_port()
-    with Sidecars(mcp_port, site_port):
-        yield mcp_port, site_port
+    ports = mcp_port, site_port, model_port = free_port(), free_port(), free_port()
+    with Sidecars(mcp_port, site_port, model_port):
+        yield ports
 
 
 @pytest.fixture
 def inner(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch,
-          sidecars: tuple[int, int]) -> pytest.Pytester:
-    mcp_port, site_port = sidecars
+          sidecars: tuple[int, int, int]) -> pytest.Pytester:
+    mcp_port, site_port, model_port = sidecars
     monkeypatch.setenv("PYTHONPATH", str(SERVICE))
     monkeypatch.setenv("AGENT_SERVICE_MCP_PORT", str(mcp_port))
     monkeypatch.setenv("AGENT_SERVICE_SITE_PORT", str(site_port))
+    monkeypatch.setenv("AGENT_SERVICE_MODEL_PORT", str(model_port))
     monkeypatch.delenv("AGENT_SERVICE_LEAKS", raising=False)
     # One request line per request goes through logging; keep the output short.
     monkeypatch.setenv("MEMWARDEN_CENSUS_EVERY", "1000")
@@ -200,6 +201,8 @@ def test_no_leaks_and_limit_growth_catch_the_browser_leak(inner: pytest.Pytester
 
 
 def test_no_leaks_and_limit_growth_catch_the_context_leak(inner: pytest.Pytester) -> None:
+    """Mem0 for real, in-process: each new user's turn pair stays as two memories
+    and two qdrant points as found; bounded, the points stop growing."""
     result = run_inner(inner, """
         import pytest
         from conftest import use_leaks
@@ -207,17 +210,17 @@ def test_no_leaks_and_limit_growth_catch_the_context_leak(inner: pytest.Pytester
         def new_user_says_hello(client):
             assert client.post("/chat", json={"message": "hello"}).status_code == 200
 
-        @pytest.mark.no_leaks(settle=0, kinds=("sessions", "sessions.bytes"))
+        @pytest.mark.no_leaks(settle=0, kinds=("sessions", "mem0.memories", "mem0.points"))
         def test_as_found(client, monkeypatch):
             use_leaks(monkeypatch, "context")
             new_user_says_hello(client)
 
-        @pytest.mark.limit_growth(runs=4, warmup=2, metric="sessions")
+        @pytest.mark.limit_growth(runs=4, warmup=2, metric="mem0.points")
         def test_as_found_grows(client, monkeypatch):
             use_leaks(monkeypatch, "context")
             new_user_says_hello(client)
 
-        @pytest.mark.limit_growth(runs=4, warmup=2, metric="sessions")
+        @pytest.mark.limit_growth(runs=4, warmup=2, metric="mem0.points")
         def test_fixed(client, monkeypatch):
             # Bounded to 2 sessions: full after the warmup, flat from then on.
             monkeypatch.setenv("AGENT_SERVICE_MAX_SESSIONS", "2")
@@ -227,6 +230,7 @@ def test_no_leaks_and_limit_growth_catch_the_context_leak(inner: pytest.Pytester
     # no_leaks errors at teardown; limit_growth fails the call.
     result.assert_outcomes(passed=2, failed=1, errors=1)
     leaked = leak_report(result)
-    assert "sessions +1" in leaked and "sessions.bytes +" in leaked, leaked
+    for part in ("sessions +1", "mem0.memories +2", "mem0.points +2"):
+        assert part in leaked, leaked
     grew = growth_report(result)
-    assert "limit_growth: sessions grew in all 4 runs: +1, +1, +1, +1" in grew
+    assert "limit_growth: mem0.points grew in all 4 runs: +2, +2, +2, +2" in grew

@@ -48,7 +48,7 @@ def test_as_found_service_answers_every_route_and_stops_without_orphans(
     assert [x["route"] for x in lines] == ["/chat", "/chat", "/chat", "/browse"]
     assert [x["status"] for x in lines] == [200, 200, 502, 200]
     for line in lines:
-        assert {"sessions", "sessions.bytes", "asyncio.loops",
+        assert {"sessions", "mem0.memories", "mem0.points", "asyncio.loops",
                 "children_pss_bytes"} <= line["census"].keys()
     for line in lines[0], lines[2]:  # turns that called tools: their worker has a session
         assert line["census"].get("mcp.sessions", 0) >= 1
@@ -57,7 +57,7 @@ def test_as_found_service_answers_every_route_and_stops_without_orphans(
     # if any of them outlives gunicorn.
     running = " ".join(Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
                        for pid in descendants(service.proc.pid))
-    for part in ("chromium", "mcp_server", "tooling.local_site"):
+    for part in ("chromium", "mcp_server", "tooling.local_site", "tooling.model_server"):
         assert part in running
     service.remember_processes()
 
@@ -65,7 +65,8 @@ def test_as_found_service_answers_every_route_and_stops_without_orphans(
 def _gunicorn_exits(env: dict[str, str], tmp_path: Path) -> tuple[int, str]:
     full = {**os.environ, "AGENT_SERVICE_PORT": str(free_port()),
             "AGENT_SERVICE_MCP_PORT": str(free_port()),
-            "AGENT_SERVICE_SITE_PORT": str(free_port()), **env}
+            "AGENT_SERVICE_SITE_PORT": str(free_port()),
+            "AGENT_SERVICE_MODEL_PORT": str(free_port()), **env}
     proc = subprocess.run([str(GUNICORN), "-c", str(CONF), "api.app:app"], cwd=REPO,
                           env=full, capture_output=True, text=True, timeout=60)
     return proc.returncode, proc.stdout + proc.stderr
