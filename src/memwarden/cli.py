@@ -64,9 +64,24 @@ def _html_renderer(stderr: TextIO) -> Callable[[Report], str] | None:
 
 def run_analyze(args: argparse.Namespace, stdout: TextIO | None = None,
                 stderr: TextIO | None = None) -> int:
-    """``memwarden analyze``: 0; 1 on a leak with --fail-on-leak; 2 when it cannot run."""
-    out = stdout or sys.stdout
+    """``memwarden analyze``: 0; 1 on a leak with --fail-on-leak; 2 when it cannot run.
+
+    Log content never stops it (the reader counts what it cannot use); a
+    file it cannot read or write does, with one line on stderr, as would a
+    defect of its own: a script reading the exit code gets 2, never a traceback.
+    """
     err = stderr or sys.stderr
+    try:
+        return _analyze(args, stdout or sys.stdout, err)
+    except BrokenPipeError:
+        raise
+    except Exception as exc:
+        print(f"memwarden analyze: internal error, no report: {type(exc).__name__}: {exc}"
+              .splitlines()[0][:500], file=err)
+        return EXIT_ERROR
+
+
+def _analyze(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     # Resolve the renderer before reading anything: fail fast, not after a long analysis.
     render_html = _html_renderer(err) if args.html is not None else None
     if args.html is not None and render_html is None:

@@ -122,3 +122,29 @@ def test_run_analyze_writes_to_given_streams(logs: dict[str, Path]) -> None:
     out, err = io.StringIO(), io.StringIO()
     assert run_analyze(args, stdout=out, stderr=err) == 0
     assert "Verdict: no leak" in out.getvalue() and err.getvalue() == ""
+
+
+def test_subnormal_census_values_give_an_html_report_not_a_traceback(tmp_path: Path) -> None:
+    lines = [json.dumps({"logger": "memwarden.request", "message": "request", "pid": 7,
+                         "seq": seq, "route": "/r", "rss_bytes": 1e8,
+                         "census": {"threads": 5e-324 if seq % 2 else 0}})
+             for seq in range(1, 40)]
+    out = tmp_path / "report.html"
+    result = _run("analyze", _write(tmp_path / "sub.log", lines), "--html", out,
+                  "--fail-on-leak")
+    assert (result.returncode, result.stderr) == (0, "")
+    assert "threads" in out.read_text(encoding="utf-8")
+
+
+def test_a_defect_of_its_own_exits_2_with_one_line(
+        logs: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    def render_html(report: object) -> str:
+        raise ZeroDivisionError("float division by zero\nsecond line")
+
+    module = types.ModuleType("memwarden.report.html")
+    module.render_html = render_html  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "memwarden.report.html", module)
+    assert main(["analyze", str(logs["clean"]), "--html", str(tmp_path / "r.html")]) == 2
+    assert capsys.readouterr().err == ("memwarden analyze: internal error, no report: "
+                                       "ZeroDivisionError: float division by zero\n")

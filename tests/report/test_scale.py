@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from memwarden.report.scale import axis_for, byte_unit, nice_step
+import math
+
+from memwarden.report.scale import SMALLEST_STEP, axis_for, byte_unit, nice_step
 
 MIB = 1024 * 1024
 
@@ -66,3 +68,24 @@ def test_request_axis_spans_exactly_the_requests() -> None:
 def test_axis_fraction_maps_the_domain_to_zero_one() -> None:
     axis = axis_for([0, 100], "count", "t")
     assert axis.fraction(axis.lo) == 0 and axis.fraction(axis.hi) == 1
+
+
+def test_any_finite_values_get_a_finite_axis() -> None:
+    """Subnormal spans and spans beyond the largest float still give ticks and places."""
+    cases = ([0.0, 5e-324], [5e-324], [-5e-324, 5e-324], [-1.7976931348623157e308,
+                                                          1.7976931348623157e308],
+             [1e308, 1.5e308], [0.0, 2.0**62])
+    for values in cases:
+        for kind in ("bytes", "count", "request"):
+            axis = axis_for(values, kind, "t")  # type: ignore[arg-type]
+            assert math.isfinite(axis.lo) and math.isfinite(axis.hi) and axis.lo < axis.hi
+            assert 1 <= len(axis.ticks) <= 12
+            low, high = axis.fraction(min(values)), axis.fraction(max(values))
+            # Inside the plot, in order; a value beyond 1e300 lies just off it.
+            bound = 0.0 if max(map(abs, values)) <= 1e300 else 1.0
+            assert -bound <= low <= high <= 1.0 + bound
+
+
+def test_nice_step_of_an_underflowing_span_is_the_smallest_step() -> None:
+    assert nice_step(5e-324, 5) == SMALLEST_STEP
+    assert nice_step(1e-295, 5) == 2e-296

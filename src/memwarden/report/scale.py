@@ -10,6 +10,12 @@ __all__ = ["Axis", "AxisKind", "Tick", "axis_for", "byte_unit", "format_tick", "
 
 AxisKind = Literal["bytes", "count", "request"]
 
+# Any finite value gets an axis. Beyond this magnitude the domain is cut, so
+# that a span with its margins stays finite; below the smallest step, a span
+# is too small for a power of ten to round it (and log10 of an underflow fails).
+MAX_MAGNITUDE = 1e300
+SMALLEST_STEP = 1e-300
+
 BYTE_UNITS: tuple[tuple[str, float], ...] = (
     ("B", 1.0), ("KiB", 1024.0), ("MiB", 1024.0**2), ("GiB", 1024.0**3), ("TiB", 1024.0**4))
 _MULTIPLES = (1.0, 2.0, 2.5, 5.0, 10.0)
@@ -32,9 +38,15 @@ class Axis:
     ticks: tuple[Tick, ...]
 
     def fraction(self, value: float) -> float:
-        """Where ``value`` sits on the axis: 0 at ``lo``, 1 at ``hi``."""
-        span = self.hi - self.lo
-        return (value - self.lo) / span if span else 0.5
+        """Where ``value`` sits on the axis: 0 at ``lo``, 1 at ``hi``.
+
+        Halves first, so no difference of two finite values overflows; a
+        value far off the axis stays just off it, drawn at a finite place.
+        """
+        span = self.hi / 2 - self.lo / 2
+        if not span > 0 or not math.isfinite(value):
+            return 0.5
+        return min(2.0, max(-1.0, (value / 2 - self.lo / 2) / span))
 
 
 def byte_unit(magnitude: float) -> tuple[str, float]:
@@ -52,6 +64,8 @@ def nice_step(span: float, target: int) -> float:
     if not span > 0 or not math.isfinite(span):
         return 1.0
     raw = span / (max(target, 1) + 1)
+    if raw <= SMALLEST_STEP:
+        return SMALLEST_STEP
     power = 10.0 ** math.floor(math.log10(raw))
     for multiple in _MULTIPLES:
         if multiple * power >= raw * (1 - 1e-9):
@@ -105,7 +119,7 @@ def axis_for(values: list[float], kind: AxisKind, title: str, target_ticks: int 
     below ``min_span`` is widened around its middle, so that noise in a flat
     series is not stretched to fill the plot and read as a trend.
     """
-    finite = [v for v in values if math.isfinite(v)]
+    finite = [min(MAX_MAGNITUDE, max(-MAX_MAGNITUDE, v)) for v in values if math.isfinite(v)]
     lo = min(finite) if finite else 0.0
     hi = max(finite) if finite else 1.0
     if include_zero:
