@@ -132,3 +132,44 @@ def test_stream_reading_uses_only_readline() -> None:
 
     stream = io.BytesIO(b"a\n" + b"b" * (MAX_LINE_BYTES + 5) + b"\nc")
     assert list(_bounded_lines(stream)) == [b"a\n", None, b"c"]
+
+
+def test_routes_are_kept_by_request_count_not_by_arrival() -> None:
+    """2,000 scanner paths first cannot crowd out the routes that serve the traffic."""
+    from memwarden.analysis import analyze_lines
+    from memwarden.analysis.reader import MAX_DISTINCT_ROUTES, OTHER_ROUTES
+
+    scanners = [f"/wp-admin/probe-{i}.php" for i in range(2000)]
+    real = {"/chat": 120, "/items/<int:id>": 90, "/search": 60, "/login": 30}
+    lines = [_request(seq=seq, route=route, status=404)
+             for seq, route in enumerate(scanners, start=1)]
+    seq = len(lines)
+    for _ in range(max(real.values())):  # interleaved, as traffic is
+        for route, calls in real.items():
+            if calls > 0:
+                seq += 1
+                lines.append(_request(seq=seq, route=route))
+        real = {route: calls - 1 for route, calls in real.items()}
+    counts = {cost.route: cost.count for cost in analyze_lines(lines).routes}
+    assert {route: counts.get(f"GET {route}") for route in
+            ("/chat", "/items/<int:id>", "/search", "/login")} == {
+        "/chat": 120, "/items/<int:id>": 90, "/search": 60, "/login": 30}
+    assert len(counts) == MAX_DISTINCT_ROUTES + 1  # the busiest 500, and the rest as one
+    kept_scanners = MAX_DISTINCT_ROUTES - 4
+    assert counts[OTHER_ROUTES] == len(scanners) - kept_scanners
+    assert sum(counts.values()) == seq
+
+
+def test_route_counts_hold_every_heavy_route_in_bounded_memory() -> None:
+    from memwarden.analysis.reader import RouteCounts
+
+    counts = RouteCounts(20)
+    for i in range(5000):
+        counts.add(f"/scan/{i}")
+        if i % 5 == 0:
+            counts.add("/busy")
+        if i % 10 == 0:
+            counts.add("/steady")
+    # 6,500 requests: each route above 6,500 / 20 = 325 of them holds a counter.
+    assert len(counts) == 20
+    assert counts.top(2) == {"/busy", "/steady"}

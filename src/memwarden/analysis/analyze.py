@@ -69,7 +69,7 @@ class _Collector:
             self.windows.append(record)
 
     def report(self, config: AnalysisConfig) -> Report:
-        return build_report(self.events, self.windows,
+        return build_report(self.parser.fold_routes(self.events), self.windows,
                             InputStats(**asdict(self.parser.counters)), config,
                             self.actions.summary())
 

@@ -12,15 +12,17 @@ and strings that reach the terminal lose their control characters.
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
+import heapq
 import json
 import math
 import os
 import sys
 import zlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar, cast
 
 from memwarden.analysis.actions import ACTION_LINES, ActionKind
 from memwarden.analysis.records import (
@@ -32,7 +34,7 @@ from memwarden.analysis.records import (
     SiteDiff,
 )
 
-__all__ = ["MAX_LINE_BYTES", "LineParser", "ReadCounters", "read_path_lines"]
+__all__ = ["MAX_LINE_BYTES", "LineParser", "ReadCounters", "RouteCounts", "read_path_lines"]
 
 MAX_LINE_BYTES = 1 << 20
 REQUEST_LOGGER = "memwarden.request"
@@ -45,12 +47,16 @@ MAX_TEXT = 300
 MAX_CENSUS_KINDS_PER_LINE = 256
 MAX_DISTINCT_KINDS = 512
 MAX_DISTINCT_ROUTES = 500
+# Routes are counted in this many counters (space-saving): any route with more
+# than 1/ROUTE_COUNTERS of the requests is certain to be among them.
+ROUTE_COUNTERS = 2 * MAX_DISTINCT_ROUTES
 MAX_SITES_PER_LINE = 1000
 MAX_DISTINCT_SITES = 5000
 OTHER_ROUTES = "(other routes)"
 # Anything larger is not a byte count or a request number from this planet,
 # and keeping magnitudes below 2**62 keeps every later sum exact enough.
 MAX_MAGNITUDE = float(2**62)
+_R = TypeVar("_R", bound=Record)
 _GZIP_MAGIC = b"\x1f\x8b"
 
 
@@ -163,16 +169,72 @@ class _Fields:
         return self._obj.get(key)
 
 
+class RouteCounts:
+    """The busiest routes of a stream in bounded memory (Metwally's space-saving).
+
+    ``capacity`` counters; a route that is not counted when the counters are
+    full takes over the smallest one and its count plus one, so a count only
+    ever overestimates, by at most the count it took over. Whichever order
+    requests arrive in, every route seen more than n / capacity times in n
+    requests holds a counter: 2,000 scanner paths logged first cannot push
+    out the routes that serve the traffic afterwards.
+    """
+
+    __slots__ = ("_capacity", "_counts", "_heap")
+
+    def __init__(self, capacity: int) -> None:
+        self._capacity = capacity
+        self._counts: dict[str, int] = {}
+        # (count, name) entries, some stale: checked against _counts when popped.
+        self._heap: list[tuple[int, str]] = []
+
+    def add(self, name: str) -> None:
+        counts = self._counts
+        count = counts.get(name)
+        if count is not None:
+            counts[name] = count + 1
+            return
+        floor = 0
+        if len(counts) >= self._capacity:
+            floor = self._pop_smallest()
+        counts[name] = floor + 1
+        heapq.heappush(self._heap, (floor + 1, name))
+        if len(self._heap) > 4 * self._capacity:
+            # Stale entries would otherwise pile up for a busy route that keeps its counter.
+            self._heap = [(c, n) for n, c in counts.items()]
+            heapq.heapify(self._heap)
+
+    def _pop_smallest(self) -> int:
+        heap, counts = self._heap, self._counts
+        while True:
+            count, name = heapq.heappop(heap)
+            current = counts.get(name)
+            if current == count:
+                del counts[name]
+                return count
+            if current is not None:  # counted since: back in at its present count
+                heapq.heappush(heap, (current, name))
+
+    def top(self, n: int) -> set[str]:
+        """The ``n`` routes with the largest counts (ties: by name, for a stable report)."""
+        return set(heapq.nsmallest(n, self._counts, key=lambda k: (-self._counts[k], k)))
+
+    def __len__(self) -> int:
+        return len(self._counts)
+
+
 class LineParser:
     """Turns raw lines into records, counting everything it rejects.
 
-    Holds the caps on distinct names, so use one parser per analysis.
+    Holds the caps on distinct names, so use one parser per analysis, and
+    pass the request records through :meth:`fold_routes` at the end.
     """
 
     def __init__(self) -> None:
         self.counters = ReadCounters()
         self._kinds: set[str] = set()
-        self._routes: set[str] = set()
+        self._routes = RouteCounts(ROUTE_COUNTERS)
+        self._distinct_routes: set[str] | None = set()  # exact, until the cap is passed
         self._sites: set[str] = set()
 
     def oversized(self) -> None:
@@ -222,6 +284,22 @@ class LineParser:
             return None
         return record
 
+    def fold_routes(self, records: Sequence[_R]) -> list[_R]:
+        """The records, with the routes beyond the MAX_DISTINCT_ROUTES busiest as OTHER_ROUTES.
+
+        The busiest are known only at the end, so the cut is made here: a
+        kept route keeps every one of its requests, whenever they came.
+        """
+        if self._distinct_routes is not None:
+            return list(records)
+        kept = self._routes.top(MAX_DISTINCT_ROUTES)
+        folded: list[_R] = []
+        for record in records:
+            if isinstance(record, RequestRecord) and record.route_key not in kept:
+                record = cast(_R, dataclasses.replace(record, route=OTHER_ROUTES, method=None))
+            folded.append(record)
+        return folded
+
     def _bounded_name(self, name: str, seen: set[str], limit: int, overflow: str) -> str:
         if name in seen:
             return name
@@ -259,9 +337,13 @@ class LineParser:
         seq = fields.required_integer("seq")
         route = fields.text("route") or fields.text("path") or "?"
         method = fields.text("method")
-        key = self._bounded_name(f"{method} {route}", self._routes, MAX_DISTINCT_ROUTES, "")
-        if not key:
-            route, method = OTHER_ROUTES, None
+        key = f"{method} {route}" if method else route
+        self._routes.add(key)
+        distinct = self._distinct_routes
+        if distinct is not None:
+            distinct.add(key)
+            if len(distinct) > MAX_DISTINCT_ROUTES:
+                self._distinct_routes = None
         return RequestRecord(
             pid=pid,
             seq=seq,
