@@ -64,3 +64,37 @@ def test_fastapi_exception_and_streaming(tmp_path: Path) -> None:
     assert by_route["/stream"]["status"] == 200
     assert by_route["/items/{item_id}"]["request_id"] != "bad\x7fid"
     assert errors, "the server logged the traceback as a JSON line"
+
+
+def test_several_or_bad_x_request_ids_get_one_fresh_id(tmp_path: Path) -> None:
+    """Several X-Request-ID headers (a list in the ASGI scope), an overlong one or
+    one with unsafe characters: one fresh id, never the traceparent's trace id."""
+    import re
+    import socket
+
+    trace = b"traceparent: 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    cases = [
+        [b"X-Request-ID: id-one", b"X-Request-ID: id-two", trace],
+        [b"X-Request-ID: id-one", b"X-Request-ID: id-one", trace],
+        [b"X-Request-ID: " + b"a" * 129, trace],
+        [b"X-Request-ID: id<script>", trace],
+    ]
+
+    def ids_sent_back(port: int, header_lines: list[bytes]) -> list[bytes]:
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+            sock.sendall(b"GET /items/1 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+                         + b"".join(h + b"\r\n" for h in header_lines) + b"\r\n")
+            reply = b""
+            while chunk := sock.recv(65536):
+                reply += chunk
+        head = reply.split(b"\r\n\r\n", 1)[0]
+        return [h.split(b": ", 1)[1] for h in head.split(b"\r\n")
+                if h.lower().startswith(b"x-request-id:")]
+
+    with gunicorn("fastapi_app:app", tmp_path, args=["-w", "1", *UVICORN]) as server:
+        sent_back = [ids_sent_back(server.port, case) for case in cases]
+        lines = server.request_lines(4)
+    for ids in sent_back:
+        assert len(ids) == 1 and re.fullmatch(rb"[0-9a-f]{32}", ids[0]), ids
+        assert ids[0] != b"4bf92f3577b34da6a3ce929d0e0e4736"
+    assert {x["request_id"].encode() for x in lines} == {ids[0] for ids in sent_back}

@@ -88,12 +88,11 @@ def test_overlong_or_empty_ids_are_rejected() -> None:
     assert sanitize_request_id(b"") is None
 
 
-def test_traceparent_trace_id_is_used_when_x_request_id_is_absent_or_bad() -> None:
+def test_traceparent_trace_id_is_used_when_x_request_id_is_absent() -> None:
     assert trace_id_from_traceparent(TRACEPARENT) == TRACE_ID
     assert trace_id_from_traceparent(TRACEPARENT.encode()) == TRACE_ID
     assert trace_id_from_traceparent(f"  {TRACEPARENT} ") == TRACE_ID
     assert request_id_from(None, TRACEPARENT) == TRACE_ID
-    assert request_id_from("bad\nid", TRACEPARENT) == TRACE_ID
     assert request_id_from("good-id", TRACEPARENT) == "good-id"
 
 
@@ -115,14 +114,69 @@ def test_generated_ids_are_32_hex_characters_and_unique() -> None:
     assert re.fullmatch(r"[0-9a-f]{32}", new_request_id())
 
 
+class _Bound:
+    request_id = "req-1"
+
+    def private_texts(self) -> tuple[tuple[str, str], ...]:
+        return (("s3cr3t-token", "<redacted>"),)
+
+
 def test_current_request_id_is_the_context_var_and_none_outside_a_request() -> None:
     assert current_request_id() is None
-    token = context._request_id.set("req-1")
+    assert context.current_private_texts() == ()
+    token = context._set_request(_Bound())
     try:
         assert current_request_id() == "req-1"
+        assert context.current_private_texts() == (("s3cr3t-token", "<redacted>"),)
     finally:
-        context._request_id.reset(token)
+        context._reset_request(token)
     assert current_request_id() is None
+
+
+def _is_fresh(rid: str) -> bool:
+    """Made by this process: its random prefix, then the counter."""
+    return re.fullmatch(r"[0-9a-f]{32}", rid) is not None and rid.startswith(context._ids.prefix)
+
+
+# X-Request-ID values: ids, near-ids (one unsafe character, one too many),
+# and what WSGI servers make of several headers (joined with "," or ", ").
+_id_chars = st.sampled_from("abcXYZ0189._:+=/-")
+_some_id = st.text(alphabet=_id_chars, min_size=1, max_size=130)
+_x_request_id = st.one_of(
+    _some_id,
+    st.tuples(_some_id, st.sampled_from(" ,;\t\n\x00\x7f\u00e9\"'<>\\%"), _some_id).map(
+        lambda t: t[0][:60] + t[1] + t[2][:60]),
+    st.lists(_some_id, min_size=2, max_size=4).flatmap(
+        lambda ids: st.sampled_from([",".join(ids), ", ".join(ids)])),
+    st.text(max_size=200),
+)
+
+
+@FUZZ
+@given(x_request_id=_x_request_id, traceparent=st.one_of(st.none(), st.just(TRACEPARENT)),
+       as_bytes=st.booleans())
+@example(x_request_id="id-1, id-2", traceparent=TRACEPARENT, as_bytes=False)
+@example(x_request_id="id-1,id-2", traceparent=TRACEPARENT, as_bytes=False)
+@example(x_request_id="a" * 129, traceparent=TRACEPARENT, as_bytes=False)
+@example(x_request_id="a" * 128, traceparent=TRACEPARENT, as_bytes=True)
+def test_x_request_id_is_kept_exactly_when_safe_else_one_fresh_id(
+        x_request_id: str, traceparent: str | None, as_bytes: bool) -> None:
+    """Kept when it is 1 to 128 characters of the safe set; otherwise (several
+    headers, overlong, any other character) a fresh id, never the trace id."""
+    sent: str | bytes = x_request_id.encode("utf-8", "surrogatepass") if as_bytes else x_request_id
+    rid = request_id_from(sent, traceparent)
+    if SAFE.fullmatch(x_request_id):
+        assert rid == x_request_id
+    else:
+        assert _is_fresh(rid), (x_request_id, rid)
+    assert_safe(rid)
+
+
+def test_absent_x_request_id_takes_the_trace_id_else_a_fresh_one() -> None:
+    assert request_id_from(None, TRACEPARENT) == TRACE_ID
+    assert _is_fresh(request_id_from(None, None))
+    assert _is_fresh(request_id_from(None, TRACEPARENT + "," + TRACEPARENT))
+    assert _is_fresh(request_id_from("", TRACEPARENT))
 
 
 def test_next_sequence_counts_up_by_one() -> None:

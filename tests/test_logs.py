@@ -146,11 +146,11 @@ def test_plain_extras_are_kept_with_their_values(extra: dict[str, Any]) -> None:
 def test_circular_extras_keep_the_line_and_its_other_fields() -> None:
     loop: dict[str, Any] = {}
     loop["self"] = loop
-    token = context._request_id.set("req-circular")
+    token = context._set_request(context.RequestId("req-circular"))
     try:
         line = JsonFormatter().format(make_record("m", extra={"loop": loop, "ok": 1}))
     finally:
-        context._request_id.reset(token)
+        context._reset_request(token)
     obj = one_line(line)
     assert obj["request_id"] == "req-circular"
     assert obj["ok"] == 1
@@ -202,8 +202,11 @@ def test_extras_cannot_replace_the_standard_fields() -> None:
 
 
 def test_huge_messages_are_truncated() -> None:
-    obj = one_line(JsonFormatter().format(make_record("z" * 1_000_000)))
-    assert obj["message"] == "z" * 16_384 + "...(truncated)"
+    line = JsonFormatter().format(make_record("z" * 1_000_000))
+    obj = one_line(line)
+    assert len(line) + 1 <= 4096
+    assert obj["message"].endswith("...(truncated)") and obj["truncated"] is True
+    assert obj["message"].startswith("z" * 3500)
 
 
 @FUZZ
@@ -235,14 +238,14 @@ def test_memwarden_action_records_carry_the_request_they_happened_in() -> None:
         return one_line(JsonFormatter().format(record))
 
     assert "request_id" not in action()
-    token = context._request_id.set("req-7")
+    token = context._set_request(context.RequestId("req-7"))
     try:
         line = action()
         record = make_record("request", name="memwarden.request")
         record.memwarden = {"request_id": "r1", "pid": 7}
         request_line = one_line(JsonFormatter().format(record))
     finally:
-        context._request_id.reset(token)
+        context._reset_request(token)
     assert line["request_id"] == "req-7" and line["pool"] == "things" and line["pid"] == 7
     assert list(line)[4] == "request_id"  # after the message, as on every line
     assert request_line["request_id"] == "r1"
@@ -268,7 +271,7 @@ def test_app_records_logged_during_a_request_carry_its_request_id(
         app_logger: tuple[logging.Logger, io.StringIO]) -> None:
     logger, stream = app_logger
     logger.info("before")
-    token = context._request_id.set("req-42")
+    token = context._set_request(context.RequestId("req-42"))
     try:
         logger.info("during %s", "work", extra={"user_field": 1})
         try:
@@ -276,7 +279,7 @@ def test_app_records_logged_during_a_request_carry_its_request_id(
         except KeyError:
             logger.exception("failed")
     finally:
-        context._request_id.reset(token)
+        context._reset_request(token)
     logger.info("after")
     lines = [one_line(line) for line in stream.getvalue().splitlines()]
     assert [line["message"] for line in lines] == ["before", "during work", "failed", "after"]
@@ -287,11 +290,11 @@ def test_app_records_logged_during_a_request_carry_its_request_id(
 
 def test_context_filter_puts_the_request_id_on_records() -> None:
     record = make_record("m")
-    token = context._request_id.set("req-7")
+    token = context._set_request(context.RequestId("req-7"))
     try:
         assert ContextFilter().filter(record) is True
     finally:
-        context._request_id.reset(token)
+        context._reset_request(token)
     assert record.request_id == "req-7"
     kept = make_record("m", extra={"request_id": "explicit"})
     assert ContextFilter().filter(kept) and kept.request_id == "explicit"
@@ -357,11 +360,11 @@ def test_gunicorn_logconfig_passes_dict_config_and_gunicorn_logs_json(tmp_path: 
         req = types.SimpleNamespace(headers=[("COOKIE", "session=COOKIE"),
                                              ("AUTHORIZATION", "Bearer TOKEN")])
         resp = types.SimpleNamespace(status="201 Created", sent=17, headers=[])
-        token = context._request_id.set("req-9")
+        token = context._set_request(context.RequestId("req-9"))
         log.access(resp, req, environ, datetime.timedelta(microseconds=2500))
         logging.getLogger("memwarden.request").info("request")
         logging.getLogger("myapp").warning("app %s", "line")
-        context._request_id.reset(token)
+        context._reset_request(token)
         quiet = Config()
         quiet.set("logconfig_dict", gunicorn_logconfig("INFO"))
         Logger(quiet).access(resp, req, environ, datetime.timedelta(microseconds=1))
@@ -392,3 +395,24 @@ def test_gunicorn_logconfig_levels_follow_the_arguments() -> None:
     assert config["loggers"]["gunicorn.access"]["level"] == "WARNING"
     assert gunicorn_logconfig("INFO", access_log=True)["loggers"]["gunicorn.access"][
         "level"] == "INFO"
+
+
+def test_a_megabyte_exception_message_is_one_line_within_pipe_buf() -> None:
+    """Longer than PIPE_BUF, a line could interleave with another worker's on a
+    shared pipe: it is cut to 4096 bytes with its newline, and says so."""
+    try:
+        raise RuntimeError("\u00e9x" * 500_000)
+    except RuntimeError:
+        exc_info = sys.exc_info()
+    token = context._set_request(context.RequestId("req-long"))
+    try:
+        line = JsonFormatter().format(make_record("m" * 20_000, extra={"big": ["y"] * 50_000},
+                                                  exc_info=exc_info))
+    finally:
+        context._reset_request(token)
+    assert "\n" not in line and len(line.encode()) + 1 <= 4096
+    obj = json.loads(line)
+    assert obj["truncated"] is True
+    assert obj["request_id"] == "req-long" and obj["exc_type"] == "RuntimeError"
+    assert obj["level"] == "INFO" and obj["logger"] == "app" and isinstance(obj["pid"], int)
+    assert obj["exc"].endswith("...(truncated)") and "Traceback" in obj["exc"]

@@ -172,3 +172,45 @@ def test_header_fuzz_never_breaks_a_log_line(tmp_path: Path) -> None:
     for line in server.lines("memwarden.request"):
         assert SAFE_ID.fullmatch(line["request_id"])
     assert sent >= 80
+
+
+def test_the_apps_header_list_is_never_changed(tmp_path: Path) -> None:
+    """An app passing one module-level header list for every response keeps it as
+    it was: X-Request-ID goes on a copy (else the list grows by one per request)."""
+    with gunicorn("secrets_wsgi:app", tmp_path, args=["-w", "1"]) as server:
+        replies = [server.request("GET", "/shared-headers") for _ in range(20)]
+    for status, headers, body in replies:
+        assert status == 200
+        assert body == b"1"  # the list's length, read by the app as it answers
+        assert SAFE_ID.fullmatch(headers["x-request-id"])
+
+
+def _ids_sent_back(port: int, header_lines: list[bytes]) -> list[bytes]:
+    head = _raw_request(port, header_lines).split(b"\r\n\r\n", 1)[0]
+    return [h.split(b": ", 1)[1] for h in head.split(b"\r\n")
+            if h.lower().startswith(b"x-request-id:")]
+
+
+def test_several_or_bad_x_request_ids_get_one_fresh_id(tmp_path: Path) -> None:
+    """Several X-Request-ID headers (joined by gunicorn), an overlong one or one
+    with unsafe characters: one fresh id in the response and on the line, never
+    the traceparent's trace id nor any value sent."""
+    trace = b"traceparent: 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    cases = [
+        [b"X-Request-ID: id-one", b"X-Request-ID: id-two", trace],
+        [b"X-Request-ID: id-one", b"X-Request-ID: id-one"],
+        [b"X-Request-ID: " + b"a" * 129, trace],
+        [b"X-Request-ID: id<script>", trace],
+    ]
+    with gunicorn("flask_app:app", tmp_path, args=["-w", "1"]) as server:
+        sent_back = [_ids_sent_back(server.port, case) for case in cases]
+        kept = _ids_sent_back(server.port, [b"X-Request-ID: " + b"a" * 128, trace])
+        lines = server.request_lines(5)
+    assert kept == [b"a" * 128]
+    fresh = re.compile(rb"[0-9a-f]{32}")
+    for ids in sent_back:
+        assert len(ids) == 1 and fresh.fullmatch(ids[0]), ids
+        assert ids[0] != b"4bf92f3577b34da6a3ce929d0e0e4736"
+    assert len({ids[0] for ids in sent_back}) == len(cases)
+    logged = {line["request_id"].encode() for line in lines}
+    assert {ids[0] for ids in sent_back} | {b"a" * 128} == logged

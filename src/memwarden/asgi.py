@@ -13,7 +13,8 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from memwarden import context as _context
-from memwarden.context import _reset_request_id, _set_request_id
+from memwarden import redact as _redact
+from memwarden.context import _reset_request, _set_request
 from memwarden.meter import RequestMeter, clean_label
 from memwarden.settings import Settings
 
@@ -29,28 +30,47 @@ _MARK = "memwarden.tracked"
 
 
 def asgi_route(scope: Scope) -> str:
-    """The route template (Starlette/FastAPI set ``scope["route"]``), else the path."""
+    """The route template (Starlette/FastAPI set ``scope["route"]``), ``<unmatched>``
+    when their router matched none, else the path with its id-like segments replaced."""
     route = scope.get("route")
     path = getattr(route, "path", None)
     if isinstance(path, str):
         return clean_label(path)
+    if "router" in scope:  # Starlette's router saw the request and matched no route
+        return "<unmatched>"
     raw = scope.get("path")
-    return clean_label(raw if isinstance(raw, str) else "/")
+    return clean_label(_redact.safe_path(raw) if isinstance(raw, str) else "/")
+
+
+# What several X-Request-ID headers become: no id, as a WSGI server's joined value.
+_SEVERAL = b","
 
 
 def _request_headers(scope: Scope) -> tuple[bytes | None, bytes | None]:
-    """X-Request-ID and traceparent; a duplicated header counts as absent."""
+    """X-Request-ID and traceparent (None when absent); a header sent several
+    times is passed as a value that is no id, so it gets a fresh one."""
     request_id: bytes | None = None
     traceparent: bytes | None = None
-    seen_id = seen_trace = 0
     for name, value in scope.get("headers") or ():
         if name == b"x-request-id":
-            seen_id += 1
-            request_id = value
+            request_id = value if request_id is None else _SEVERAL
         elif name == b"traceparent":
-            seen_trace += 1
-            traceparent = value
-    return (request_id if seen_id == 1 else None, traceparent if seen_trace == 1 else None)
+            traceparent = value if traceparent is None else _SEVERAL
+    return request_id, traceparent
+
+
+class _Bound:
+    """The request as the context knows it: its id, and its scope while it runs."""
+
+    __slots__ = ("request_id", "scope")
+
+    def __init__(self, request_id: str, scope: Scope) -> None:
+        self.request_id = request_id
+        self.scope: Scope | None = scope
+
+    def private_texts(self) -> tuple[tuple[str, str], ...]:
+        scope = self.scope
+        return () if scope is None else _redact.scope_texts(scope)
 
 
 class AsgiMemoryTracker:
@@ -68,7 +88,8 @@ class AsgiMemoryTracker:
         scope[_MARK] = True
         raw_id, raw_trace = _request_headers(scope)
         request_id = _context.request_id_from(raw_id, raw_trace)
-        token = _set_request_id(request_id)
+        bound = _Bound(request_id, scope)
+        token = _set_request(bound)
         method = clean_label(str(scope.get("method", "GET")))
         header = (b"x-request-id", request_id.encode("ascii"))
         status: int | None = None
@@ -96,8 +117,11 @@ class AsgiMemoryTracker:
             error = exc
             raise
         finally:
+            if error is not None:  # the server logs it after the request ended
+                _redact.remember_failure(bound.private_texts())
             meter.finish(begin, request_id, method, asgi_route(scope), status, error, end)
+            bound.scope = None  # it may stay bound in a context a task copied
             try:
-                _reset_request_id(token)
+                _reset_request(token)
             except ValueError:
-                _set_request_id(None)
+                _set_request(None)

@@ -1,9 +1,14 @@
 """Request context: correlation id, worker pid, per-worker request sequence.
 
-The correlation id comes from ``X-Request-ID`` (or the trace id of a W3C
-``traceparent``) when it is well formed, and is generated otherwise. Input
-that is overlong, holds control characters, newlines, non-ASCII or a comma
-(several headers joined by the server) is replaced, never logged raw.
+The correlation id comes from one ``X-Request-ID`` header of 1 to 128
+characters from a safe set (letters, digits and ``. _ : + = / -``), or when
+there is none from the trace id of a W3C ``traceparent``. Anything else in
+``X-Request-ID`` (several headers, which a WSGI server joins with commas and
+an ASGI server passes as a list; overlong; control characters, newlines,
+spaces, non-ASCII) gets one freshly generated id, never the raw value.
+
+The request being handled is one object in a context variable: its id for
+every line logged during it, and what it carries that must not be logged.
 """
 
 from __future__ import annotations
@@ -12,8 +17,12 @@ import itertools
 import os
 import re
 from contextvars import ContextVar
+from typing import Protocol
 
 __all__ = [
+    "BoundRequest",
+    "RequestId",
+    "current_private_texts",
     "current_request_id",
     "new_request_id",
     "next_sequence",
@@ -27,16 +36,47 @@ _VALID_ID = re.compile(rf"[A-Za-z0-9._:+=/-]{{1,{MAX_REQUEST_ID_LENGTH}}}")
 _TRACEPARENT = re.compile(r"[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}")
 _ZERO_TRACE = "0" * 32
 
-_request_id: ContextVar[str | None] = ContextVar("memwarden_request_id", default=None)
+
+class BoundRequest(Protocol):
+    """What a tracker binds to the context for the length of a request."""
+
+    request_id: str
+
+    def private_texts(self) -> tuple[tuple[str, str], ...]:
+        """(raw, replacement) for the path, query, cookies and credentials it carries."""
+        ...
+
+
+class RequestId:
+    """A request known by its id alone, for work bound to one outside a tracker."""
+
+    __slots__ = ("request_id",)
+
+    def __init__(self, request_id: str) -> None:
+        self.request_id = request_id
+
+    def private_texts(self) -> tuple[tuple[str, str], ...]:
+        return ()
+
+
+_request: ContextVar[BoundRequest | None] = ContextVar("memwarden_request", default=None)
 # For the trackers, which set it when a request starts and reset it when it
 # ends: bound once, so a request pays for the call, not the lookups.
-_set_request_id = _request_id.set
-_reset_request_id = _request_id.reset
+_set_request = _request.set
+_reset_request = _request.reset
 
 
 def current_request_id() -> str | None:
     """The correlation id of the request being handled, or None outside one."""
-    return _request_id.get()
+    current = _request.get()
+    return None if current is None else current.request_id
+
+
+def current_private_texts() -> tuple[tuple[str, str], ...]:
+    """What the request being handled carries that no line may show, with its
+    replacement; empty outside a request."""
+    current = _request.get()
+    return () if current is None else current.private_texts()
 
 
 # The counter starts at 2**60: from there to 2**64 it is always 16 hex digits,
@@ -103,14 +143,16 @@ def trace_id_from_traceparent(value: str | bytes | None) -> str | None:
 
 
 def request_id_from(x_request_id: str | bytes | None, traceparent: str | bytes | None) -> str:
-    """The id to use for a request, from its headers or freshly made."""
-    if x_request_id is None and traceparent is None:  # the usual request
-        return new_request_id()
-    return (
-        sanitize_request_id(x_request_id)
-        or trace_id_from_traceparent(traceparent)
-        or new_request_id()
-    )
+    """The id to use for a request, from its headers or freshly made.
+
+    ``x_request_id`` is None when the header is absent; a tracker that saw it
+    several times passes a value that is no id (the WSGI server's joined one).
+    """
+    if x_request_id is None:
+        if traceparent is None:  # the usual request
+            return new_request_id()
+        return trace_id_from_traceparent(traceparent) or new_request_id()
+    return sanitize_request_id(x_request_id) or new_request_id()
 
 
 class _Sequence:

@@ -3,8 +3,9 @@
 ``JsonFormatter`` puts the request's correlation id and the worker pid on
 every record logged during a request, the application's own included, and
 ``gunicorn_logconfig`` (``logconfig_dict``) makes gunicorn's error and access
-logs JSON too. Access records carry the path without its query string, and no
-headers: query strings and headers are where secrets travel.
+logs JSON too. No line carries a query string, a cookie, credentials or a
+token-like path segment, the server's own lines and tracebacks included (see
+``memwarden.redact``), and none is longer than ``linecap.MAX_LINE`` bytes.
 """
 
 from __future__ import annotations
@@ -15,7 +16,9 @@ import os
 import time
 from typing import Any
 
-from memwarden.context import current_request_id
+from memwarden import redact as _redact
+from memwarden.context import current_private_texts, current_request_id
+from memwarden.linecap import MAX_LINE, fit
 
 __all__ = ["ContextFilter", "JsonFormatter", "gunicorn_logconfig"]
 
@@ -23,7 +26,10 @@ __all__ = ["ContextFilter", "JsonFormatter", "gunicorn_logconfig"]
 _RESERVED = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {
     "message", "asctime", "request_id", "memwarden",
 }
+# Cut before scrubbing, to bound its cost: a line never keeps this much anyway.
 _MAX_MESSAGE = 16_384
+_SERVER_LOGGERS = ("gunicorn.", "uvicorn.")
+_INVALID_REQUEST = "Invalid request from ip="
 
 
 def _default(value: object) -> str:
@@ -85,11 +91,13 @@ class JsonFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         try:
-            message = record.getMessage()
+            message = _message(record)
         except Exception:  # a bad %-format in the app's own call, or a msg whose str() raises
             message = f"{_default(record.msg)} (unformattable args)"
         if len(message) > _MAX_MESSAGE:
             message = message[:_MAX_MESSAGE] + "...(truncated)"
+        pairs = current_private_texts()
+        message = _redact.scrub(message, pairs)
         out: dict[str, Any] = {
             "timestamp": self._stamp(record.created),
             "level": record.levelname,
@@ -116,15 +124,44 @@ class JsonFormatter(logging.Formatter):
                     # `extra=` accepts any key; it must not replace level, pid...
                     if (isinstance(key, str) and key not in _RESERVED and key not in out
                             and not key.startswith("_")):
-                        out[key] = value
+                        out[key] = (_redact.scrub(value[:_MAX_MESSAGE], pairs)
+                                    if isinstance(value, str) else value)
         if record.exc_info and record.exc_info[0] is not None:
             out["exc_type"] = record.exc_info[0].__name__
-            out["exc"] = self.formatException(record.exc_info)
-        try:
-            # allow_nan=False: NaN and Infinity are not JSON, and log shippers reject them.
-            return json.dumps(out, default=_default, allow_nan=False)
-        except Exception:
-            return _encode_each(out)
+            exc = self.formatException(record.exc_info)
+            out["exc"] = _redact.scrub(exc[:_MAX_MESSAGE], pairs)
+        line = _dumps(out)
+        # ASCII only (json escapes the rest): its length in characters is in bytes.
+        return line if len(line) < MAX_LINE else fit(out, _dumps)
+
+
+def _dumps(out: dict[str, Any]) -> str:
+    try:
+        # allow_nan=False: NaN and Infinity are not JSON, and log shippers reject them.
+        return json.dumps(out, default=_default, allow_nan=False)
+    except Exception:
+        return _encode_each(out)
+
+
+def _message(record: logging.LogRecord) -> str:
+    """The record's message; a server's request target in its arguments (gunicorn's
+    "Error handling request", uvicorn's access line) is made safe first, and a
+    request the server refused is named without the bytes it echoes."""
+    args = record.args
+    if not record.name.startswith(_SERVER_LOGGERS):
+        return record.getMessage()
+    if isinstance(args, tuple) and args:
+        args = tuple(_redact.safe_target(a) if isinstance(a, str) and a.startswith("/") else a
+                     for a in args)
+        message = str(record.msg) % args
+    else:
+        message = record.getMessage()
+    if message.startswith(_INVALID_REQUEST):
+        # "Invalid request from ip=1.2.3.4: Invalid HTTP Header: '<the header>'"
+        head, sep, detail = message.partition(": ")
+        kind, _, rest = detail.partition(":")
+        message = f"{head}{sep}{kind}" + (f": {_redact.REDACTED}" if rest else "")
+    return message
 
 
 def _access_fields(atoms: dict[str, Any]) -> dict[str, Any]:
@@ -133,7 +170,8 @@ def _access_fields(atoms: dict[str, Any]) -> dict[str, Any]:
     for key, name in (("m", "method"), ("U", "path"), ("s", "status"), ("B", "bytes")):
         value = atoms.get(key)
         if value not in (None, "-"):
-            fields[name] = value
+            fields[name] = _redact.safe_path(value) if key == "U" and isinstance(value, str) \
+                else value
     duration = atoms.get("D")
     if isinstance(duration, int):
         fields["duration_ms"] = round(duration / 1000, 3)

@@ -2,7 +2,9 @@
 
 Streaming responses are measured when the server closes the response
 iterable, so the line covers the whole body. Works wrapped twice: the outer
-tracker marks the environ and the inner one passes straight through.
+tracker marks the environ and the inner one passes straight through. The
+app's own objects are never changed: ``X-Request-ID`` goes on a copy of the
+header list it passes, which it may reuse for every response.
 """
 
 from __future__ import annotations
@@ -12,7 +14,8 @@ from types import TracebackType
 from typing import Any
 
 from memwarden import context as _context
-from memwarden.context import _reset_request_id, _set_request_id
+from memwarden import redact as _redact
+from memwarden.context import _reset_request, _set_request
 from memwarden.meter import RequestMeter, clean_label
 from memwarden.settings import Settings
 
@@ -28,7 +31,8 @@ _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"
 
 
 def wsgi_route(environ: Environ) -> str:
-    """The route template when the framework knows it, else the bare path."""
+    """The route template when the framework knows it, ``<unmatched>`` when it
+    matched none, else the path with its id-like segments replaced."""
     route = environ.get("memwarden.route")
     if isinstance(route, str):
         return clean_label(route)
@@ -40,7 +44,7 @@ def wsgi_route(environ: Environ) -> str:
         if getattr(request, "routing_exception", None) is not None:
             return "<unmatched>"  # 404/405: a raw path would explode cardinality
     path = environ.get("PATH_INFO") or "/"
-    return clean_label(path if isinstance(path, str) else "/")
+    return clean_label(_redact.safe_path(path) if isinstance(path, str) else "/")
 
 
 class _Request:
@@ -55,13 +59,13 @@ class _Request:
                  "route", "start_response", "status", "token")
 
     def __init__(self, meter: RequestMeter | None, environ: Environ, start_response: StartResponse,
-                 request_id: str, method: str, token: Any, begin: float) -> None:
+                 request_id: str, method: str, begin: float) -> None:
         self.meter = meter  # None once the request is recorded
-        self.environ = environ
+        self.environ: Environ | None = environ  # None once recorded: nothing held after
         self.start_response = start_response
         self.request_id = request_id
         self.method = method
-        self.token = token
+        self.token: Any = None
         self.status: int | None = None
         self.route: str | None = None
         self.begin = begin
@@ -74,11 +78,15 @@ class _Request:
             self.status = int(status_line[:3])
         except ValueError:
             self.status = None
-        headers.append(("X-Request-ID", self.request_id))
         # Flask clears environ["werkzeug.request"] when its context pops, after
         # the response has started: read the route template now.
-        self.route = wsgi_route(self.environ)
-        return self.start_response(status_line, headers, exc_info)
+        self.route = wsgi_route(self.environ or {})
+        return self.start_response(status_line, [*headers, ("X-Request-ID", self.request_id)],
+                                   exc_info)
+
+    def private_texts(self) -> tuple[tuple[str, str], ...]:
+        environ = self.environ
+        return () if environ is None else _redact.environ_texts(environ)
 
     def __iter__(self) -> Iterator[bytes]:
         try:
@@ -99,13 +107,19 @@ class _Request:
                 close()
         finally:
             try:
+                error = self._error
+                if error is not None:  # the server logs it after the request ended
+                    _redact.remember_failure(self.private_texts())
                 meter.finish(self.begin, self.request_id, self.method,
-                             self.route or wsgi_route(self.environ), self.status, self._error)
+                             self.route or wsgi_route(self.environ or {}), self.status, error)
             finally:
+                # The request may stay bound in a context a thread or task copied.
+                self.environ = None
+                self._inner = ()
                 try:
-                    _reset_request_id(self.token)
+                    _reset_request(self.token)
                 except ValueError:  # closed from another context by an unusual server
-                    _set_request_id(None)
+                    _set_request(None)
 
 
 class MemoryTracker:
@@ -122,13 +136,12 @@ class MemoryTracker:
         environ[_MARK] = True
         request_id = _context.request_id_from(environ.get("HTTP_X_REQUEST_ID"),
                                               environ.get("HTTP_TRACEPARENT"))
-        token = _set_request_id(request_id)
         method = environ.get("REQUEST_METHOD", "GET")
         if method not in _METHODS:
             method = clean_label(str(method))
         meter = self.meter
-        request = _Request(meter, environ, start_response, request_id, method, token,
-                           meter.start())
+        request = _Request(meter, environ, start_response, request_id, method, meter.start())
+        request.token = _set_request(request)
         try:
             request._inner = self.app(environ, request.tracking_start_response)
         except BaseException as exc:
