@@ -171,3 +171,51 @@ def test_a_handler_raised_above_info_gets_no_line(tmp_path: Path) -> None:
         writer.write(FIELDS)
     assert len(path.read_text().splitlines()) == 2
 
+
+
+LONG_ROUTE = "/r/" + "\U0001f600\u00e9x" * 3400  # about 10 KB, each character escaped
+
+
+def test_every_line_is_one_write_of_at_most_pipe_buf(tmp_path: Path) -> None:
+    """A long route, a census of many kinds, a long id: each line one valid JSON
+    object of at most 4096 bytes with its newline, marked truncated, its other
+    fields whole."""
+    path = tmp_path / "lines.log"
+    census = {f"kind.{i:04d}.{'k' * 40}": i for i in range(400)}
+    with json_logger(path, "memwarden_test_request_log_cap") as log:
+        writer = RequestLineWriter(log)
+        args = usual_args({**USUAL, "route": LONG_ROUTE, "method": "\u2603" * 3000})
+        if not writer.write_usual(*args):
+            writer.write({**USUAL, "route": LONG_ROUTE, "method": "\u2603" * 3000})
+        writer.write({**FIELDS, "route": LONG_ROUTE, "census": census})
+        writer.write({**FIELDS, "error": "E" * 1_000_000})
+        writer.write(FIELDS)  # short: whole, not marked
+    data = path.read_bytes()
+    raw_lines = data.split(b"\n")[:-1]
+    assert len(raw_lines) == 4
+    for raw in raw_lines:
+        assert len(raw) + 1 <= 4096
+    lines = [json.loads(raw) for raw in raw_lines]
+    for line in lines[:3]:
+        assert line["truncated"] is True
+        assert line["request_id"] == "abc" and line["pid"] == 7 and line["status"] == 200
+        assert line["rss_bytes"] == 1000 and line["seq"] == 3
+    assert lines[0]["route"].startswith("/r/\U0001f600\u00e9x")
+    assert "truncated" not in lines[3] and lines[3]["census"] == FIELDS["census"]
+
+
+def test_a_long_line_through_logging_is_capped_too(tmp_path: Path) -> None:
+    handler = Collect()
+    log = logging.getLogger("memwarden_test_request_log_cap_slow")
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    log.propagate = False
+    try:
+        RequestLineWriter(log).write({**FIELDS, "route": LONG_ROUTE,
+                                      "census": {f"k{i}": i for i in range(2000)}})
+    finally:
+        log.removeHandler(handler)
+    (record,) = handler.records
+    text = JsonFormatter().format(record)
+    assert len(text) + 1 <= 4096
+    assert json.loads(text)["truncated"] is True

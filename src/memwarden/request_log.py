@@ -7,7 +7,9 @@ case under ``memwarden.gunicorn_conf``), the line is serialised once and
 written straight to those handlers' streams, under their locks. With any
 other logging setup (user handlers, filters, pytest's capture) the line goes
 through ``logging`` as a normal record, so nothing is ever bypassed. The
-choice is re-derived whenever the handler chain changes.
+choice is re-derived whenever the handler chain changes. Either way a line
+is one write of at most ``linecap.MAX_LINE`` bytes, so that workers sharing a
+pipe never interleave.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import threading
 import time
 from typing import Any
 
+from memwarden.linecap import MAX_LINE, fit
 from memwarden.logs import THOUSANDTHS, ContextFilter, JsonFormatter, Stamper
 
 __all__ = ["RequestLineWriter"]
@@ -67,6 +70,10 @@ def format_line(head: dict[str, Any]) -> str:
 
 
 _INF = float("inf")
+
+
+def _dumps(out: dict[str, Any]) -> str:
+    return format_line(out)[:-1]
 
 
 def _fileno(stream: Any) -> int | None:
@@ -130,8 +137,14 @@ class RequestLineWriter:
 
     def write(self, fields: dict[str, Any]) -> None:
         """Write any request line: ``fields`` follow the head, in order."""
-        head = f'{{"timestamp": "{self._stamp(time.time())}", {self._head}'
-        if not self._emit(f"{head}, {format_line(fields)[1:]}" if fields else head + "}\n"):
+        stamp = self._stamp(time.time())
+        head = f'{{"timestamp": "{stamp}", {self._head}'
+        line = f"{head}, {format_line(fields)[1:]}" if fields else head + "}\n"
+        if len(line) > MAX_LINE:  # a long route or error, a census of many kinds
+            logger = self._logger
+            line = fit({"timestamp": stamp, "level": "INFO", "logger": logger.name,
+                        "message": "request", **fields}, _dumps) + "\n"
+        if not self._emit(line):
             # makeRecord + handle skips findCaller's stack walk.
             logger = self._logger
             record = logger.makeRecord(logger.name, logging.INFO, "", 0, "request", (), None)
@@ -160,6 +173,8 @@ class RequestLineWriter:
                     f'"blocks": {blocks}, "blocks_delta": {blocks_delta}}}\n')
         except TypeError:  # a value of another type than the signature's
             return False  # written from the dict, as any line
+        if len(line) > MAX_LINE:  # only a long route or method can make it so
+            return False  # written from the dict, cut to fit
         return self._emit(line)
 
     def _emit(self, line: str) -> bool:
