@@ -65,6 +65,15 @@ def _port(raw: str) -> int:
     return value
 
 
+def _host(raw: str) -> str:
+    value = raw.strip()
+    if not value:
+        # An empty bind address means every interface to the socket API.
+        raise ValueError("expected an address such as 127.0.0.1 (0.0.0.0 for every "
+                         "interface), not empty")
+    return value
+
+
 def _mode(raw: str) -> str:
     value = raw.strip().lower().replace("_", "-")
     if value not in ("on", "dry-run", "off"):
@@ -138,13 +147,15 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("prometheus_dir", "", str,
             "prometheus_client's multiprocess directory (default: `PROMETHEUS_MULTIPROC_DIR`, "
             "else a new temporary one); its *.db files are removed when the master starts."),
-    Setting("prometheus_path", "/metrics", _url_path,
-            "Path at which every worker serves the metrics before the app sees the request "
-            "(empty: not served by the app)."),
-    Setting("prometheus_port", "0", _port,
-            "Also serve the metrics from a small server beside the master on this port (0: off)."),
-    Setting("prometheus_host", "127.0.0.1", str,
-            "Address of that small server: loopback unless the scraper is on another host."),
+    Setting("prometheus_path", "", _url_path,
+            "Also serve the metrics on the app's own port, at this path, before the app sees "
+            "the request (and ahead of its authentication: anyone who reaches the app reads "
+            "them, and each scrape costs a worker smaps reads). Empty: not served by the app."),
+    Setting("prometheus_port", "9410", _port,
+            "Port of the metrics listener, a small server beside the master (0: none)."),
+    Setting("prometheus_host", "127.0.0.1", _host,
+            "Address of that listener: loopback unless the scraper is on another host "
+            "(0.0.0.0: every interface; empty is refused)."),
     Setting("otel", "0", _bool,
             "Export per-worker metrics over OTLP/HTTP (needs `memwarden[otel]`), configured by "
             "the standard `OTEL_*` variables."),
@@ -248,8 +259,8 @@ class Settings:
     wrap_app: bool = True
     prometheus: bool = False
     prometheus_dir: str = ""
-    prometheus_path: str = "/metrics"
-    prometheus_port: int = 0
+    prometheus_path: str = ""
+    prometheus_port: int = 9410
     prometheus_host: str = "127.0.0.1"
     otel: bool = False
     protect: str = "on"

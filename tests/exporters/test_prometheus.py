@@ -198,7 +198,8 @@ def test_real_prometheus_sees_one_series_per_live_worker_across_recycles(tmp_pat
     metrics_port = free_port()
     directory = tmp_path / "multiproc"
     env = {"MEMWARDEN_PROMETHEUS": "1", "MEMWARDEN_PROMETHEUS_DIR": str(directory),
-           "MEMWARDEN_PROMETHEUS_PORT": str(metrics_port), "MEMWARDEN_CENSUS_EVERY": "1"}
+           "MEMWARDEN_PROMETHEUS_PORT": str(metrics_port), "MEMWARDEN_CENSUS_EVERY": "1",
+           "MEMWARDEN_PROMETHEUS_PATH": "/metrics"}
     max_requests = 8
     with gunicorn("export_app:app", tmp_path, env=env,
                   args=["-w", "2", "--max-requests", str(max_requests)]) as g:
@@ -251,7 +252,7 @@ def test_real_prometheus_sees_one_series_per_live_worker_across_recycles(tmp_pat
                 owner = Path(path).stem.rsplit("_", 1)[1]
                 assert owner == "archive" or int(owner) in second | {master}, path
 
-            # The app serves the same metrics itself, outside the request tracker.
+            # Asked to, the app serves the same metrics itself, outside the request tracker.
             status, headers, body = g.request("GET", "/metrics")
             assert status == 200 and headers["content-type"].startswith("text/plain")
             pids = set(map(int, re.findall(r'memwarden_worker_rss_bytes\{pid="(\d+)"\}',
@@ -298,7 +299,7 @@ def dashboard_expr(title: str) -> str:
 def test_asgi_workers_serve_the_metrics_route(tmp_path: Path) -> None:
     """Under uvicorn workers the route answers from the event loop, for both workers."""
     env = {"MEMWARDEN_PROMETHEUS": "1", "MEMWARDEN_PROMETHEUS_DIR": str(tmp_path / "mp"),
-           "MEMWARDEN_PROMETHEUS_PATH": "/internal/metrics"}
+           "MEMWARDEN_PROMETHEUS_PATH": "/internal/metrics", "MEMWARDEN_PROMETHEUS_PORT": "0"}
     with gunicorn("fastapi_app:app", tmp_path, env=env,
                   args=["-w", "2", "-k", "uvicorn_worker.UvicornWorker"]) as g:
         pids = set(g.worker_pids(expect=2))
@@ -465,7 +466,8 @@ def test_a_missing_extra_is_named_in_the_error() -> None:
 @pytest.mark.timeout(60)
 def test_a_directory_memwarden_made_is_removed_when_the_master_exits(tmp_path: Path) -> None:
     """Without a configured directory the master makes a temporary one, and removes it."""
-    env = {"MEMWARDEN_PROMETHEUS": "1", "PROMETHEUS_MULTIPROC_DIR": ""}
+    env = {"MEMWARDEN_PROMETHEUS": "1", "PROMETHEUS_MULTIPROC_DIR": "",
+           "MEMWARDEN_PROMETHEUS_PORT": str(free_port())}
     with gunicorn("export_app:app", tmp_path, env=env, args=["-w", "1"]) as g:
         _, _, body = g.request("GET", "/multiproc-dir")
         directory = Path(json.loads(body)["dir"])

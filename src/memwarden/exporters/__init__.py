@@ -239,6 +239,12 @@ def on_starting(server: Any, settings: Settings | None = None) -> None:
     s = _settings(settings)
     # Once per master; a missing extra raises: no start without what was asked for.
     setup_master(s)
+    if s.prometheus and not s.prometheus_port and not s.prometheus_path:
+        _log.warning("memwarden keeps Prometheus metrics but serves them nowhere: "
+                     "MEMWARDEN_PROMETHEUS_PORT is 0 and MEMWARDEN_PROMETHEUS_PATH is empty")
+    elif s.prometheus and s.prometheus_path:
+        _log.info("memwarden serves Prometheus metrics on the app's own port at %s, ahead "
+                  "of the app's authentication", s.prometheus_path)
     if s.prometheus and s.prometheus_port:
         try:
             from memwarden.exporters import prometheus

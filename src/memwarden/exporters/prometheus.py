@@ -23,14 +23,15 @@ prometheus_client's multiprocess mode, done the way a recycling server needs:
   (RSS from statm, PSS from smaps_rollup, descendants' PSS), so an idle worker
   is current too, and drops the series of a worker whose process is gone.
 
-The metrics are served by every worker at ``MEMWARDEN_PROMETHEUS_PATH``
-(default ``/metrics``, answered before the app sees the request), and/or by a
-small server beside the master on ``MEMWARDEN_PROMETHEUS_HOST:PORT``.
+The metrics are served by a small server beside the master on
+``MEMWARDEN_PROMETHEUS_HOST:PORT`` (127.0.0.1:9410 by default;
+:mod:`memwarden.exporters.metrics_server`), and, only when
+``MEMWARDEN_PROMETHEUS_PATH`` is set, by every worker on the app's own port at
+that path, before the app (and its authentication) sees the request.
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import fcntl
@@ -38,10 +39,8 @@ import glob
 import logging
 import math
 import os
-import signal
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator, MutableMapping
 from typing import TYPE_CHECKING, Any
@@ -50,6 +49,8 @@ from memwarden import census as _census
 from memwarden import exporters as _exporters
 from memwarden import meter as _meter
 from memwarden import probe as _probe
+from memwarden.exporters import metrics_server as _metrics_server
+from memwarden.exporters.metrics_server import main
 from memwarden.settings import Settings
 
 if TYPE_CHECKING:
@@ -169,7 +170,6 @@ class _Master:
     pid = -1
     directory = ""
     made_directory = False  # a temporary one, removed when the master exits
-    server_pid = -1
 
 
 def setup_master(settings: Settings) -> str:
@@ -336,88 +336,18 @@ def mark_worker_dead(pid: int) -> None:
     _log.debug("folded metrics of dead worker", extra={"worker_pid": pid, "files": removed})
 
 
-# -- the small server beside the master -----------------------------------------------------
+# -- the metrics listener beside the master (memwarden.exporters.metrics_server) ---------
 
 def start_server_process(settings: Settings) -> None:
-    """Run ``python -m memwarden.exporters.prometheus`` on the configured port.
-
-    A process of its own rather than a thread in the master (a thread in a
-    process that forks workers can leave a lock held in every child), and not
-    the master's child either (double fork): the master's children are its
-    workers, for gunicorn and for whoever counts them.
-    """
+    """Run the metrics listener on ``MEMWARDEN_PROMETHEUS_HOST:PORT`` (the master's job)."""
     if _Master.pid != os.getpid() or settings.prometheus_port == 0:
         return
-    if _Master.server_pid > 0 and _running(_Master.server_pid):
-        return
-    cmd = [sys.executable, "-m", "memwarden.exporters.prometheus",
-           "--dir", _Master.directory, "--host", settings.prometheus_host,
-           "--port", str(settings.prometheus_port), "--parent", str(os.getpid()),
-           "--proc-root", settings.proc_root, "--sys-root", settings.sys_root,
-           "--footprint", *footprint_kind_args(settings)]
-    _Master.server_pid = _spawn_detached(cmd)
-    _log.info("prometheus metrics server started",
-              extra={"server_pid": _Master.server_pid, "port": settings.prometheus_port})
-
-
-def footprint_kind_args(settings: Settings) -> list[str]:
-    kind, descendants = footprint_kind(settings)
-    return [kind] + ([] if descendants else ["--no-descendants"])
-
-
-def _spawn_detached(cmd: list[str]) -> int:
-    """Fork twice and exec ``cmd`` in the grandchild; returns its pid."""
-    read_end, write_end = os.pipe()
-    child = os.fork()
-    if child == 0:
-        try:
-            os.close(read_end)
-            os.setsid()
-            grandchild = os.fork()
-            if grandchild == 0:
-                try:
-                    os.close(write_end)
-                    null = os.open(os.devnull, os.O_RDONLY)
-                    os.dup2(null, 0)
-                    os.closerange(3, 65536)
-                    os.execv(cmd[0], cmd)
-                finally:
-                    os._exit(127)
-            os.write(write_end, str(grandchild).encode("ascii"))
-        finally:
-            os._exit(0)
-    os.close(write_end)
-    with os.fdopen(read_end, "rb") as fh:
-        raw = fh.read()
-    with contextlib.suppress(ChildProcessError):  # gunicorn may have reaped it first
-        os.waitpid(child, 0)
-    if not raw:
-        raise RuntimeError("could not start the metrics server process")
-    return int(raw)
-
-
-def _running(pid: int) -> bool:
-    """Alive and not a zombie."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as fh:
-            state = fh.read().rsplit(b")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return _pid_alive(pid)
-    return state not in (b"Z", b"X")
+    _metrics_server.start(settings, _Master.directory)
 
 
 def stop_server_process(timeout: float = 5.0) -> None:
-    pid = _Master.server_pid
-    if pid <= 0 or _Master.pid != os.getpid():
-        return
-    _Master.server_pid = -1
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + timeout
-        while _running(pid) and time.monotonic() < deadline:
-            time.sleep(0.02)
-        if _running(pid):
-            os.kill(pid, signal.SIGKILL)
+    if _Master.pid == os.getpid():
+        _metrics_server.stop(timeout)
 
 
 def master_exit() -> None:
@@ -429,50 +359,6 @@ def master_exit() -> None:
         import shutil
 
         shutil.rmtree(_Master.directory, ignore_errors=True)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Serve the directory's metrics until the parent (the master) goes away."""
-    parser = argparse.ArgumentParser(prog="python -m memwarden.exporters.prometheus")
-    parser.add_argument("--dir", required=True)
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, required=True)
-    parser.add_argument("--parent", type=int, default=0)
-    parser.add_argument("--proc-root", default="/proc")
-    parser.add_argument("--sys-root", default="/sys")
-    parser.add_argument("--footprint", choices=("rss", "pss"), default="rss")
-    parser.add_argument("--no-descendants", action="store_true")
-    args = parser.parse_args(argv)
-
-    from memwarden.logs import JsonFormatter
-
-    handler = logging.StreamHandler()
-    handler.setFormatter(JsonFormatter())
-    logging.basicConfig(level=logging.INFO, handlers=[handler])
-    os.environ[ENV_DIR] = args.dir  # before prometheus_client is imported
-    _client()
-    from prometheus_client import start_http_server
-
-    registry = make_registry(args.dir, args.proc_root, args.sys_root, footprint=args.footprint,
-                             descendants=not args.no_descendants)
-    try:
-        server, thread = start_http_server(args.port, addr=args.host, registry=registry)
-    except OSError as exc:
-        _log.error("memwarden metrics server cannot listen on %s:%d: %s",
-                   args.host, args.port, exc)
-        return 1
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    # Ctrl-C reaches the whole process group; the master stops us in on_exit.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    _log.info("memwarden metrics server listening",
-              extra={"host": args.host, "port": args.port, "directory": args.dir})
-    while not stop.wait(0.5):
-        if args.parent and not _running(args.parent):
-            break  # the master died without stopping us
-    server.shutdown()
-    thread.join(5)
-    return 0
 
 
 # -- the workers --------------------------------------------------------------------
