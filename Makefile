@@ -5,7 +5,7 @@ PY := .venv/bin/python
 VENV_STAMP := .venv/.installed
 CHROMIUM := /usr/lib/chromium/chromium
 
-.PHONY: demo test lint typecheck unit bench-overhead bench-overhead-parts bench-detect bench-soak bench-week chromium prometheus venv clean
+.PHONY: demo test lint typecheck unit bench-overhead bench-overhead-parts bench-detect bench-soak bench-week bench-hostile chromium prometheus venv clean
 
 venv: $(VENV_STAMP)
 
@@ -60,6 +60,9 @@ bench-soak: venv chromium
 
 bench-week: venv chromium
 	$(PY) benchmarks/week.py
+
+bench-hostile: venv
+	$(PY) benchmarks/hostile.py
 
 clean:
 	rm -rf .venv reports build dist src/*.egg-info
