@@ -77,6 +77,7 @@ if _cfg.mode == "as-found":
 
 from memwarden.gunicorn_conf import *  # noqa: E402, F403
 from memwarden.gunicorn_conf import on_exit as _memwarden_on_exit  # noqa: E402
+from memwarden.gunicorn_conf import on_starting as _memwarden_on_starting  # noqa: E402
 from memwarden.gunicorn_conf import worker_exit as _memwarden_worker_exit  # noqa: E402
 
 _log = logging.getLogger("agent_service.gunicorn")
@@ -105,6 +106,7 @@ def on_starting(server: Any) -> None:
     _log.info("sidecars ready", extra={"mcp_url": _cfg.mcp_url, "site_url": _cfg.site_url,
                                        "model_url": _cfg.model_url,
                                        "sidecar_pids": sidecars.pids})
+    _memwarden_on_starting(server)
 
 
 def on_exit(server: Any) -> None:

@@ -24,8 +24,8 @@ INNER_CONFTEST = """
 import pytest
 
 from api import config
-# Imported at collection: the app registers its census gauges (sessions,
-# mem0.memories, mem0.points) before any check takes its baseline.
+# Imported at collection: the app registers its census gauges (mem0.memories,
+# mem0.points) before any check takes its baseline.
 from api.app import app
 
 
@@ -210,7 +210,7 @@ def test_no_leaks_and_limit_growth_catch_the_context_leak(inner: pytest.Pytester
         def new_user_says_hello(client):
             assert client.post("/chat", json={"message": "hello"}).status_code == 200
 
-        @pytest.mark.no_leaks(settle=0, kinds=("sessions", "mem0.memories", "mem0.points"))
+        @pytest.mark.no_leaks(settle=0, kinds=("mem0.memories", "mem0.points"))
         def test_as_found(client, monkeypatch):
             use_leaks(monkeypatch, "context")
             new_user_says_hello(client)
@@ -230,7 +230,7 @@ def test_no_leaks_and_limit_growth_catch_the_context_leak(inner: pytest.Pytester
     # no_leaks errors at teardown; limit_growth fails the call.
     result.assert_outcomes(passed=2, failed=1, errors=1)
     leaked = leak_report(result)
-    for part in ("sessions +1", "mem0.memories +2", "mem0.points +2"):
+    for part in ("mem0.memories +2", "mem0.points +2"):
         assert part in leaked, leaked
     grew = growth_report(result)
     assert "limit_growth: mem0.points grew in all 4 runs: +2, +2, +2, +2" in grew

@@ -24,8 +24,8 @@ def test_audit_of_the_as_found_service_names_every_leak_source(tmp_path: Path) -
     names = {(s["kind"], s["name"]) for s in suspects}
     by_name = {s["name"]: s for s in suspects if s["kind"] == "resource"}
     # mcp: sessions opened per request, never closed; loop: loops left open on the
-    # error path; context: a session store that keeps every user.
-    for kind in ("mcp.sessions", "asyncio.loops", "sessions"):
+    # error path; context: Mem0 keeping every turn of every user in the worker.
+    for kind in ("mcp.sessions", "asyncio.loops", "mem0.memories", "mem0.points"):
         assert kind in by_name, (kind, sorted(names))
         assert "POST /chat" in by_name[kind]["evidence"], by_name[kind]["evidence"]
     # browser: contexts left open by /browse (the notes page has no <h1>).

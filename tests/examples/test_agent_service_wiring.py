@@ -48,7 +48,7 @@ def test_as_found_service_answers_every_route_and_stops_without_orphans(
     assert [x["route"] for x in lines] == ["/chat", "/chat", "/chat", "/browse"]
     assert [x["status"] for x in lines] == [200, 200, 502, 200]
     for line in lines:
-        assert {"sessions", "mem0.memories", "mem0.points", "asyncio.loops",
+        assert {"mem0.memories", "mem0.points", "asyncio.loops",
                 "children_pss_bytes"} <= line["census"].keys()
     for line in lines[0], lines[2]:  # turns that called tools: their worker has a session
         assert line["census"].get("mcp.sessions", 0) >= 1

@@ -6,13 +6,12 @@ closed, through a token that memwarden tracks by weak reference: counting
 the Playwright or MCP objects themselves would also count closed ones until
 the cyclic garbage collector gets round to them (they sit in reference
 cycles), which makes a fixed service look leaky for a while.
-Gauges (read on each census), from the context store: ``sessions`` (sessions
-the worker keeps), ``mem0.memories`` (Mem0 memories it added and did not
-delete) and ``mem0.points`` (points in its qdrant collection, counted by
-qdrant). The hardened worker keeps all three at 0: its context lives in the
-memory sidecar. The census itself, with threads, fds, descendants and their
-PSS, event loops and tasks, is memwarden's; it lands in the request log line
-on sampled requests (``MEMWARDEN_CENSUS_EVERY``).
+Gauges (read on each census), from the context store: ``mem0.memories`` (Mem0
+memories the worker added and did not delete) and ``mem0.points`` (points in
+its qdrant collection, counted by qdrant). The hardened worker keeps both at
+0: its context lives in the memory sidecar. The census itself, with threads,
+fds, descendants and their PSS, event loops and tasks, is memwarden's; it
+lands in the request log line on sampled requests (``MEMWARDEN_CENSUS_EVERY``).
 """
 
 from __future__ import annotations
@@ -28,15 +27,12 @@ __all__ = ["KINDS", "SessionStore", "census", "closed", "opened", "register_stor
 BROWSERS = "playwright.browsers"
 CONTEXTS = "playwright.contexts"
 MCP_SESSIONS = "mcp.sessions"
-SESSIONS = "sessions"
 MEM0_MEMORIES = "mem0.memories"
 MEM0_POINTS = "mem0.points"
-KINDS = (BROWSERS, CONTEXTS, MCP_SESSIONS, SESSIONS, MEM0_MEMORIES, MEM0_POINTS)
+KINDS = (BROWSERS, CONTEXTS, MCP_SESSIONS, MEM0_MEMORIES, MEM0_POINTS)
 
 
 class SessionStore(Protocol):
-    def count(self) -> int: ...
-
     def memories(self) -> int: ...
 
     def points(self) -> int: ...
@@ -89,11 +85,10 @@ def closed(handle: int) -> None:
 def register_store(store: SessionStore) -> None:
     """Report the context store's size on each census.
 
-    ``sessions`` and ``mem0.memories`` are O(1); ``mem0.points`` asks qdrant,
+    ``mem0.memories`` is O(1); ``mem0.points`` asks qdrant,
     which counts the collection (O(points) in local mode): fine at census
     rates, and it checks the store itself rather than the service's own tally.
     """
-    _census.gauge(SESSIONS, store.count)
     _census.gauge(MEM0_MEMORIES, store.memories)
     _census.gauge(MEM0_POINTS, store.points)
 
