@@ -2,11 +2,23 @@
 
 from __future__ import annotations
 
+import logging
+import math
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from memwarden.settings import SETTINGS, Settings, SettingsError, settings_doc
+from memwarden import settings as settings_module
+from memwarden.settings import (
+    SETTINGS,
+    Settings,
+    SettingsError,
+    settings_doc,
+    unknown_variables,
+    warn_unknown_variables,
+)
 from memwarden.sizes import Size
 
 # One good value per setting and what it becomes. A new setting without a row here
@@ -59,8 +71,8 @@ GOOD: dict[str, list[tuple[str, Any]]] = {
 
 BAD: dict[str, list[str]] = {
     "census_every": ["0", "-3", "ten", "1.5", ""],
-    "census_seconds": ["-0.1", "nan", "soon", ""],
-    "blocks_budget_us": ["-1", "nan", "fast"],
+    "census_seconds": ["-0.1", "nan", "soon", "", "inf", "1e999"],
+    "blocks_budget_us": ["-1", "nan", "fast", "Infinity"],
     "census_descendants": ["maybe", "2"],
     "gc_types": ["-1", "many"],
     "loop_tracking": ["enabled"],
@@ -74,12 +86,14 @@ BAD: dict[str, list[str]] = {
     "census_collect": ["sometimes"],
     "protect": ["observe", "1", ""],
     "recycle": ["maybe"],
-    "soft_limit": ["512M", "120%", "lots"],
-    "idle_seconds": ["0", "-1"],
-    "grace_seconds": ["-1", "soon"],
+    "soft_limit": ["512M", "120%", "lots", "9" * 400],
+    "idle_seconds": ["0", "-1", "inf", "NaN"],
+    "grace_seconds": ["-1", "soon", "inf", "nan", " +Infinity ", "1e400"],
     "footprint": ["uss"],
     "max_concurrent_recycles": ["-1"],
     "orphans": ["yes"],
+    "orphan_grace_seconds": ["inf", "-inf"],
+    "footprint_seconds": ["inf"],
     "shed_high": ["1g"],
     "shed_cgroup_high": ["2", "150%"],
     "shed_retry_after": ["0"],
@@ -162,3 +176,57 @@ def test_settings_doc_lists_every_variable_with_its_default_and_meaning() -> Non
         assert setting.env == env_name(setting.name)
         assert setting.doc.strip()
         assert "|" not in setting.doc  # would break the table
+
+
+# Every setting parsed as a float, and the least value it takes.
+FLOAT_MINIMUMS = {"census_seconds": 0.0, "blocks_budget_us": 0.0, "idle_seconds": 0.1,
+                  "grace_seconds": 0.0, "footprint_seconds": 0.0, "orphan_grace_seconds": 0.0}
+NUMBER_TEXT = st.one_of(
+    st.floats().map(repr),  # nan, inf, -inf, subnormals, -0.0
+    st.integers(min_value=-(10**6), max_value=10**6).map(str),
+    st.sampled_from(["Infinity", "-Infinity", "+inf", " NaN ", "1e999", "-1e999", "1e-400",
+                     "0.1", "0.09999999999999999", "1_000"]),
+)
+
+
+def test_float_settings_are_the_listed_ones() -> None:
+    floats = {s.name for s in SETTINGS if isinstance(Settings().__getattribute__(s.name), float)
+              or s.name == "grace_seconds"}
+    assert floats == set(FLOAT_MINIMUMS)
+
+
+@settings(max_examples=300, deadline=None)
+@given(name=st.sampled_from(sorted(FLOAT_MINIMUMS)), text=NUMBER_TEXT)
+def test_float_settings_take_exactly_the_finite_values_at_or_above_their_minimum(
+        name: str, text: str) -> None:
+    value = float(text)
+    env = {env_name(name): text}
+    if math.isfinite(value) and value >= FLOAT_MINIMUMS[name]:
+        assert getattr(Settings.from_env(env), name) == value
+    else:
+        with pytest.raises(SettingsError, match=f"^{env_name(name)}="):
+            Settings.from_env(env)
+
+
+def test_unknown_variables_are_named_with_the_closest_setting() -> None:
+    env = {"MEMWARDEN_SOFT_LIMT": "1GiB", "MEMWARDEN_CENSUS_EVERY": "3", "PATH": "/bin",
+           "MEMWARDEN_XYZZY": "1", "memwarden_grace_seconds": "2", "MEMWARDENS": "x"}
+    assert unknown_variables(env) == [("MEMWARDEN_SOFT_LIMT", "MEMWARDEN_SOFT_LIMIT"),
+                                      ("MEMWARDEN_XYZZY", None),
+                                      ("memwarden_grace_seconds", "MEMWARDEN_GRACE_SECONDS")]
+    assert unknown_variables({env_name(s.name): s.default for s in SETTINGS}) == []
+
+
+def test_unknown_variables_are_logged_once_per_process(
+        monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    monkeypatch.setattr(settings_module, "_warned", False)
+    monkeypatch.setenv("MEMWARDEN_IDLE_SECOND", "9")
+    monkeypatch.setenv("MEMWARDEN_NOPE_NOPE_NOPE", "1")
+    with caplog.at_level(logging.WARNING, logger="memwarden.settings"):
+        Settings.from_env()
+        Settings.from_env()
+        warn_unknown_variables()
+        Settings.from_env({"MEMWARDEN_OTHER": "1"})  # a given mapping is never the process's
+    assert [r.getMessage() for r in caplog.records] == [
+        "memwarden ignores MEMWARDEN_IDLE_SECOND (did you mean MEMWARDEN_IDLE_SECONDS?), "
+        "MEMWARDEN_NOPE_NOPE_NOPE: not a memwarden setting"]

@@ -6,6 +6,9 @@ settings are loaded (in the gunicorn master, at start), never mid-request.
 
 from __future__ import annotations
 
+import difflib
+import logging
+import math
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
@@ -13,7 +16,11 @@ from typing import Any
 
 from memwarden.sizes import Size, parse_ratio, parse_size
 
-__all__ = ["SETTINGS", "Setting", "Settings", "SettingsError", "settings_doc"]
+__all__ = ["PREFIX", "SETTINGS", "Setting", "Settings", "SettingsError", "settings_doc",
+           "unknown_variables", "warn_unknown_variables"]
+
+PREFIX = "MEMWARDEN_"
+_log = logging.getLogger("memwarden.settings")
 
 
 class SettingsError(ValueError):
@@ -41,7 +48,10 @@ def _int_at_least(minimum: int) -> Callable[[str], int]:
 def _float_at_least(minimum: float) -> Callable[[str], float]:
     def parse(raw: str) -> float:
         value = float(raw)
-        if not value >= minimum:  # also rejects NaN
+        # inf would make a grace or an interval endless; "1e999" reads as inf too.
+        if not math.isfinite(value):
+            raise ValueError(f"must be a finite number of at least {minimum}")
+        if value < minimum:
             raise ValueError(f"must be at least {minimum}")
         return value
     return parse
@@ -110,7 +120,7 @@ class Setting:
 
     @property
     def env(self) -> str:
-        return "MEMWARDEN_" + self.name.upper()
+        return PREFIX + self.name.upper()
 
 
 SETTINGS: tuple[Setting, ...] = (
@@ -309,8 +319,55 @@ class Settings:
                 values[setting.name] = setting.parse(raw)
             except ValueError as exc:
                 raise SettingsError(f"{setting.env}={raw!r}: {exc}") from None
+            except OverflowError:  # a size of 400 digits
+                raise SettingsError(f"{setting.env}={raw!r}: too large") from None
         values.update(overrides)
+        if environ is None and _log.hasHandlers():
+            # The process's own settings: say once what it ignores. With no
+            # handler yet (gunicorn imports its config before it sets up
+            # logging) the warning waits for warn_unknown_variables().
+            warn_unknown_variables()
         return cls(**values)
+
+
+def unknown_variables(environ: Mapping[str, str]) -> list[tuple[str, str | None]]:
+    """Each ``MEMWARDEN_*`` name in ``environ`` that is no setting, with the closest
+    setting's name (None when nothing is close), sorted by name."""
+    known = [s.env for s in SETTINGS]
+    unknown = sorted(name for name in environ
+                     if name.upper().startswith(PREFIX) and name not in known)
+    # Compared without the prefix, which every name shares and would make any two close.
+    suffixes = {s.name.upper(): s.env for s in SETTINGS}
+
+    def closest(name: str) -> str | None:
+        found = difflib.get_close_matches(name.upper()[len(PREFIX):], suffixes, n=1)
+        return suffixes[found[0]] if found else None
+
+    return [(name, closest(name)) for name in unknown]
+
+
+_warned = False
+
+
+def warn_unknown_variables(environ: Mapping[str, str] | None = None) -> None:
+    """Log one warning naming every unknown ``MEMWARDEN_*`` variable; once per process.
+
+    A misspelled variable would otherwise leave its setting at the default
+    without a word. Called when the settings load, and by the gunicorn master
+    once its logging is set up; workers inherit the flag and stay quiet.
+    """
+    global _warned
+    if _warned:
+        return
+    _warned = True
+    unknown = unknown_variables(os.environ if environ is None else environ)
+    if not unknown:
+        return
+    names = ", ".join(f"{name} (did you mean {closest}?)" if closest else name
+                      for name, closest in unknown)
+    _log.warning("memwarden ignores %s: not a memwarden setting", names,
+                 extra={"memwarden": {"pid": os.getpid(), "unknown_variables": {
+                     name: closest for name, closest in unknown}}})
 
 
 # The table and the dataclass must agree; checked at import so a mismatch
