@@ -23,6 +23,7 @@ from memwarden.recycle import (
     check_settings,
     decide,
     draw_max_requests,
+    protection_state,
     resolve_limits,
     worker_share,
 )
@@ -488,3 +489,38 @@ def test_oom_kills_are_claimed_within_the_window() -> None:
     assert not t.claim()
     unreadable = exits.OomTracker(lambda: None)
     assert not unreadable.claim() and unreadable.unclaimed() == 0
+
+
+# -- whether protection can act, said at start -------------------------------------------
+
+def test_no_cgroup_limit_and_no_size_set_says_limit_none_and_what_to_set() -> None:
+    state, warnings = protection_state(Settings(), None, 2)
+    assert state == {"limit": "none"}
+    [warning] = warnings
+    assert warning.startswith("memwarden cannot recycle workers by memory: there is no cgroup "
+                              "memory limit")
+    for name in ("MEMWARDEN_SOFT_LIMIT", "MEMWARDEN_IDLE_LIMIT", "MEMWARDEN_HARD_LIMIT"):
+        assert name in warning
+    assert "no worker is ever recycled" in warning and "\n" not in warning
+    [warning] = protection_state(Settings(max_requests=1000), None, 2)[1]
+    assert "only MEMWARDEN_MAX_REQUESTS recycles workers" in warning
+
+
+def test_a_limit_from_the_cgroup_or_a_size_warns_nothing() -> None:
+    assert protection_state(Settings(), 2**30, 2) == ({"limit": "cgroup"}, [])
+    assert protection_state(Settings(soft_limit=Size(bytes=2**29), idle_limit=None,
+                                     hard_limit=None), None, 2) == ({"limit": "set"}, [])
+    assert protection_state(Settings(recycle="off"), None, 2) == ({"limit": "off"}, [])
+    assert protection_state(Settings(protect="off"), None, 2) == ({"limit": "off"}, [])
+
+
+def test_shed_thresholds_that_need_a_cgroup_limit_are_named() -> None:
+    settings = Settings(soft_limit=Size(bytes=2**29), shed_high=Size(fraction=0.9),
+                        shed_cgroup_high=0.9)
+    assert protection_state(settings, None, 2)[1] == [
+        "memwarden cannot shed load: MEMWARDEN_SHED_HIGH and MEMWARDEN_SHED_CGROUP_HIGH are "
+        "shares of the cgroup memory limit, and there is none; set MEMWARDEN_SHED_HIGH to a "
+        "size (MEMWARDEN_SHED_HIGH=1GiB) or run under a memory limit"]
+    assert protection_state(settings, 2**30, 2)[1] == []
+    assert protection_state(Settings(soft_limit=Size(bytes=2**29),
+                                     shed_high=Size(bytes=2**29)), None, 2)[1] == []

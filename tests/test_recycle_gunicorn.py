@@ -403,3 +403,53 @@ def test_oom_killed_worker_is_logged_as_such(tmp_path: Path) -> None:
     assert line["pid"] == victim and line["signal"] == "SIGKILL"
     assert line["oom_kill"] is True and line["killed_by"] == "oom_killer"
     assert status == 200 and body["pid"] != victim
+
+
+# -- a start that says when protection cannot act ------------------------------------------
+
+NO_CGROUP_LIMIT = str(REPO / "tests" / "data" / "sys_nolimit")
+CANNOT_RECYCLE = "memwarden cannot recycle workers by memory"
+
+
+def _warnings(server: Gunicorn) -> list[dict[str, Any]]:
+    return [x for x in logged(server) if x.get("level") == "WARNING"]
+
+
+def test_no_limit_anywhere_is_said_once_at_start(tmp_path: Path) -> None:
+    """No cgroup limit and a misspelled soft limit: one warning for each, from the master;
+    the master's start line and every worker's limits line say limit none."""
+    env = {"MEMWARDEN_SYS_ROOT": NO_CGROUP_LIMIT, "MEMWARDEN_SOFT_LIMT": "1GiB"}
+    with gunicorn("hold_app:app", tmp_path, args=["-w", "2"], env=env) as server:
+        workers = server.worker_pids(expect=2)
+        limits = wait_for(lambda: (lambda f: f if len(f) == 2 else None)(
+            logged(server, "memwarden.recycle", "limits")), what="two limits lines")
+        assert get_json(server, "/pid")[0] == 200
+        [hold] = logged(server, "memwarden.recycle", "hold")
+        warnings = _warnings(server)
+    master = server.proc.pid
+    [recycle, unknown] = sorted(warnings, key=lambda x: str(x["logger"]))
+    assert recycle["logger"] == "memwarden.recycle" and recycle["pid"] == master
+    assert recycle["message"].startswith(CANNOT_RECYCLE)
+    assert "MEMWARDEN_SOFT_LIMIT" in recycle["message"]
+    assert unknown["logger"] == "memwarden.settings" and unknown["pid"] == master
+    assert unknown["message"] == ("memwarden ignores MEMWARDEN_SOFT_LIMT (did you mean "
+                                  "MEMWARDEN_SOFT_LIMIT?): not a memwarden setting")
+    assert unknown["unknown_variables"] == {"MEMWARDEN_SOFT_LIMT": "MEMWARDEN_SOFT_LIMIT"}
+    assert hold["limit"] == "none" and hold["pid"] == master
+    assert sorted(x["pid"] for x in limits) == sorted(workers)
+    for line in limits:
+        assert line["limit"] == "none"
+        assert not {"soft_limit_bytes", "idle_limit_bytes", "hard_limit_bytes"} & set(line)
+
+
+def test_a_limit_set_without_a_cgroup_limit_warns_nothing(tmp_path: Path) -> None:
+    env = {"MEMWARDEN_SYS_ROOT": NO_CGROUP_LIMIT, "MEMWARDEN_SOFT_LIMIT": "1GiB"}
+    with gunicorn("hold_app:app", tmp_path, args=["-w", "1"], env=env) as server:
+        [limits] = wait_for(lambda: logged(server, "memwarden.recycle", "limits"),
+                            what="a limits line")
+        assert get_json(server, "/pid")[0] == 200
+        [hold] = logged(server, "memwarden.recycle", "hold")
+        warnings = _warnings(server)
+    assert warnings == []
+    assert hold["limit"] == limits["limit"] == "set"
+    assert limits["soft_limit_bytes"] == 1024 * MiB

@@ -28,10 +28,10 @@ from typing import Any
 
 from memwarden import actions
 from memwarden.footprint import FootprintSampler, cgroup_working_set
-from memwarden.recycle import resolve_limits
+from memwarden.recycle import limit_basis, resolve_limits
 from memwarden.recycler import AsgiActivity, Recycler
 from memwarden.rolling import RecycleSlots
-from memwarden.settings import Settings
+from memwarden.settings import Settings, warn_unknown_variables
 from memwarden.shed import AsgiShedMiddleware, Shedder, ShedMiddleware
 from memwarden.watchdog import Watchdog
 
@@ -74,6 +74,8 @@ def current_shedder() -> Shedder | None:
 
 def when_ready(server: Any, settings: Settings) -> None:
     global _watchdog
+    # The settings loaded before gunicorn set its logging up: their warning waited.
+    warn_unknown_variables()
     _watchdog = Watchdog(settings)
     _watchdog.start(server)
 
@@ -135,7 +137,13 @@ def wrap_app(worker: Any, app: Any, settings: Settings, asgi: bool) -> Any:
         limits, notes = resolve_limits(settings, cgroup_limit, _workers)
         for note in notes:
             _log.warning("memwarden: %s", note)
-        if limits.active:
+        state = {"workers": _workers, "cgroup_limit_bytes": cgroup_limit,
+                 "footprint": settings.footprint, "limit": limit_basis(settings, limits),
+                 **limits.fields()}
+        if not limits.active:
+            # Nothing to watch; the master said why, once, at start.
+            actions.emit(_log, "limits", state)
+        else:
             recycler = Recycler(limits, sampler, slots=_slots, mode=settings.recycle,
                                 health_paths=health)
             _recycler = recycler
@@ -144,10 +152,7 @@ def wrap_app(worker: Any, app: Any, settings: Settings, asgi: bool) -> Any:
                 census.gauge("recycle.would", recycler.would_recycles)
             if asgi and limits.watches_memory:
                 app = AsgiActivity(app, recycler)
-            actions.emit(_log, "limits", {"workers": _workers,
-                                          "cgroup_limit_bytes": cgroup_limit,
-                                          "footprint": settings.footprint,
-                                          **limits.fields()})
+            actions.emit(_log, "limits", state)
             try:
                 from memwarden import exporters
 

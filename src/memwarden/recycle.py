@@ -44,6 +44,8 @@ __all__ = [
     "check_settings",
     "decide",
     "draw_max_requests",
+    "limit_basis",
+    "protection_state",
     "resolve_limits",
     "worker_share",
 ]
@@ -195,6 +197,54 @@ def resolve_limits(settings: Settings, cgroup_limit: int | None, workers: int,
 
 def _resolve(size: Size | None, share: int | None) -> int | None:
     return None if size is None else size.resolve(share)
+
+
+_MEMORY_LIMITS = ("MEMWARDEN_SOFT_LIMIT", "MEMWARDEN_IDLE_LIMIT", "MEMWARDEN_HARD_LIMIT")
+
+
+def limit_basis(settings: Settings, limits: Limits) -> str:
+    """Where the memory limits come from, for every line that shows the state:
+    ``cgroup`` (a percentage of the worker's share), ``set`` (sizes given),
+    ``none`` (no memory limit applies: recycling by memory cannot act), or
+    ``off`` (recycling switched off)."""
+    if settings.recycle == "off":
+        return "off"
+    if not limits.watches_memory:
+        return "none"
+    resolved = ((settings.soft_limit, limits.soft_bytes), (settings.idle_limit, limits.idle_bytes),
+                (settings.hard_limit, limits.hard_bytes))
+    return "cgroup" if any(size is not None and size.fraction is not None and value is not None
+                           for size, value in resolved) else "set"
+
+
+def protection_state(settings: Settings, cgroup_limit: int | None, workers: int
+                     ) -> tuple[dict[str, Any], list[str]]:
+    """The master's start-line fields (``limit``: see :func:`limit_basis`), and one
+    plain warning for each protection that is on but cannot act, naming what is
+    missing and what to set."""
+    limits, _ = resolve_limits(settings, cgroup_limit, workers, random.Random(0))
+    basis = limit_basis(settings, limits)
+    warnings: list[str] = []
+    if basis == "none":
+        backstop = ("only MEMWARDEN_MAX_REQUESTS recycles workers" if limits.max_requests
+                    else "no worker is ever recycled")
+        warnings.append(
+            "memwarden cannot recycle workers by memory: there is no cgroup memory limit "
+            f"and {', '.join(_MEMORY_LIMITS)} are percentages of it or off, so {backstop}; "
+            "set a size (MEMWARDEN_SOFT_LIMIT=1GiB, MEMWARDEN_HARD_LIMIT=1200MiB) or run "
+            "under a memory limit")
+    if settings.shed != "off" and cgroup_limit is None:
+        unresolved = [name for name, value in (
+            ("MEMWARDEN_SHED_HIGH", settings.shed_high is not None
+             and settings.shed_high.fraction is not None),
+            ("MEMWARDEN_SHED_CGROUP_HIGH", settings.shed_cgroup_high is not None)) if value]
+        if unresolved:
+            warnings.append(
+                f"memwarden cannot shed load: {' and '.join(unresolved)} "
+                f"{'is a share' if len(unresolved) == 1 else 'are shares'} of the cgroup "
+                "memory limit, and there is none; set MEMWARDEN_SHED_HIGH to a size "
+                "(MEMWARDEN_SHED_HIGH=1GiB) or run under a memory limit")
+    return {"limit": basis}, warnings
 
 
 def check_settings(settings: Settings) -> None:

@@ -40,7 +40,13 @@ from memwarden import actions, exits
 from memwarden import probe as _probe
 from memwarden.footprint import Footprint, measure
 from memwarden.orphans import OrphanReaper, subtree_pids
-from memwarden.recycle import HARD_LIMIT, Escalation, HardLimitEscalator, worker_share
+from memwarden.recycle import (
+    HARD_LIMIT,
+    Escalation,
+    HardLimitEscalator,
+    protection_state,
+    worker_share,
+)
 from memwarden.rolling import RecycleSlots
 from memwarden.safe_kill import ProcessRef, process_ref, send_signal
 from memwarden.settings import Settings
@@ -114,7 +120,10 @@ class Watchdog:
             _log.warning("memwarden found no Arbiter.murder_workers in this gunicorn: "
                          "the master's hard limit and orphan sweeps will not run")
         workers = self._workers_count()
-        actions.emit(_log, "hold", {
+        state, warnings = protection_state(s, self.cgroup_limit, workers)
+        for warning in warnings:
+            _log.warning(warning)
+        actions.emit(_log, "hold", {**state,
             "pid": self._pid, "workers": workers, "cgroup_limit_bytes": self.cgroup_limit,
             "worker_share_bytes": worker_share(self.cgroup_limit, workers),
             "hard_limit_bytes": self.hard_limit(), "grace_seconds": grace,
