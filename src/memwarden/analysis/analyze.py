@@ -32,6 +32,7 @@ from memwarden.analysis.records import (
 from memwarden.analysis.routes import route_costs
 from memwarden.analysis.series import life_series
 from memwarden.analysis.suspects import all_suspects
+from memwarden.analysis.units import requests_asked
 from memwarden.analysis.verdict import LifeAssessment, assess_life, overall_verdict
 
 __all__ = ["MAX_PLOTTED_ACTIONS", "analyze_lines", "analyze_paths"]
@@ -115,6 +116,8 @@ def _summary(assessment: LifeAssessment) -> WorkerSummary:
         reason=assessment.reason,
         ended_by=life.ended_by,
         heap_signal=assessment.heap_signal,
+        more_requests=(requests_asked(assessment.reason)
+                       if assessment.verdict == "inconclusive" else None),
     )
 
 

@@ -80,6 +80,16 @@ class AnalysisConfig:
     # Requests after warm-up before the live heap may decide (it also needs
     # ``windows`` x 5 census points: a census every 5 requests or more often).
     exact_min_requests: int = 100
+    # The plateau test (analysis.plateau): after warm-up, a live heap whose rate
+    # settles at a positive level is a leak, not a cache that filled. It needs
+    # this many requests after warm-up (four windows of ~150: clean apps still
+    # add a decaying trickle, measured at 0.1-0.25 blocks/request between
+    # requests 300 and 750 of a life)...
+    steady_min_requests: int = 600
+    # ...and a settled rate of at least this many blocks per request...
+    steady_min_blocks_per_request: float = 0.4
+    # ...or of this many when RSS grows in every window too.
+    steady_min_blocks_with_rss: float = 0.25
     # Full collections seen after warm-up before their series may decide.
     full_gc_min_samples: int = 4
     # RSS trend floor when RSS only supports the verdict.
@@ -119,6 +129,7 @@ class AnalysisConfig:
                      "exact_large_objects_blocks_per_request",
                      "exact_large_objects_rss_bytes_per_request",
                      "exact_large_objects_bytes_per_block",
+                     "steady_min_blocks_per_request", "steady_min_blocks_with_rss",
                      "rss_only_bytes_per_request", "resource_per_request",
                      "children_pss_bytes_per_request", "type_per_request"):
             if not getattr(self, name) > 0:

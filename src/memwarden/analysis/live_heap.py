@@ -29,6 +29,8 @@ from memwarden.analysis.evidence import (
     window_slopes,
 )
 from memwarden.analysis.model import Verdict
+from memwarden.analysis.plateau import settled_rate
+from memwarden.analysis.saturation import ModelComparison
 from memwarden.analysis.series import LifeSignals, Signal
 from memwarden.analysis.stats import median, theil_sen, trimmed_mean
 from memwarden.analysis.trend import (
@@ -38,7 +40,7 @@ from memwarden.analysis.trend import (
     TrendRule,
     assess_trend,
 )
-from memwarden.analysis.units import format_count, format_signed_bytes
+from memwarden.analysis.units import format_count, format_signed_bytes, more_requests
 
 __all__ = ["HALF_SLOWING_SHARE", "HEAP_SIGNALS", "HeapSignal", "exact_points_needed",
            "exact_verdict", "full_gc_verdict"]
@@ -124,7 +126,16 @@ def _large_objects(signal: Signal, rss: Trend | None, config: AnalysisConfig
             f"(buffers, arrays) kept per request"), large
 
 
-def _no_leak_reason(heap: Trend, floor: float, slowing: bool) -> str:
+def _no_leak_reason(heap: Trend, floor: float, slowing: bool,
+                    comparison: ModelComparison | None) -> str:
+    reason = _no_leak_shape(heap, floor, slowing)
+    if comparison is not None and heap.state != "flat" and not (
+            heap.state == "below_floor" and heap.slope <= 0):
+        reason += f"; {comparison.describe('blocks')}"
+    return reason
+
+
+def _no_leak_shape(heap: Trend, floor: float, slowing: bool) -> str:
     what = HEAP_SIGNALS["blocks_collected"]
     slopes = window_slopes(heap, " blocks/request")
     total = f"{heap.growth:+,.0f} blocks over {format_count(heap.span)} requests"
@@ -185,11 +196,24 @@ def exact_verdict(signals: LifeSignals, rss: Trend | None, config: AnalysisConfi
     large = _large_objects(signal, rss, config)
     if large is not None:
         return "leak", large[0], large[1]
+    found, comparison = settled_rate(signal, heap, rss, signals.tested, config)
+    rss_words = " while RSS grows in every window" if found and found.rss_every_window else ""
+    if found is not None and found.settled:
+        return "leak", (f"{what} settles at a positive rate after warm-up ({slopes}){rss_words}: "
+                        f"{found.comparison.describe('blocks')}; {total}; "
+                        f"{bytes_from_rss(rss)}"), heap
+    # Going on as long again shows whether a slowing rate reaches zero.
+    again = max(1, round(heap.span))
+    if found is not None:
+        return "inconclusive", (
+            f"{what} still rises in the last half ({slopes}){rss_words}, and levelling off "
+            f"is not ruled out: {found.comparison.describe('blocks')}; {total}; "
+            f"{more_requests(again)} to tell"), heap
     if slowing and big:
         return "inconclusive", (f"{what} grows less and less ({slopes}; the second half of "
                                 f"the run at under half the pace of the first), {total}: a "
-                                f"cache nearing full or a slowing leak; run longer to tell"
-                                ), heap
+                                f"cache nearing full or a slowing leak; {more_requests(again)} "
+                                f"to tell"), heap
     if growing and not slowing:
         more = math.ceil((allowance - steady * heap.span) / max(steady, heap.slope))
         return "inconclusive", (
@@ -202,18 +226,20 @@ def exact_verdict(signals: LifeSignals, rss: Trend | None, config: AnalysisConfi
     if heap.state == "late" and _late_growth_holds(signal.xs, signal.ys, heap, config,
                                                    allowance):
         return "inconclusive", (f"{what} grows only in the last {heap.windows_growing} of "
-                                f"{windows} windows ({slopes}): growth started late; run "
-                                f"longer to confirm"), heap
+                                f"{windows} windows ({slopes}): growth started late; "
+                                f"{more_requests(again)} to confirm"), heap
     fit = heap.fit
     if (heap.state == "mixed" and heap.windows_growing >= windows - 1 and fit is not None
             and fit.z >= Z_OVERALL and heap.slope >= floor and big):
         return "inconclusive", (f"{what} grows {format_count(heap.slope)} blocks/request "
                                 f"overall but in only {heap.windows_growing} of {windows} "
-                                f"windows ({slopes}), {total}; run longer to tell"), heap
+                                f"windows ({slopes}), {total}; {more_requests(again)} to "
+                                f"tell"), heap
     native = rss_only(signals, rss, config, blocks_flat=True)
     if native is not None:
         return native[0], native[1], heap
-    return "no_leak", f"{_no_leak_reason(heap, floor, slowing)}; {rss_support(rss)}", heap
+    return "no_leak", (f"{_no_leak_reason(heap, floor, slowing, comparison)}; "
+                       f"{rss_support(rss)}"), heap
 
 
 def full_gc_verdict(signals: LifeSignals, rss: Trend | None, config: AnalysisConfig
@@ -255,5 +281,5 @@ def full_gc_verdict(signals: LifeSignals, rss: Trend | None, config: AnalysisCon
                                 f"this worker"), trend
     trend = Trend("mixed", n, fit, (), tuple(grows), span, ys[0], ys[-1], sparse=True)
     return "inconclusive", (f"{what} grows {format_count(fit.slope)} blocks/request overall "
-                            f"but fell back {grows.count(False)} time(s) ({values}); run "
-                            f"longer to tell"), trend
+                            f"but fell back {grows.count(False)} time(s) ({values}); "
+                            f"{more_requests(max(1, round(span)))} to tell"), trend

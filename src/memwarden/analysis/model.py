@@ -101,6 +101,8 @@ class WorkerSummary:
     # Which heap series ``blocks_per_request`` comes from: "blocks_collected"
     # (live heap at each census), "blocks_after_full_gc", "blocks" or "blocks_delta".
     heap_signal: str | None = None
+    # For "inconclusive": how many more requests of this worker its reason asks for.
+    more_requests: int | None = None
 
     def to_json_dict(self) -> dict[str, Any]:
         return {
@@ -116,6 +118,7 @@ class WorkerSummary:
             "blocks_per_request": _number(self.blocks_per_request, 3),
             "heap_signal": self.heap_signal,
             "reason": self.reason,
+            "more_requests": self.more_requests,
             "ended_by": self.ended_by,
         }
 

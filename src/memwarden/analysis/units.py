@@ -3,8 +3,15 @@
 from __future__ import annotations
 
 import math
+import re
 
-__all__ = ["format_bytes", "format_count", "format_signed_bytes"]
+__all__ = ["format_bytes", "format_count", "format_signed_bytes", "more_requests",
+           "requests_asked"]
+
+# Every reason that asks for a longer run says so in these words, so the
+# figure can be read back (an adaptive audit runs that many more).
+_MORE = "run about {n} more requests in this worker"
+_MORE_PATTERN = re.compile(r"run about ([0-9,]+) more requests in this worker")
 
 _UNITS = ("B", "KiB", "MiB", "GiB", "TiB")
 
@@ -42,3 +49,14 @@ def format_count(value: float) -> str:
     if magnitude >= 1:
         return f"{value:.1f}"
     return f"{value:.2g}"
+
+
+def more_requests(n: int) -> str:
+    """The phrase that asks for ``n`` more requests of a worker (at least 1)."""
+    return _MORE.format(n=f"{max(1, n):,}")
+
+
+def requests_asked(reason: str) -> int | None:
+    """The largest number of more requests a reason asks for, or None."""
+    asked = [int(m.group(1).replace(",", "")) for m in _MORE_PATTERN.finditer(reason)]
+    return max(asked) if asked else None

@@ -1,0 +1,82 @@
+"""The plateau test: a live heap that levels off, or one that settles at a positive rate.
+
+Warm-up makes every worker's live heap climb steeply at first; a cache that
+fills does too. What tells them from a leak is where the rate goes: to zero
+(a plateau) or to a positive level that holds (a leak after warm-up, however
+much faster the first window grew). Falling window rates such as 3.5, 0.93,
+0.84, 0.77 blocks/request are the second kind, not "grew, then stopped".
+
+A rate has settled at a positive level, and the worker leaks, when all of
+these hold on the live heap after warm-up:
+
+- levelling off is ruled out (``saturation.ModelComparison``): the steady
+  model wins outright, or the last half rises faster than the best
+  levelling curve allows, or that curve does not level off within the run;
+- the last half rises significantly (trend z of ``Z_OVERALL``, the low end
+  of its 99% interval above zero) at ``steady_min_blocks_per_request`` or
+  more, or at ``steady_min_blocks_with_rss`` when RSS grows in every window
+  too (a few large buffers per request: few blocks, many bytes);
+- each of the last two windows keeps at least half that pace, with a step
+  up at ``exact_min_rises`` of its census points (a late lazy import is one
+  step, not a rate);
+- the life had ``steady_min_requests`` after warm-up, past the decaying
+  trickle that clean apps still add early on.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from memwarden.analysis.config import AnalysisConfig
+from memwarden.analysis.saturation import ModelComparison, compare_models
+from memwarden.analysis.series import Signal
+from memwarden.analysis.trend import Z_OVERALL, Trend
+
+__all__ = ["SteadyRate", "settled_rate"]
+
+# Each of the last two windows keeps at least this share of the last half's rate.
+LAST_WINDOWS_SHARE = 0.5
+
+
+@dataclass(frozen=True, slots=True)
+class SteadyRate:
+    """What the plateau test found: a settled positive rate (``settled``), or a
+    last half still rising that levelling off may yet explain (not settled)."""
+
+    settled: bool
+    rate: float
+    comparison: ModelComparison
+    rss_every_window: bool
+
+
+def _last_windows_hold(heap: Trend, rate: float, config: AnalysisConfig) -> bool:
+    slopes = heap.window_slopes[-2:]
+    rises = heap.window_rises[-2:]
+    if len(slopes) < 2:
+        return False
+    return (all(s >= LAST_WINDOWS_SHARE * rate for s in slopes)
+            and (len(rises) < 2 or all(r >= config.exact_min_rises for r in rises)))
+
+
+def settled_rate(signal: Signal, heap: Trend, rss: Trend | None, tested: int,
+                 config: AnalysisConfig) -> tuple[SteadyRate | None, ModelComparison | None]:
+    """The plateau test on the live heap after warm-up; and the model comparison.
+
+    None when the last half does not rise at a rate that matters (a plateau,
+    or too short a life to say).
+    """
+    comparison = compare_models(signal.xs, signal.ys)
+    if comparison is None or tested < config.steady_min_requests:
+        return None, comparison
+    rss_every_window = rss is not None and rss.state == "growing"
+    floor = (config.steady_min_blocks_with_rss if rss_every_window
+             else config.steady_min_blocks_per_request)
+    rate = min(comparison.rate, comparison.tail_rate)
+    if not (comparison.tail_z >= Z_OVERALL and comparison.tail_low > 0.0 and rate >= floor
+            and _last_windows_hold(heap, comparison.tail_rate, config)):
+        return None, comparison
+    # RSS rising in every window is a second witness: then it is enough that
+    # the last half rises faster than a levelling curve ends.
+    settled = comparison.levelling_contradicted or (
+        rss_every_window and comparison.tail_low > comparison.level_end_rate)
+    return SteadyRate(settled, rate, comparison, rss_every_window), comparison
