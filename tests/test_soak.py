@@ -324,3 +324,29 @@ def test_routes_file_is_read_and_validated(tmp_path: Path) -> None:
 def test_bad_bounds_are_refused(kw: dict[str, Any]) -> None:
     with pytest.raises(SoakError):
         SoakConfig(url="http://127.0.0.1:1", **kw)
+
+
+def test_an_extended_soak_sends_the_same_first_requests_and_asks_only_when_all_answered(
+        server: Server) -> None:
+    """Extending at a checkpoint: the first N requests are those of a run of N (same
+    seed), the callback sees them all answered, and returning no more ends the run."""
+    table = routes({"path": "/items/{rand}", "weight": 2}, {"path": "/visit", "weight": 1})
+    _, fixed, fixed_records = soak(server, table, requests=60, burst_users=(2, 6), seed=9)
+    asked: list[int] = []
+    records: list[dict[str, Any]] = []
+
+    def extend(so_far: Any) -> int:
+        # Every request sent so far has its record by now.
+        assert so_far.requests == len(records)
+        asked.append(so_far.requests)
+        return {60: 100, 100: 130}.get(so_far.requests, 0)
+
+    config = SoakConfig(url=server.url, routes=table, requests=60, burst_users=(2, 6),
+                        seed=9, idle_seconds=(0.0, 0.0), request_id_prefix="ext")
+    summary = run_soak(config, on_record=records.append, extend=extend)
+    assert asked == [60, 100, 130]
+    assert summary.requests == 130 and summary.stopped_by == "requests"
+    assert [r["seq"] for r in records] == list(range(1, 131))
+    assert fixed.requests == 60
+    assert [(r["user"], r["path"]) for r in records[:60]] == [
+        (r["user"], r["path"]) for r in fixed_records]

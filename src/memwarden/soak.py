@@ -364,7 +364,7 @@ class _Progress:
 
     def __init__(self, stream: TextIO | None, total: int, seconds: float) -> None:
         self._stream = stream
-        self._total = total
+        self.total = total
         self._seconds = seconds
         self._tty = bool(stream is not None and getattr(stream, "isatty", lambda: False)())
         self._every = 0.2 if self._tty else 5.0
@@ -379,7 +379,7 @@ class _Progress:
         if not final and now - self._last < self._every:
             return
         self._last = now
-        text = (f"soak: {summary.requests}/{self._total} requests, "
+        text = (f"soak: {summary.requests}/{self.total} requests, "
                 f"{elapsed:.1f}/{self._seconds:g} s, {active} active users, "
                 f"{summary.users} users, {summary.failed} failed, {summary.shed} shed, "
                 f"{summary.retried} retried")
@@ -400,7 +400,8 @@ class _Progress:
 class _Driver:
     def __init__(self, config: SoakConfig, records: IO[str] | None,
                  progress: _Progress, on_record: Callable[[dict[str, Any]], None] | None,
-                 stop: threading.Event | None = None) -> None:
+                 stop: threading.Event | None = None,
+                 extend: Callable[[SoakSummary], int] | None = None) -> None:
         self.config = config
         self.host, self.port = check_local_url(config.url)
         self.records = records
@@ -415,6 +416,8 @@ class _Driver:
         self.start = 0.0
         self.deadline = 0.0
         self.weights = [route.weight for route in config.routes]
+        self.extend = extend
+        self.target = config.requests
 
     # -- the plan: drawn in the driving thread only, so a seed fixes it ------
 
@@ -426,13 +429,24 @@ class _Driver:
     def plan(self) -> Iterator[list[_Visit]]:
         cfg = self.config
         seq = 0
-        while seq < cfg.requests:
+        while True:
+            if seq >= self.target:
+                # Asked only once every request sent so far has its answer: the
+                # caller judges a finished prefix, the same requests a run of
+                # exactly this many would have sent.
+                if self.extend is None or self.stop.is_set():
+                    return
+                more = self.extend(self.summary)
+                if more <= seq:
+                    return
+                self.target = more
+                self.progress.total = more
             size = self.rng.randint(*cfg.burst_users)
             known = len(self.users)  # users from earlier bursts can return in this one
             taken: set[int] = set()
             chosen: list[_Visit] = []
             for _ in range(size):
-                if seq >= cfg.requests:
+                if seq >= self.target:
                     break
                 is_new = len(taken) >= known or self.rng.random() < cfg.new_users
                 if is_new:
@@ -444,7 +458,7 @@ class _Driver:
                         index = self.rng.randrange(known)
                     taken.add(index)
                     user = self.users[index]
-                count = min(self.rng.randint(*cfg.visit_requests), cfg.requests - seq)
+                count = min(self.rng.randint(*cfg.visit_requests), self.target - seq)
                 planned = []
                 for _ in range(count):
                     seq += 1
@@ -586,7 +600,7 @@ class _Driver:
                 self.stop.set()  # Ctrl-C: in-flight requests end, no new ones start
                 raise
         summary.seconds = time.monotonic() - self.start
-        if summary.requests >= cfg.requests:
+        if summary.requests >= self.target:
             summary.stopped_by = "requests"
         else:
             summary.stopped_by = "stop" if self.stop.is_set() else "seconds"
@@ -606,18 +620,24 @@ class _Driver:
 def run_soak(config: SoakConfig, records: Path | IO[str] | None = None,
              progress: TextIO | None = None,
              on_record: Callable[[dict[str, Any]], None] | None = None,
-             stop: threading.Event | None = None) -> SoakSummary:
+             stop: threading.Event | None = None,
+             extend: Callable[[SoakSummary], int] | None = None) -> SoakSummary:
     """Drive the traffic ``config`` describes and return the counts.
 
     Each request's result is written as one JSON line to ``records`` (a path
     or an open text file), in sequence order, and passed to ``on_record``.
     ``progress`` (e.g. ``sys.stderr``) shows an updating line on a terminal
     and a plain line every few seconds otherwise. Setting ``stop`` ends the run
-    early: requests in flight finish, no new ones start.
+    early: requests in flight finish, no new ones start. ``extend``, when
+    given, is called each time the requests planned so far (first
+    ``config.requests``) have all been answered, with the counts so far; it
+    returns the new total to reach, or anything not above the requests sent
+    to stop there. The plan stays the one seed's: a run extended from N to M
+    sends the same first N requests as a run of N.
     """
     bar = _Progress(progress, config.requests, config.seconds)
     if isinstance(records, Path):
         records.parent.mkdir(parents=True, exist_ok=True)
         with records.open("w", encoding="utf-8") as out:
-            return _Driver(config, out, bar, on_record, stop).run()
-    return _Driver(config, records, bar, on_record, stop).run()
+            return _Driver(config, out, bar, on_record, stop, extend).run()
+    return _Driver(config, records, bar, on_record, stop, extend).run()
