@@ -215,8 +215,11 @@ def test_argument_parsing() -> None:
     add_audit_arguments(parser)
     args = parser.parse_args(["--app", "m:a", "--concurrency", "2:5", "--idle", "0.5"])
     assert args.concurrency == (2, 5) and args.idle == (0.5, 0.5)
-    assert (args.requests, args.workers, args.census_every, args.out) == (
-        2000, 2, 10, Path("memwarden-audit"))
+    # Adaptive by default: no fixed count, the bounds come from memwarden.adaptive.
+    assert (args.requests, args.max_requests, args.workers, args.census_every, args.out) == (
+        None, None, 2, 10, Path("memwarden-audit"))
+    assert args.seconds == 1800.0
+    assert parser.parse_args(["--app", "m:a", "--seconds", "5"]).seconds == 5.0
     for bad in (["--requests", "0"], ["--concurrency", "5:2"], ["--idle", "x"]):
         with pytest.raises(SystemExit):
             parser.parse_args(["--app", "m:a", *bad])
@@ -232,3 +235,49 @@ def test_a_server_that_dies_mid_soak_ends_the_soak(tmp_path: Path) -> None:
     assert any("gunicorn exited during the soak" in note for note in result.notes)
     assert result.report_json.is_file()
     assert result.worker_pids and all(map(gone, result.worker_pids))
+
+
+def test_an_adaptive_audit_runs_on_while_a_worker_asks_for_more(tmp_path: Path,
+                                                                 remember_routes: Path) -> None:
+    """100 requests over 2 workers is too short to judge: the audit runs as many more as
+    the verdict asks for, looks again, and stops once it is decided; report.json says how
+    many requests it took and why it stopped."""
+    result = run_audit("audit_clean:app", APPS, remember_routes, requests=100, workers=2,
+                       out=tmp_path / "out", idle=(0.0, 0.0), max_requests=3000, seed=3)
+    first, *rest = result.checkpoints
+    assert (first.requests, first.verdict) == (100, "inconclusive")
+    assert first.target is not None and first.target > 100 and rest
+    assert all(a.target == b.requests for a, b in zip(result.checkpoints, rest, strict=False))
+    assert result.checkpoints[-1].target is None
+    assert result.verdict == "no_leak", result.report["reason"]
+    assert result.stopped_because.startswith("decided: no_leak after")
+    lines = check_files(result, result.soak.requests, 2)
+    assert len(lines) == result.checkpoints[-1].requests < 3000
+    audit = json.loads(result.report_json.read_text())["audit"]
+    assert (audit["mode"], audit["first_requests"], audit["max_requests"]) == (
+        "adaptive", 100, 3000)
+    assert audit["requests"] == result.soak.requests
+    assert audit["stopped_because"] == result.stopped_because
+    assert [c["requests"] for c in audit["checkpoints"]] == [
+        c.requests for c in result.checkpoints]
+
+
+def test_an_adaptive_audit_stops_at_the_first_leak_and_the_cli_says_why(
+        tmp_path: Path, remember_routes: Path) -> None:
+    stdout, stderr = io.StringIO(), io.StringIO()
+    out = tmp_path / "out"
+    code = cli(["--app", "audit_leaky:app", "--app-dir", str(APPS), "--routes",
+                str(remember_routes), "--first-requests", "400", "--max-requests", "4000",
+                "--idle", "0", "--out", str(out), "--fail-on-leak"], stdout, stderr)
+    assert code == 1, stderr.getvalue()
+    text = stdout.getvalue()
+    assert "requests: 400 (adaptive, judged at 400: leak); stopped because decided: leak " \
+           "after 400 requests" in text
+    assert "audit: after 400 requests: leak" in stderr.getvalue()
+
+
+def test_fixed_and_adaptive_flags_exclude_each_other(tmp_path: Path) -> None:
+    stdout, stderr = io.StringIO(), io.StringIO()
+    assert cli(["--app", "audit_clean:app", "--app-dir", str(APPS), "--requests", "50",
+                "--max-requests", "500", "--out", str(tmp_path / "out")], stdout, stderr) == 2
+    assert "give one or the other" in stderr.getvalue()

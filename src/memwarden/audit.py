@@ -15,15 +15,12 @@ gives the verdict and the suspects. The files of a run:
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
-import http.client
 import importlib
 import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -33,6 +30,22 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
+from memwarden.adaptive import (
+    DEFAULT_FIRST_REQUESTS,
+    DEFAULT_MAX_REQUESTS,
+    DEFAULT_MAX_SECONDS,
+    Checkpoint,
+    next_step,
+)
+from memwarden.audit_server import (
+    AuditError,
+    detect_app,
+    free_port,
+    gunicorn_control_flags,
+    split_log,
+    stop_server,
+    wait_ready,
+)
 from memwarden.soak import (
     DEFAULT_ROUTES,
     Route,
@@ -57,42 +70,10 @@ __all__ = [
 ]
 
 ASGI_WORKER_CLASS = "uvicorn_worker.UvicornWorker"
-# Request ids of the readiness probe: its request lines are left out of
-# requests.jsonl, which holds the soak's traffic only.
-PROBE_ID = "memwarden-audit-ready"
-PROBE_PATH = "/memwarden-audit-ready"
 _APP_SPEC = re.compile(r"^[A-Za-z_][\w.]*(:.+)?$")
-_LOG_TAIL = 4000
-
-# Runs in a child interpreter, so the user's module is never imported into
-# the CLI's process. gunicorn's own import_app gives gunicorn's semantics
-# ("module", "module:attr", "module:factory(...)").
-_DETECT = r"""
-import importlib.util, inspect, json, os, sys
-sys.path.insert(0, os.getcwd())
-from gunicorn.util import import_app
-try:
-    app = import_app(sys.argv[1])
-except BaseException as exc:
-    import traceback
-    traceback.print_exc()
-    sys.exit(3)
-call = getattr(app, "__call__", None)
-asgi = inspect.iscoroutinefunction(app) or inspect.iscoroutinefunction(call)
-print(json.dumps({"asgi": asgi, "type": type(app).__module__ + "." + type(app).__qualname__,
-                  "uvicorn_worker": importlib.util.find_spec("uvicorn_worker") is not None}))
-"""
-
-
-class AuditError(RuntimeError):
-    """An audit that cannot run: bad arguments, an app that does not import or start."""
-
-
-@dataclass(frozen=True, slots=True)
-class AppInfo:
-    asgi: bool
-    type: str
-    uvicorn_worker: bool
+# How long a checkpoint waits for the log lines of the requests already answered
+# (a worker writes its line as the response ends, the client may be faster).
+_LINES_WAIT = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,153 +94,12 @@ class AuditResult:
     request_lines: int
     worker_pids: tuple[int, ...]
     notes: tuple[str, ...]
+    # An adaptive audit's looks at itself, and why it stopped where it did.
+    checkpoints: tuple[Checkpoint, ...] = ()
+    stopped_because: str = ""
 
     def exit_code(self, fail_on_leak: bool = False) -> int:
         return 1 if fail_on_leak and self.verdict == "leak" else 0
-
-
-def _tail(path: Path, limit: int = _LOG_TAIL) -> str:
-    try:
-        with path.open("rb") as f:
-            f.seek(0, os.SEEK_END)
-            size = f.tell()
-            f.seek(max(size - limit, 0))
-            return f.read().decode("utf-8", "replace")
-    except OSError:
-        return "(no log)"
-
-
-def detect_app(app: str, app_dir: Path, env: Mapping[str, str], timeout: float = 60.0
-               ) -> AppInfo:
-    """Import ``app`` in a child interpreter: is it an ASGI app? Errors show its traceback."""
-    try:
-        done = subprocess.run([sys.executable, "-c", _DETECT, app], cwd=app_dir, env=dict(env),
-                              capture_output=True, text=True, timeout=timeout,
-                              stdin=subprocess.DEVNULL, check=False)
-    except subprocess.TimeoutExpired:
-        raise AuditError(f"importing {app!r} took longer than {timeout:g} s") from None
-    if done.returncode != 0:
-        detail = (done.stderr or done.stdout).strip()[-_LOG_TAIL:]
-        raise AuditError(f"cannot load the app {app!r} from {app_dir}:\n{detail}")
-    try:
-        info = json.loads(done.stdout.strip().splitlines()[-1])
-        return AppInfo(asgi=bool(info["asgi"]), type=str(info["type"]),
-                       uvicorn_worker=bool(info["uvicorn_worker"]))
-    except (IndexError, KeyError, ValueError):
-        raise AuditError(f"cannot tell what kind of app {app!r} is; its import printed:\n"
-                         f"{done.stdout[-_LOG_TAIL:]}") from None
-
-
-def _gunicorn_control_flags() -> list[str]:
-    """gunicorn >= 25.1 opens a control socket at a fixed path; two servers
-    (an audit beside a running service) would fight over it."""
-    try:
-        gconfig = importlib.import_module("gunicorn.config")
-    except ImportError:
-        raise AuditError("gunicorn is not installed in this environment "
-                         f"({sys.executable}); pip install gunicorn") from None
-    known = {flag for setting in gconfig.KNOWN_SETTINGS for flag in getattr(setting, "cli", [])
-             or []}
-    return ["--no-control-socket"] if "--no-control-socket" in known else []
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _wait_ready(proc: subprocess.Popen[bytes], port: int, log: Path, timeout: float) -> None:
-    """Until a request gets any HTTP answer (a 404 will do): workers load the
-    app lazily, so an open port alone does not mean the app imported."""
-    deadline = time.monotonic() + timeout
-    attempt = 0
-    while True:
-        if proc.poll() is not None:
-            raise AuditError(f"gunicorn exited with status {proc.returncode} before serving; "
-                             f"the end of its log ({log}):\n{_tail(log)}")
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            raise AuditError(f"gunicorn did not serve on 127.0.0.1:{port} within {timeout:g} s; "
-                             f"the end of its log ({log}):\n{_tail(log)}")
-        attempt += 1
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=min(remaining, 5.0))
-        try:
-            conn.request("GET", PROBE_PATH, headers={"X-Request-ID": f"{PROBE_ID}-{attempt}"})
-            conn.getresponse().read()
-            return
-        except (OSError, http.client.HTTPException):
-            time.sleep(0.1)
-        finally:
-            conn.close()
-
-
-def _stop(proc: subprocess.Popen[bytes], timeout: float) -> None:
-    """SIGTERM: gunicorn's graceful stop, so workers exit and log it; then SIGKILL."""
-    if proc.poll() is None:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout)
-            return
-        except subprocess.TimeoutExpired:
-            pass
-    # The master is gone or stuck: take its whole group (orphaned workers too),
-    # and wait for them, so nothing writes to the log once it is read.
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(proc.pid, signal.SIGKILL)
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        proc.wait(5)
-    deadline = time.monotonic() + 5.0
-    while _group_alive(proc.pid) and time.monotonic() < deadline:
-        time.sleep(0.02)
-
-
-def _group_alive(pgid: int) -> bool:
-    """Whether a process of group ``pgid`` still runs (zombies do not count:
-    an orphan's zombie waits for init, which may be slow to reap it)."""
-    try:
-        entries = os.listdir("/proc")
-    except OSError:
-        return False
-    for entry in entries:
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat", encoding="ascii", errors="replace") as fh:
-                fields = fh.read().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        if len(fields) > 2 and fields[2] == str(pgid) and fields[0] not in ("Z", "X"):
-            return True
-    return False
-
-
-def _split_log(log: Path, requests_log: Path) -> tuple[int, tuple[int, ...]]:
-    """Copy every memwarden JSON line (but the probe's) to ``requests_log``."""
-    count = 0
-    pids: set[int] = set()
-    with log.open("rb") as src, requests_log.open("wb") as dst:
-        for raw in src:
-            if not raw.startswith(b"{"):
-                continue
-            try:
-                line = json.loads(raw)
-            except ValueError:
-                continue
-            if not isinstance(line, dict):
-                continue
-            logger = line.get("logger")
-            if not isinstance(logger, str) or not logger.startswith("memwarden"):
-                continue
-            if str(line.get("request_id", "")).startswith(PROBE_ID):
-                continue
-            dst.write(raw if raw.endswith(b"\n") else raw + b"\n")
-            if logger == "memwarden.request" and line.get("message") == "request":
-                count += 1
-                if isinstance(line.get("pid"), int):
-                    pids.add(line["pid"])
-    return count, tuple(sorted(pids))
 
 
 def _analyze(requests_log: Path) -> Report:
@@ -291,7 +131,7 @@ def run_audit(app: str, app_dir: Path | None, routes: Path | None, requests: int
               concurrency: tuple[int, int] = (1, 10), idle: tuple[float, float] = (0.0, 0.2),
               new_users: float = 0.3, seed: int = 0, start_timeout: float = 60.0,
               stop_timeout: float = 30.0, request_timeout: float = 30.0,
-              progress: TextIO | None = None) -> AuditResult:
+              progress: TextIO | None = None, max_requests: int | None = None) -> AuditResult:
     """Start ``app`` (``MODULE:ATTR``) under gunicorn on 127.0.0.1, soak it, analyse it.
 
     WSGI apps run on gunicorn's sync workers; an ASGI app (an async callable,
@@ -299,12 +139,18 @@ def run_audit(app: str, app_dir: Path | None, routes: Path | None, requests: int
     ``uvicorn_worker.UvicornWorker``; ``worker_class`` overrides both.
     ``env`` is added to the server's environment (after ``MEMWARDEN_CENSUS_EVERY``,
     so it can override it); ``gunicorn_args`` go to gunicorn before the app.
+    With ``max_requests`` above ``requests`` the audit is adaptive: after
+    ``requests`` it judges what it has, and while a worker's verdict is
+    "inconclusive" with a number of more requests that would decide, it
+    sends them, up to ``max_requests`` and ``seconds`` (see
+    ``memwarden.adaptive``). Otherwise it sends exactly ``requests``.
     Raises AuditError (or SoakError for a bad routes file) when it cannot run.
     """
     if not _APP_SPEC.match(app):
         raise AuditError(f"--app: expected MODULE:ATTR (like 'api.app:app'), got {app!r}")
     if requests < 1 or workers < 1 or census_every < 1:
         raise AuditError("requests, workers and census_every must be at least 1")
+    adaptive = max_requests is not None and max_requests > requests
     extra = list(gunicorn_args or [])
     for arg in extra:
         flag = arg.split("=", 1)[0]
@@ -340,14 +186,14 @@ def run_audit(app: str, app_dir: Path | None, routes: Path | None, requests: int
             worker_class = ASGI_WORKER_CLASS
         else:
             worker_class = "sync"
-    control = _gunicorn_control_flags()
+    control = gunicorn_control_flags()
 
     out = out.resolve()
     out.mkdir(parents=True, exist_ok=True)
     gunicorn_log = out / "gunicorn.log"
     requests_log = out / "requests.jsonl"
     soak_log = out / "soak.jsonl"
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     soak_config = dataclasses.replace(soak_config, url=url)
     cmd = [sys.executable, "-m", "gunicorn", "-c", "python:memwarden.gunicorn_conf",
@@ -371,22 +217,41 @@ def run_audit(app: str, app_dir: Path | None, routes: Path | None, requests: int
             server_gone.set()
 
         watcher = threading.Thread(target=watch, name="memwarden-audit-watch", daemon=True)
+        checkpoints: list[Checkpoint] = []
+
+        def extend(so_far: SoakSummary) -> int:
+            step = _checkpoint(so_far, gunicorn_log, requests_log, max_requests or requests)
+            checkpoints.append(step)
+            if progress is not None:
+                progress.write(f"\naudit: after {step.requests:,} requests: {step.verdict}; "
+                               f"{step.why}\n")
+                progress.flush()
+            return step.target or 0
+
         try:
-            _wait_ready(proc, port, gunicorn_log, start_timeout)
+            wait_ready(proc, port, gunicorn_log, start_timeout)
             watcher.start()
-            summary = run_soak(soak_config, soak_log, progress=progress, stop=server_gone)
+            summary = run_soak(soak_config, soak_log, progress=progress, stop=server_gone,
+                               extend=extend if adaptive else None)
         finally:
-            _stop(proc, stop_timeout)
+            stop_server(proc, stop_timeout)
     if proc.returncode not in (0, -signal.SIGTERM):
         notes.append(f"gunicorn exited with status {proc.returncode}; see {gunicorn_log}")
+    planned = (checkpoints[-1].target or summary.requests) if checkpoints else requests
     if summary.stopped_by == "stop":
-        notes.append(f"gunicorn exited during the soak, after {summary.requests} of "
-                     f"{requests} requests; the end of {gunicorn_log} says why")
-    if summary.stopped_by == "seconds":
-        notes.append(f"the soak stopped at its time limit ({seconds:g} s) after "
-                     f"{summary.requests} of {requests} requests")
+        stopped = (f"gunicorn exited during the soak, after {summary.requests} of "
+                   f"{planned} requests; the end of {gunicorn_log} says why")
+        notes.append(stopped)
+    elif summary.stopped_by == "seconds":
+        stopped = (f"the soak stopped at its time limit ({seconds:g} s) after "
+                   f"{summary.requests} of {planned} requests")
+        notes.append(stopped)
+    elif checkpoints:
+        stopped = checkpoints[-1].why
+    else:
+        stopped = f"sent the {requests:,} requests asked for"
 
-    request_lines, pids = _split_log(gunicorn_log, requests_log)
+    request_lines, pids = split_log(gunicorn_log, requests_log)
     if request_lines == 0:
         notes.append("no memwarden request lines in gunicorn's log: is MEMWARDEN_WRAP_APP off, "
                      "or another gunicorn config replacing memwarden's?")
@@ -398,7 +263,13 @@ def run_audit(app: str, app_dir: Path | None, routes: Path | None, requests: int
     report_dict["server_failed_requests"] = server_report.failed_requests
     report_dict["soak"] = summary.to_json_dict()
     report_dict["audit"] = {"app": app, "worker_class": worker_class, "workers": workers,
-                            "census_every": census_every, "seed": seed}
+                            "census_every": census_every, "seed": seed,
+                            "mode": "adaptive" if adaptive else "fixed",
+                            "first_requests": requests,
+                            "max_requests": max_requests if adaptive else requests,
+                            "max_seconds": seconds, "requests": summary.requests,
+                            "stopped_because": stopped,
+                            "checkpoints": [c.to_json_dict() for c in checkpoints]}
     report_json = out / "report.json"
     report_json.write_text(json.dumps(report_dict, indent=2) + "\n", encoding="utf-8")
     report_html: Path | None = out / "report.html"
@@ -412,7 +283,23 @@ def run_audit(app: str, app_dir: Path | None, routes: Path | None, requests: int
                        soak_log=soak_log, report_json=report_json, report_html=report_html,
                        verdict=report.verdict, report=report_dict,
                        soak=summary, worker_class=worker_class, port=port,
-                       request_lines=request_lines, worker_pids=pids, notes=tuple(notes))
+                       request_lines=request_lines, worker_pids=pids, notes=tuple(notes),
+                       checkpoints=tuple(checkpoints), stopped_because=stopped)
+
+
+def _checkpoint(so_far: SoakSummary, gunicorn_log: Path, requests_log: Path,
+                max_requests: int) -> Checkpoint:
+    """Judge the requests answered so far and decide whether to go on."""
+    expected = so_far.requests - so_far.connection_errors
+    deadline = time.monotonic() + _LINES_WAIT
+    while True:
+        lines, _pids = split_log(gunicorn_log, requests_log)
+        if lines >= expected or time.monotonic() >= deadline:
+            break
+        time.sleep(0.05)
+    report = _analyze(requests_log)
+    step = next_step(report, so_far.requests, max_requests)
+    return Checkpoint(so_far.requests, report.verdict, report.reason, step.target, step.why)
 
 
 # -- the command line ---------------------------------------------------------------
@@ -453,10 +340,20 @@ def add_audit_arguments(parser: argparse.ArgumentParser) -> None:
                         help="where MODULE is importable from (default: the current directory)")
     parser.add_argument("--routes", type=Path, default=None, metavar="FILE",
                         help="a routes file (JSON, see the docs); default: GET /")
-    parser.add_argument("--requests", type=_positive(int), default=2000, metavar="N",
-                        help="requests to send (default: 2000)")
-    parser.add_argument("--seconds", type=_positive(float), default=600.0, metavar="S",
-                        help="stop after this long even if requests remain (default: 600)")
+    parser.add_argument("--requests", type=_positive(int), default=None, metavar="N",
+                        help="send exactly N requests and judge them (default: adaptive, "
+                             "see --max-requests)")
+    parser.add_argument("--first-requests", type=_positive(int), default=None, metavar="N",
+                        help="adaptive: judge first after N requests (default: "
+                             f"{DEFAULT_FIRST_REQUESTS})")
+    parser.add_argument("--max-requests", type=_positive(int), default=None, metavar="N",
+                        help="adaptive: while a worker's verdict is inconclusive and names how "
+                             "many more requests would decide, send them, up to N in all "
+                             f"(default: {DEFAULT_MAX_REQUESTS})")
+    parser.add_argument("--max-seconds", "--seconds", type=_positive(float),
+                        default=DEFAULT_MAX_SECONDS, metavar="S", dest="seconds",
+                        help="stop after this long even if requests remain (default: "
+                             f"{DEFAULT_MAX_SECONDS:g})")
     parser.add_argument("--workers", type=_positive(int), default=2, metavar="N",
                         help="gunicorn workers (default: 2)")
     parser.add_argument("--worker-class", default=None, metavar="CLASS",
@@ -504,12 +401,22 @@ def run_audit_command(args: argparse.Namespace, stdout: TextIO | None = None,
     if low < 1:
         print("memwarden audit: --concurrency must be at least 1", file=err_stream)
         return 2
+    fixed = args.requests is not None
+    if fixed and (args.max_requests is not None or args.first_requests is not None):
+        print("memwarden audit: --requests sends a fixed count; --first-requests and "
+              "--max-requests bound the adaptive audit: give one or the other", file=err_stream)
+        return 2
+    first = args.requests if fixed else (args.first_requests or DEFAULT_FIRST_REQUESTS)
+    most = None if fixed else (args.max_requests or DEFAULT_MAX_REQUESTS)
+    if most is not None and first > most:
+        first = most
     try:
-        result = run_audit(args.app, args.app_dir, args.routes, args.requests, args.workers,
+        result = run_audit(args.app, args.app_dir, args.routes, first, args.workers,
                            args.out, worker_class=args.worker_class,
                            gunicorn_args=args.gunicorn_args, census_every=args.census_every,
                            seconds=args.seconds, concurrency=(low, high), idle=args.idle,
-                           new_users=args.new_users, seed=args.seed, progress=err_stream)
+                           new_users=args.new_users, seed=args.seed, progress=err_stream,
+                           max_requests=most)
     except (AuditError, SoakError) as exc:
         print(f"memwarden audit: {exc}", file=err_stream)
         return 2
@@ -532,6 +439,10 @@ def run_audit_command(args: argparse.Namespace, stdout: TextIO | None = None,
         print("  report.html", file=out_stream)
     for note in result.notes:
         print(f"note: {note}", file=out_stream)
+    looks = ", ".join(f"{c.requests:,}: {c.verdict}" for c in result.checkpoints)
+    mode = f"adaptive, judged at {looks}" if result.checkpoints else "fixed"
+    print(f"requests: {s.requests:,} ({mode}); stopped because {result.stopped_because}",
+          file=out_stream)
     reason = r.get("reason")
     print(f"verdict: {result.verdict}" + (f" ({reason})" if reason else ""), file=out_stream)
     suspects = r.get("suspects") or []
