@@ -63,6 +63,7 @@ _exporters.check_extras(memwarden_settings)
 logconfig_dict = gunicorn_logconfig(memwarden_settings.log_level, memwarden_settings.access_log)
 # The pid of the master whose setup ran: a worker inherits it and never runs it.
 _master_setup = [0]
+_hooks_checked = [0]
 
 
 def _guarded(hook: F) -> F:
@@ -88,11 +89,29 @@ def _log_unraisable(unraisable: Any) -> None:
 
 
 def _setup_master(server: Any) -> None:
-    """Once, in the master: prepare the exporters before the app is imported."""
-    if _master_setup[0] == os.getpid():
+    """Once, in the master: prepare the exporters before the app is imported; then
+    say which of memwarden's hooks the config replaced without calling them."""
+    if _master_setup[0] != os.getpid():
+        _master_setup[0] = os.getpid()
+        _exporters.setup_master(memwarden_settings)
+    _check_hooks(server)
+
+
+def _check_hooks(server: Any) -> None:
+    if _hooks_checked[0] == os.getpid():
         return
-    _master_setup[0] = os.getpid()
-    _exporters.setup_master(memwarden_settings)
+    _hooks_checked[0] = os.getpid()
+    try:
+        from memwarden import hook_check
+
+        cfg = server.cfg
+        names = hook_check.replaced_hooks({name: getattr(cfg, name) for name in hook_check.LOST})
+        if names:
+            _log.warning("gunicorn hooks replaced without calling memwarden's: %s; call "
+                         "memwarden.gunicorn_conf's hook of the same name from yours",
+                         hook_check.describe(names), extra={"hooks": names})
+    except Exception:
+        _log.exception("memwarden could not check the gunicorn hooks; continuing")
 
 
 def nworkers_changed(server: Any, new_value: int, old_value: int | None) -> None:
@@ -111,6 +130,7 @@ def on_starting(server: Any) -> None:
 
 @_guarded
 def when_ready(server: Any) -> None:
+    _check_hooks(server)  # when a config of one's own replaced the two before
     from memwarden import hold
 
     hold.when_ready(server, memwarden_settings)

@@ -8,6 +8,7 @@ import subprocess
 
 from memwarden.gunicorn_conf import *  # noqa: F403
 from memwarden.gunicorn_conf import logconfig_dict, memwarden_settings  # noqa: F401
+from memwarden.gunicorn_conf import on_starting as _memwarden_on_starting
 
 _service: list[subprocess.Popen[bytes]] = []
 
@@ -23,3 +24,4 @@ def on_starting(server):  # type: ignore[no-untyped-def]
         _service.append(subprocess.Popen(["sleep", "300"]))
         with open(pidfile, "w") as fh:
             fh.write(str(_service[0].pid))
+    _memwarden_on_starting(server)
