@@ -16,10 +16,12 @@ Two kinds of entry point:
   called in a worker or in the gunicorn master, and never raise.
 - gunicorn hooks, each a no-op unless an exporter is on. Call them from the
   hooks of the same name in your gunicorn config (``memwarden.gunicorn_conf``):
-  :func:`setup_master` once at config load in the master (before the app is
-  imported), :func:`on_starting`, :func:`post_fork`, :func:`post_worker_init`
-  (after the request tracker wrapped the app, so that scrapes are not
-  measured), :func:`worker_exit`, :func:`child_exit` and :func:`on_exit`.
+  :func:`setup_master` once in the master before the app is imported (at
+  config load or in ``nworkers_changed``; never in a worker: it empties the
+  metrics directory), :func:`on_starting` (which runs it if nothing did),
+  :func:`post_fork`, :func:`post_worker_init` (after the request tracker
+  wrapped the app, so that scrapes are not measured), :func:`worker_exit`,
+  :func:`child_exit` and :func:`on_exit`.
 """
 
 from __future__ import annotations
