@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import socket
 import struct
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -75,3 +77,25 @@ def test_the_defaults_are_a_loopback_listener_and_no_route_in_the_app() -> None:
 def test_an_empty_host_is_refused_rather_than_meaning_every_interface(raw: str) -> None:
     with pytest.raises(SettingsError, match="MEMWARDEN_PROMETHEUS_HOST"):
         Settings.from_env({"MEMWARDEN_PROMETHEUS_HOST": raw})
+
+
+SERVED_NOWHERE = """
+import logging, sys
+logging.basicConfig(level=logging.INFO, stream=sys.stdout, format="%(levelname)s %(message)s")
+from memwarden import exporters
+from memwarden.settings import Settings
+exporters.on_starting(None, Settings(prometheus=True, prometheus_dir=sys.argv[2],
+                                     prometheus_port=0, prometheus_path=sys.argv[1]))
+"""
+
+
+@pytest.mark.parametrize(("path", "expected"), [
+    ("", "WARNING memwarden keeps Prometheus metrics but serves them nowhere"),
+    ("/metrics", "INFO memwarden serves Prometheus metrics on the app's own port at /metrics"),
+])
+def test_the_start_says_where_the_metrics_are_not_served(path: str, expected: str,
+                                                         tmp_path: Path) -> None:
+    out = subprocess.run([sys.executable, "-c", SERVED_NOWHERE, path, str(tmp_path)],
+                         capture_output=True,
+                         text=True, timeout=30, check=True).stdout
+    assert [line for line in out.splitlines() if line.startswith(expected)], out
