@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from support import free_port, gunicorn, wait_for_port
 
 from memwarden.exporters import metrics_server
 from memwarden.safe_kill import ProcessRef, process_ref
@@ -99,3 +100,22 @@ def test_a_malformed_pid_file_signals_nothing(tmp_path: Path, text: str) -> None
     (tmp_path / metrics_server.PID_FILE).write_text(text)
     assert metrics_server.read_pid_file(str(tmp_path)) is None
     assert metrics_server.stop_stale(str(tmp_path)) is False
+
+
+@pytest.mark.timeout(60)
+def test_a_new_master_stops_the_listener_its_dead_predecessor_left(
+        tmp_path: Path, sleeper: subprocess.Popen[bytes]) -> None:
+    """The port would stay taken; the pid file names it, and its master is gone."""
+    directory = tmp_path / "mp"
+    directory.mkdir()
+    write_pid_file(directory, ref(sleeper), dead_process())
+    port = free_port()
+    env = {"MEMWARDEN_PROMETHEUS": "1", "MEMWARDEN_PROMETHEUS_DIR": str(directory),
+           "MEMWARDEN_PROMETHEUS_PORT": str(port)}
+    with gunicorn("export_app:app", tmp_path, env=env, args=["-w", "1"]) as g:
+        assert sleeper.wait(10) == -signal.SIGTERM
+        wait_for_port(port, proc=g.proc)
+        found = metrics_server.read_pid_file(str(directory))
+        assert found is not None and found[1].pid == g.proc.pid
+        assert g.lines("memwarden.exporters.prometheus",
+                       "stopped the metrics server of a master that is gone")
