@@ -99,6 +99,7 @@ def test_importing_the_gunicorn_config_changes_nothing(tmp_path: Path) -> None:
     worker that imports memwarden.gunicorn_conf leaves the metrics files alone."""
     (tmp_path / "counter_1.db").write_bytes(b"\0" * 8)
     code = ("import os, memwarden.gunicorn_conf\n"
+            "from memwarden.gunicorn_conf import is_asgi_app, is_asgi_worker\n"
             "print(os.environ.get('PROMETHEUS_MULTIPROC_DIR', ''))\n")
     env = {**os.environ, "MEMWARDEN_PROMETHEUS": "1", "MEMWARDEN_PROMETHEUS_DIR": str(tmp_path)}
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
