@@ -10,7 +10,10 @@ growth per request (first to last measured request) as a Markdown table:
 once with the leak on (``AGENT_SERVICE_LEAKS=<leak>``) and once with every
 leak off. Every request comes from a new user (no cookie), and the context
 store is bounded to 5 sessions whenever the context leak is off, so that it
-does not blur the other scenarios. Only 127.0.0.1 is ever contacted.
+does not blur the other scenarios. The last row sends the context traffic to
+the hardened service (Mem0 in the memory sidecar). Each run gets a generated
+``AGENT_SERVICE_SECRET_KEY`` and its own data directory. Only 127.0.0.1 is
+ever contacted.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import contextlib
 import http.client
 import json
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -56,7 +60,13 @@ class _Server:
                 "AGENT_SERVICE_PORT": str(self.port),
                 "AGENT_SERVICE_MCP_PORT": str(_free_port()),
                 "AGENT_SERVICE_SITE_PORT": str(_free_port()),
+                "AGENT_SERVICE_MODEL_PORT": str(_free_port()),
+                "AGENT_SERVICE_MEMORY_PORT": str(_free_port()),
+                "AGENT_SERVICE_SECRET_KEY": secrets.token_hex(32),
+                "AGENT_SERVICE_DATA_DIR": str(log.with_suffix(".data")),
                 "MEMWARDEN_CENSUS_EVERY": "1", "MEMWARDEN_LOOP_TRACKING": "1",
+                # Allocated blocks on every request, whatever reading them costs.
+                "MEMWARDEN_BLOCKS_BUDGET_US": "0",
                 # Every request is a new user: with the context leak off, a store
                 # bounded to 5 sessions keeps it out of the other scenarios' figures.
                 "AGENT_SERVICE_MAX_SESSIONS": "5", **env}
@@ -128,6 +138,7 @@ class Scenario:
     warmup: Send
     env: tuple[tuple[str, str], ...] = ()
     traffic: str = ""
+    rows: tuple[str, ...] = ()  # AGENT_SERVICE_LEAKS of each row; default: the leak, none
 
 
 SCENARIOS = (
@@ -142,6 +153,9 @@ SCENARIOS = (
              traffic="POST /chat 'fail ...' (502)"),
     Scenario("context", "context", _chat("hello there, how are you"), _chat("hi"),
              traffic="POST /chat, a new user each"),
+    Scenario("context (hardened)", "context", _chat("hello there, how are you"), _chat("hi"),
+             (("AGENT_SERVICE_MODE", "hardened"),), "POST /chat, a new user each",
+             rows=("none",)),
 )
 
 # (title, field, unit): rss_bytes and blocks are the line's own, the rest the census's.
@@ -155,8 +169,8 @@ COLUMNS = (
     ("children PSS", "children_pss_bytes", "bytes"),
     ("mcp.sessions", "mcp.sessions", "n"),
     ("playwright.contexts", "playwright.contexts", "n"),
-    ("sessions", "sessions", "n"),
-    ("sessions.bytes", "sessions.bytes", "bytes"),
+    ("mem0.memories", "mem0.memories", "n"),
+    ("mem0.points", "mem0.points", "n"),
 )
 
 
@@ -176,7 +190,8 @@ def _fmt(value: float, unit: str) -> str:
 
 
 def run(scenario: Scenario, leaks: str, n: int, tmp: Path) -> list[str]:
-    server = _Server(leaks, dict(scenario.env), tmp / f"{scenario.leak}-{leaks}.log")
+    name = f"{scenario.name}-{leaks}".replace(" ", "-").replace("(", "").replace(")", "")
+    server = _Server(leaks, dict(scenario.env), tmp / f"{name}.log")
     try:
         for i in range(2):
             scenario.warmup(server, i, f"warm-{i}")
@@ -223,7 +238,7 @@ def main() -> None:
             if only and scenario.leak not in only:
                 continue
             n = min(args.requests, 6) if "stdio" in scenario.name else args.requests
-            for leaks in (scenario.leak, "none"):
+            for leaks in scenario.rows or (scenario.leak, "none"):
                 print("| " + " | ".join(run(scenario, leaks, n, Path(tmp))) + " |", flush=True)
 
 

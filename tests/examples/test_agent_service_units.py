@@ -166,3 +166,26 @@ def test_bounded_store_on_disk_takes_its_sessions_up_again(model_url: str,
     assert [h["content"] for h in again.history("a")] == ["a 0", "a 1"]
     again.add_turn("c", "user", "c 0")  # a, the least recently seen, goes
     assert again.history("a") == [] and again.count() == 2
+
+
+def _qdrant_slots(store: _Mem0Turns) -> int:
+    """Points qdrant's local mode holds in memory, deleted ones included."""
+    client = store.memory.vector_store.client
+    return len(client._client.collections[memory.COLLECTION].ids_inv)
+
+
+@pytest.mark.parametrize("on_disk", [False, True])
+def test_bounded_store_does_not_keep_qdrant_tombstones(model_url: str, tmp_path: Path,
+                                                       on_disk: bool) -> None:
+    """qdrant's local mode only marks a deleted point: its vector, payload and slot stay
+    in memory. The bounded store compacts the collection, so they do not pile up."""
+    cfg = _settings(model_url, tmp_path)
+    store = BoundedContextManager(memory.new_memory(cfg, tmp_path / "m" if on_disk else None),
+                                  max_sessions=2, max_turns=2, ttl=60.0)
+    for user in range(150):
+        store.add_turn(f"user-{user}", "user", "hello")
+        store.add_turn(f"user-{user}", "assistant", "hi")
+    assert (store.count(), store.memories(), store.points()) == (2, 4, 4)
+    # At most one compaction's worth of deleted points: 256, or the live ones if more.
+    assert _qdrant_slots(store) <= 4 + 256, _qdrant_slots(store)
+    assert [h["content"] for h in store.history("user-149")] == ["hello", "hi"]

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import threading
 import time
+import warnings
 from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
@@ -38,6 +39,10 @@ __all__ = ["BoundedContextManager", "ContextManager", "ContextStore", "get_store
 _MAX_META = 200
 # A session as found can hold any number of memories: list them all.
 _ALL = 1_000_000
+# qdrant's local mode only marks a deleted point: vector, payload and slot stay
+# in memory. The bounded store rebuilds the collection once this many (or as
+# many as it keeps, if more) have piled up: O(1) per delete, amortised.
+_COMPACT_AFTER = 256
 
 
 class _Mem0Turns:
@@ -147,11 +152,50 @@ class BoundedContextManager(_Mem0Turns):
         super().__init__(memory)
         self._max_turns = max_turns
         self._ttl = ttl
+        self._tombstones = 0
         self._sessions = _SessionCache(max_sessions, ttl, self._forget)
         self._adopt()
 
     def _forget(self, session_id: str) -> None:
         self._delete(self._rows(session_id))
+
+    def _delete(self, rows: Iterable[dict[str, Any]]) -> None:
+        rows = list(rows)
+        super()._delete(rows)
+        self._tombstones += len(rows)
+        if self._tombstones >= max(_COMPACT_AFTER, self._memories):
+            self._compact()
+
+    def _compact(self) -> None:
+        # Imported here: the hardened worker uses none of this, and need not load it.
+        from qdrant_client import QdrantClient
+        from qdrant_client.models import PointStruct
+
+        store = self.memory.vector_store
+        local = getattr(store.client, "_client", None)
+        location = getattr(local, "location", None)
+        if not isinstance(location, str):
+            return  # a qdrant server frees deleted points itself
+        self._tombstones = 0
+        if location != ":memory:":
+            # On disk only the live points are stored: reopening loads just those.
+            store.client.close()
+            store.client = QdrantClient(path=location)
+            return
+        points, offset = [], None
+        while True:
+            batch, offset = store.client.scroll(COLLECTION, limit=256, offset=offset,
+                                                with_payload=True, with_vectors=True)
+            points += [PointStruct(id=p.id, vector=p.vector, payload=p.payload) for p in batch]
+            if offset is None:
+                break
+        store.client.delete_collection(COLLECTION)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Payload indexes have no effect",
+                                    category=UserWarning)
+            store.create_col(store.embedding_model_dims, store.on_disk)
+        if points:
+            store.client.upsert(COLLECTION, points=points)
 
     def _adopt(self) -> None:
         client = self.memory.vector_store.client
