@@ -35,7 +35,8 @@ __all__ = ["LOST", "calls", "describe", "memwarden_hooks", "replaced_hooks"]
 LOST: dict[str, str] = {
     "nworkers_changed": "the metrics directory prepared before a preloaded app is imported",
     "on_starting": "the Prometheus metrics listener and the master's OTLP exporter",
-    "when_ready": "the master's hard memory limit (the watchdog)",
+    "when_ready": "the master's watchdog: the hard memory limit, OOM-kill detection and "
+                  "the orphans of killed workers",
     "pre_fork": "rolling recycles (one worker recycling at a time)",
     "post_fork": "the worker's probes, recycling, shedding and exporters",
     "post_worker_init": "the request memory tracker, recycling and load shedding",
@@ -44,8 +45,8 @@ LOST: dict[str, str] = {
                     "recycling (sync and gthread workers)",
     "worker_exit": "ending the exiting worker's child processes (orphans left running) "
                    "and its last metrics export",
-    "child_exit": "ending the orphans of a killed worker, its metrics cleanup and OOM-kill "
-                  "counts",
+    "child_exit": "ending the orphans of a killed worker, the log of how it died, and the "
+                  "cleanup of its metrics",
     "on_exit": "stopping the metrics listener and the watchdog at exit",
 }
 
