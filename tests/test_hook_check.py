@@ -13,8 +13,9 @@ from support import REPO, gunicorn
 
 from memwarden import gunicorn_conf
 from memwarden import gunicorn_conf as memwarden_hooks
-from memwarden.hook_check import LOST, calls, replaced_hooks
+from memwarden.hook_check import LOST, calls, needed, replaced_hooks
 from memwarden.hook_check import memwarden_hooks as ours
+from memwarden.settings import Settings
 
 _memwarden_worker_exit = gunicorn_conf.worker_exit
 
@@ -92,6 +93,13 @@ def test_every_replaced_hook_is_reported_in_one_order() -> None:
     assert replaced_hooks({"on_exit": own_cleanup_only, "child_exit": own_cleanup_only},
                           ours={"child_exit": gunicorn_conf.child_exit,
                                 "on_exit": gunicorn_conf.on_exit}) == ["child_exit", "on_exit"]
+
+
+def test_hooks_that_only_export_are_needed_only_while_exporting() -> None:
+    assert "on_starting" not in needed(Settings())
+    assert "nworkers_changed" not in needed(Settings())
+    assert needed(Settings(prometheus=True)) == needed(Settings(otel=True)) == list(LOST)
+    assert set(LOST) - set(needed(Settings())) == {"on_starting", "nworkers_changed"}
 
 
 # -- the snippets in the docs -------------------------------------------------------------

@@ -105,7 +105,9 @@ def _check_hooks(server: Any) -> None:
         from memwarden import hook_check
 
         cfg = server.cfg
-        names = hook_check.replaced_hooks({name: getattr(cfg, name) for name in hook_check.LOST})
+        replaced = hook_check.replaced_hooks({name: getattr(cfg, name)
+                                              for name in hook_check.LOST})
+        names = [name for name in hook_check.needed(memwarden_settings) if name in replaced]
         if names:
             _log.warning("gunicorn hooks replaced without calling memwarden's: %s; call "
                          "memwarden.gunicorn_conf's hook of the same name from yours",

@@ -27,9 +27,12 @@ import functools
 import inspect
 import types
 from collections.abc import Callable, Iterator, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-__all__ = ["LOST", "calls", "describe", "memwarden_hooks", "replaced_hooks"]
+if TYPE_CHECKING:
+    from memwarden.settings import Settings
+
+__all__ = ["LOST", "calls", "describe", "memwarden_hooks", "needed", "replaced_hooks"]
 
 # Each hook memwarden needs, and what is lost when its own does not run.
 LOST: dict[str, str] = {
@@ -49,6 +52,10 @@ LOST: dict[str, str] = {
                   "cleanup of its metrics",
     "on_exit": "stopping the metrics listener and the watchdog at exit",
 }
+
+# Hooks in which memwarden does nothing but export: replacing them loses
+# nothing while no exporter is on.
+_EXPORTING = frozenset({"nworkers_changed", "on_starting"})
 
 _DEPTH = 3  # functions of one's own followed from a hook, for helpers and wrappers
 _FOLLOW = 200  # objects looked at per function: a bound on odd code, not a limit in practice
@@ -70,6 +77,12 @@ def replaced_hooks(configured: Mapping[str, Callable[..., Any]],
     own = memwarden_hooks() if ours is None else ours
     return [name for name in LOST
             if name in own and not calls(configured.get(name), own[name])]
+
+
+def needed(settings: Settings) -> list[str]:
+    """The hooks in which memwarden does something under ``settings``."""
+    exporting = settings.prometheus or settings.otel
+    return [name for name in LOST if exporting or name not in _EXPORTING]
 
 
 def describe(names: list[str]) -> str:
