@@ -608,6 +608,40 @@ def test_limit_growth_rejects_an_unknown_metric_and_lists_known_ones(
     ])
 
 
+def test_limit_growth_runs_under_pytest_memray_which_tracks_every_run(
+        pytester: pytest.Pytester) -> None:
+    """With --memray, limit_growth still judges growth, and memray tracks each test once
+    over all its runs: a 4 MiB buffer kept by each of 4 runs passes memray's 10 MB."""
+    pytest.importorskip("pytest_memray", reason="pytest-memray is in the dev extra")
+    result = run_inner(pytester, """
+        import pytest
+
+        KEPT = []
+
+        @pytest.mark.limit_growth(runs=3, warmup=1)
+        def test_appends_every_run():
+            KEPT.extend(object() for _ in range(1000))
+
+        @pytest.mark.limit_growth(runs=3, warmup=1)
+        def test_no_growth():
+            scratch = [object() for _ in range(1000)]
+            assert len(scratch) == 1000
+
+        @pytest.mark.limit_growth(runs=3, warmup=1, min_growth=16)  # +2 blocks a run: passes
+        @pytest.mark.limit_memory("10 MB")
+        def test_buffer_per_run():
+            KEPT.append(bytearray(4 << 20))
+    """, "--memray")
+    assert "Tracker" not in result.stdout.str()
+    result.assert_outcomes(passed=1, failed=2)
+    result.stdout.re_match_lines([
+        r".*blocks grew in all 3 runs: \+\d+, \+\d+, \+\d+$",
+        r"PASSED test_inner.py::test_no_growth",
+        r"FAILED test_inner.py::test_appends_every_run - Failed: memwarden limit_growth.*",
+        r"MEMORY PROBLEMS test_inner.py::test_buffer_per_run - Test was limited to 10.0.*",
+    ], consecutive=False)
+
+
 # -- registration and pure helpers ------------------------------------------------------
 
 

@@ -7,7 +7,7 @@ of a kind registered with :func:`memwarden.census.track` behind it.
 ``@pytest.mark.limit_growth`` runs a sync test body ``warmup + runs`` times
 within the same fixtures and fails when a metric grew in *every* measured run,
 the rule CPython's refleak hunter uses so that one-off growth (a cache warming
-up, an interned string) is not called a leak.
+up, an interned string) is not called a leak (:mod:`memwarden.pytest_growth`).
 
 The plugin loads through the ``pytest11`` entry point and costs a marker lookup
 per test when neither marker nor fixture is used.
@@ -17,16 +17,11 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import inspect
-import io
-import logging
 import os
-import sys
 import threading
 import time
-import warnings
 import weakref
-from collections.abc import Callable, Generator, Iterable, Iterator
+from collections.abc import Generator, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,6 +29,11 @@ import pytest
 
 from memwarden import census as _census
 from memwarden import probe as _probe
+
+# limit_growth lives in its own module; its hook is registered from here.
+from memwarden.pytest_growth import _grew_every_run as _grew_every_run
+from memwarden.pytest_growth import _num, _signed
+from memwarden.pytest_growth import pytest_pyfunc_call as pytest_pyfunc_call
 
 __all__ = ["Leak", "LeakCheck"]
 
@@ -44,23 +44,12 @@ _DEFAULT_KINDS = ("threads", "fds", "children", "asyncio.loops", "asyncio.tasks"
 # "thread:NAME", "fd:TARGET", "child:CMDLINE": ignore items whose name starts so.
 _PREFIX_KINDS = {"thread:": "threads", "fd:": "fds", "child:": "children"}
 _NO_LEAKS_OPTIONS = frozenset({"settle", "ignore", "kinds"})
-_GROWTH_OPTIONS = frozenset({"runs", "warmup", "metric", "min_growth"})
 _MAX_NAMES = 8
 _NAME_WIDTH = 80
 _POLL_FIRST_S = 0.01
 _POLL_MAX_S = 0.1
 
-try:
-    # caplog's handler class, not public API: a plugin loaded into every session
-    # must not break one when pytest moves it.
-    from _pytest.logging import LogCaptureHandler as _LogCaptureHandler
-except ImportError:  # pragma: no cover - then logging bodies may count as growth
-    _LOG_CAPTURE: tuple[type[logging.Handler], ...] = ()
-else:
-    _LOG_CAPTURE = (_LogCaptureHandler,)
-
 _CALL_PASSED = pytest.StashKey[bool]()
-_REPEATING = pytest.StashKey[bool]()
 
 
 # -- what a leak is -------------------------------------------------------------------
@@ -96,14 +85,6 @@ class Leak:
                 shown.append(f"... and {more} more")
             text += ": " + ", ".join(shown)
         return text
-
-
-def _num(value: int | float) -> str:
-    return f"{value:g}" if isinstance(value, float) else str(value)
-
-
-def _signed(value: int | float) -> str:
-    return f"{value:+g}" if isinstance(value, float) else f"{value:+d}"
 
 
 def _short(text: str) -> str:
@@ -496,165 +477,6 @@ def no_leaks(request: pytest.FixtureRequest,
     else:
         # Requested late through request.getfixturevalue(): check from here on.
         yield from _guard(request, request.node.get_closest_marker("no_leaks"))
-
-
-# -- limit_growth ------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class _GrowthSpec:
-    runs: int = 5
-    warmup: int = 2
-    metric: str = "blocks"
-    min_growth: int | float = 1
-
-    @classmethod
-    def from_marker(cls, marker: pytest.Mark) -> _GrowthSpec:
-        if marker.args:
-            raise ValueError("keyword options only: "
-                             "limit_growth(runs=5, warmup=2, metric='blocks', min_growth=1)")
-        unknown = sorted(set(marker.kwargs) - _GROWTH_OPTIONS)
-        if unknown:
-            raise ValueError(f"unknown option(s) {', '.join(unknown)} "
-                             f"(options: {', '.join(sorted(_GROWTH_OPTIONS))})")
-        spec = cls(**marker.kwargs)
-        for name in ("runs", "warmup"):
-            value = getattr(spec, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise ValueError(f"{name} must be an int >= 0, not {value!r}")
-        if spec.runs < 1:
-            raise ValueError("runs must be >= 1")
-        if not isinstance(spec.metric, str) or not spec.metric:
-            raise ValueError(f"metric must be a name, not {spec.metric!r}")
-        if (isinstance(spec.min_growth, bool) or not isinstance(spec.min_growth, int | float)
-                or spec.min_growth <= 0):
-            raise ValueError(f"min_growth must be a number > 0, "
-                             f"not {spec.min_growth!r}")
-        return spec
-
-
-class _Metric:
-    """Reads one metric after a full collection; remembers whether it ever existed."""
-
-    __slots__ = ("name", "read", "seen")
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-        self.seen = True
-        if name == "blocks":
-            self.read: Callable[[], int | float] = sys.getallocatedblocks
-        elif name == "rss":
-            probe = _probe.current()
-            if probe.rss_bytes() is None:
-                raise ValueError("metric 'rss' is unavailable here "
-                                 "(no /proc/self/statm); use metric='blocks'")
-            self.read = self._rss
-        else:
-            if name.startswith("asyncio."):
-                _census.enable_loop_tracking()
-            self.seen = False
-            self.read = self._census
-
-    @staticmethod
-    def _rss() -> int:
-        return _probe.current().rss_bytes() or 0
-
-    def _census(self) -> int | float:
-        descendants = self.name in ("children", "children_pss_bytes")
-        value = _census.census(descendants=descendants).get(self.name)
-        if value is None:
-            return 0  # a tracked kind exists only once something is tracked
-        self.seen = True
-        return value
-
-
-def _clear_log_capture() -> None:
-    for handler in logging.getLogger().handlers:
-        if isinstance(handler, _LOG_CAPTURE):
-            # In place: caplog.get_records() holds on to this very list.
-            records = getattr(handler, "records", None)
-            stream = getattr(handler, "stream", None)
-            if isinstance(records, list):
-                records.clear()
-            if isinstance(stream, io.StringIO):
-                stream.seek(0)
-                stream.truncate()
-
-
-def _is_async(item: pytest.Function) -> bool:
-    # pytest-asyncio swaps item.obj for a sync shim made with functools.wraps.
-    for fn in (item.obj, item.function):
-        fn = inspect.unwrap(fn)
-        if inspect.iscoroutinefunction(fn) or inspect.isasyncgenfunction(fn):
-            return True
-    return False
-
-
-def _grew_every_run(deltas: Iterable[int | float], min_growth: int | float) -> bool:
-    """CPython's ``-R`` rule: a leak grows in every measured run, noise does not."""
-    return all(delta >= min_growth for delta in deltas)
-
-
-@pytest.hookimpl(tryfirst=True)
-def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> object | None:
-    marker = pyfuncitem.get_closest_marker("limit_growth")
-    if marker is None or pyfuncitem.stash.get(_REPEATING, False):
-        return None
-    if _is_async(pyfuncitem):
-        pytest.fail(
-            f"memwarden: limit_growth repeats a sync test body, and {pyfuncitem.name} is "
-            "async, which it does not support. Drive the coroutine from a sync test "
-            "(e.g. one asyncio.Runner kept in a fixture) or use no_leaks.",
-            pytrace=False)
-    try:
-        spec = _GrowthSpec.from_marker(marker)
-        metric = _Metric(spec.metric)
-    except (TypeError, ValueError) as exc:
-        error = str(exc)
-    else:
-        error = ""
-    if error:  # failed outside the except block, so pytest shows no chained traceback
-        pytest.fail(f"memwarden: bad limit_growth marker: {error}", pytrace=False)
-    total = spec.warmup + spec.runs
-    # Preallocated, so storing a delta does not count as growth of the next run.
-    deltas: list[int | float] = [0] * total
-    call = pyfuncitem.ihook.pytest_pyfunc_call
-    read = metric.read
-    caught: list[warnings.WarningMessage] = []
-    pyfuncitem.stash[_REPEATING] = True
-    try:
-        for i in range(total):
-            gc.collect()
-            before = read()
-            # Each run starts with fresh log and warning capture, as a call does.
-            # pytest keeps the records until the test ends, so without this a
-            # body that logs or warns would grow in every run. Dropping the
-            # previous run's records inside the window keeps one run's worth
-            # alive at both readings.
-            _clear_log_capture()
-            with warnings.catch_warnings(record=True) as caught:
-                call(pyfuncitem=pyfuncitem)  # the other implementations run the body
-            gc.collect()
-            deltas[i] = read() - before
-    finally:
-        pyfuncitem.stash[_REPEATING] = False
-        for w in caught:  # the last run's warnings go on to pytest's own recorder
-            warnings.showwarning(w.message, w.category, w.filename, w.lineno, w.file, w.line)
-    if not metric.seen:
-        known = ", ".join(sorted(_census.census(descendants=True)))
-        pytest.fail(f"memwarden: limit_growth metric {spec.metric!r} is not blocks, rss "
-                    f"or a census kind (known now: {known})", pytrace=False)
-    measured = deltas[spec.warmup:]
-    shown = ", ".join(_signed(delta) for delta in measured)
-    pyfuncitem.user_properties.append(("memwarden.limit_growth", f"{spec.metric}: {shown}"))
-    if _grew_every_run(measured, spec.min_growth):
-        warm = ", ".join(_signed(delta) for delta in deltas[:spec.warmup]) or "none"
-        pytest.fail(
-            f"memwarden limit_growth: {spec.metric} grew in all {spec.runs} runs: {shown}\n"
-            f"  (a run counts as growth at >= {_num(spec.min_growth)}; "
-            f"warmup runs, not judged: {warm})",
-            pytrace=False)
-    return True
 
 
 # -- wiring ----------------------------------------------------------------------------
