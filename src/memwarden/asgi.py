@@ -62,15 +62,21 @@ def _request_headers(scope: Scope) -> tuple[bytes | None, bytes | None]:
 class _Bound:
     """The request as the context knows it: its id, and its scope while it runs."""
 
-    __slots__ = ("request_id", "scope")
+    __slots__ = ("_private", "request_id", "scope")
 
     def __init__(self, request_id: str, scope: Scope) -> None:
         self.request_id = request_id
         self.scope: Scope | None = scope
+        self._private: tuple[tuple[str, str], ...] | None = None
 
     def private_texts(self) -> tuple[tuple[str, str], ...]:
-        scope = self.scope
-        return () if scope is None else _redact.scope_texts(scope)
+        """Worked out on the first line logged during the request, then kept."""
+        private = self._private
+        if private is None:
+            scope = self.scope
+            private = () if scope is None else _redact.scope_texts(scope)
+            self._private = private
+        return private
 
 
 class AsgiMemoryTracker:

@@ -55,8 +55,8 @@ class _Request:
     server closes the iterable, so a streamed body is measured in full.
     """
 
-    __slots__ = ("_error", "_inner", "begin", "environ", "meter", "method", "request_id",
-                 "route", "start_response", "status", "token")
+    __slots__ = ("_error", "_inner", "_private", "begin", "environ", "meter", "method",
+                 "request_id", "route", "start_response", "status", "token")
 
     def __init__(self, meter: RequestMeter | None, environ: Environ, start_response: StartResponse,
                  request_id: str, method: str, begin: float) -> None:
@@ -71,6 +71,7 @@ class _Request:
         self.begin = begin
         self._inner: Iterable[bytes] = ()
         self._error: BaseException | None = None
+        # _private stays unset until a line asks for it: nothing per request.
 
     def tracking_start_response(self, status_line: str, headers: list[tuple[str, str]],
                                 exc_info: ExcInfo | None = None) -> Callable[[bytes], object]:
@@ -85,8 +86,13 @@ class _Request:
                                    exc_info)
 
     def private_texts(self) -> tuple[tuple[str, str], ...]:
-        environ = self.environ
-        return () if environ is None else _redact.environ_texts(environ)
+        """Worked out on the first line logged during the request, then kept."""
+        private: tuple[tuple[str, str], ...] | None = getattr(self, "_private", None)
+        if private is None:
+            environ = self.environ
+            private = () if environ is None else _redact.environ_texts(environ)
+            self._private = private
+        return private
 
     def __iter__(self) -> Iterator[bytes]:
         try:
