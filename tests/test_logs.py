@@ -416,3 +416,34 @@ def test_a_megabyte_exception_message_is_one_line_within_pipe_buf() -> None:
     assert obj["request_id"] == "req-long" and obj["exc_type"] == "RuntimeError"
     assert obj["level"] == "INFO" and obj["logger"] == "app" and isinstance(obj["pid"], int)
     assert obj["exc"].endswith("...(truncated)") and "Traceback" in obj["exc"]
+
+
+def test_the_servers_own_lines_carry_no_request_target_or_echoed_bytes() -> None:
+    secret = "Zq81kLmN0pQrStUv"
+    fmt = JsonFormatter().format
+    cases = [
+        (make_record("Error handling request %s %s", ("GET", f"/reset/{secret}?t={secret}"),
+                     name="gunicorn.error"), "Error handling request GET /reset/<var>?<redacted>"),
+        (make_record("%s - \"%s %s HTTP/%s\" %d",
+                     ("127.0.0.1:5", "GET", f"/items/{secret}?k={secret}", "1.1", 200),
+                     name="uvicorn.access"),
+         "127.0.0.1:5 - \"GET /items/<var>?<redacted> HTTP/1.1\" 200"),
+        (make_record(f"Invalid request from ip=1.2.3.4: Invalid HTTP request line: "
+                     f"'GET /a b?t={secret} HTTP/1.1'", name="gunicorn.error"),
+         "Invalid request from ip=1.2.3.4: Invalid HTTP request line: <redacted>"),
+        (make_record(f"Invalid request from ip=1.2.3.4: Invalid HTTP Header: 'X{secret}\\x01'",
+                     name="gunicorn.error"),
+         "Invalid request from ip=1.2.3.4: Invalid HTTP Header: <redacted>"),
+        (make_record("Invalid request from ip=1.2.3.4: Invalid HTTP Header: 'X-REQUEST-ID'",
+                     name="gunicorn.error"),
+         "Invalid request from ip=1.2.3.4: Invalid HTTP Header: 'X-REQUEST-ID'"),
+        (make_record("Invalid request from ip=1.2.3.4: Request Line is too large (8192 > 4094)",
+                     name="gunicorn.error"),
+         "Invalid request from ip=1.2.3.4: Request Line is too large (8192 > 4094)"),
+    ]
+    for record, expected in cases:
+        assert json.loads(fmt(record))["message"] == expected
+    access = make_record("%(h)s", ({"m": "GET", "U": f"/reset/{secret}", "q": f"t={secret}",
+                                   "s": "200", "B": 2},), name="gunicorn.access")
+    obj = json.loads(fmt(access))
+    assert obj["path"] == "/reset/<var>" and secret not in json.dumps(obj)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import time
 from typing import Any
 
@@ -30,6 +31,9 @@ _RESERVED = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {
 _MAX_MESSAGE = 16_384
 _SERVER_LOGGERS = ("gunicorn.", "uvicorn.")
 _INVALID_REQUEST = "Invalid request from ip="
+# gunicorn names the header it refused: kept when it is a plain header name.
+_HEADER_ERRORS = frozenset({"Invalid HTTP Header", "Invalid HTTP header name"})
+_HEADER_NAME = re.compile(r"'[A-Za-z0-9_-]{1,64}'")
 
 
 def _default(value: object) -> str:
@@ -160,7 +164,9 @@ def _message(record: logging.LogRecord) -> str:
         # "Invalid request from ip=1.2.3.4: Invalid HTTP Header: '<the header>'"
         head, sep, detail = message.partition(": ")
         kind, _, rest = detail.partition(":")
-        message = f"{head}{sep}{kind}" + (f": {_redact.REDACTED}" if rest else "")
+        if not (kind in _HEADER_ERRORS and _HEADER_NAME.fullmatch(rest.strip())):
+            rest = f" {_redact.REDACTED}" if rest else ""
+        message = f"{head}{sep}{kind}" + (f":{rest}" if rest else "")
     return message
 
 
