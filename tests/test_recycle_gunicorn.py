@@ -415,6 +415,14 @@ def _warnings(server: Gunicorn) -> list[dict[str, Any]]:
     return [x for x in logged(server) if x.get("level") == "WARNING"]
 
 
+@pytest.fixture
+def no_memwarden_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Only the variables a test sets: a MEMWARDEN_* of the shell would be warned about."""
+    for name in [n for n in os.environ if n.upper().startswith("MEMWARDEN_")]:
+        monkeypatch.delenv(name)
+
+
+@pytest.mark.usefixtures("no_memwarden_env")
 def test_no_limit_anywhere_is_said_once_at_start(tmp_path: Path) -> None:
     """No cgroup limit and a misspelled soft limit: one warning for each, from the master;
     the master's start line and every worker's limits line say limit none."""
@@ -442,6 +450,7 @@ def test_no_limit_anywhere_is_said_once_at_start(tmp_path: Path) -> None:
         assert not {"soft_limit_bytes", "idle_limit_bytes", "hard_limit_bytes"} & set(line)
 
 
+@pytest.mark.usefixtures("no_memwarden_env")
 def test_a_limit_set_without_a_cgroup_limit_warns_nothing(tmp_path: Path) -> None:
     env = {"MEMWARDEN_SYS_ROOT": NO_CGROUP_LIMIT, "MEMWARDEN_SOFT_LIMIT": "1GiB"}
     with gunicorn("hold_app:app", tmp_path, args=["-w", "1"], env=env) as server:
