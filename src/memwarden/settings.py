@@ -104,6 +104,16 @@ def _optional_seconds(raw: str) -> float | None:
     return _float_at_least(0.0)(raw)
 
 
+def _auto_bool(raw: str) -> str:
+    value = raw.strip().lower()
+    if value == "auto":
+        return value
+    try:
+        return "on" if _bool(raw) else "off"
+    except ValueError:
+        raise ValueError("expected auto, 1 or 0") from None
+
+
 def _log_level(raw: str) -> str:
     value = raw.strip().upper()
     if value not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
@@ -169,6 +179,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("otel", "0", _bool,
             "Export per-worker metrics over OTLP/HTTP (needs `memwarden[otel]`), configured by "
             "the standard `OTEL_*` variables."),
+    Setting("newrelic", "auto", _auto_bool,
+            "Send request attributes, census metrics and action events to the New Relic "
+            "agent (needs `memwarden[newrelic]`): auto (when the agent was initialized "
+            "before the worker started), 1 (also initialize it in each worker) or 0."),
     # Hold: recycling (memwarden.recycle), orphans (memwarden.orphans), shedding
     # (memwarden.shed). A size is 512MiB, 1.5GB, 80% or off; a percentage of a
     # limit is of the worker's share of the cgroup memory limit (limit / workers),
@@ -273,6 +287,7 @@ class Settings:
     prometheus_port: int = 9410
     prometheus_host: str = "127.0.0.1"
     otel: bool = False
+    newrelic: str = "auto"
     protect: str = "on"
     recycle: str = "on"
     soft_limit: Size | None = _SOFT_LIMIT

@@ -227,6 +227,8 @@ def check_extras(settings: Settings | None = None) -> None:
         require("prometheus_client", "prometheus", load=False)
     if s.otel:
         require("opentelemetry.sdk.metrics", "otel", load=False)
+    if s.newrelic == "on":
+        require("newrelic.agent", "newrelic", load=False)
 
 
 def _service_name(server_or_worker: Any) -> str | None:
@@ -282,11 +284,24 @@ def post_fork(server: Any, worker: Any, settings: Settings | None = None) -> Non
         except Exception:
             _log.exception("memwarden could not start the OTLP exporter in worker %d",
                            os.getpid())
+    if s.newrelic != "off":
+        try:
+            from memwarden.exporters import newrelic
+
+            newrelic.start_worker(s)
+        except Exception:
+            _log.exception("memwarden could not start the New Relic exporter in worker %d",
+                           os.getpid())
 
 
 def post_worker_init(worker: Any, settings: Settings | None = None) -> None:
-    """Serve the metrics path from the worker's app (outside the request tracker)."""
+    """Serve the metrics path from the worker's app (outside the request tracker), and
+    start New Relic transactions outside the tracker (inside the metrics path)."""
     s = _settings(settings)
+    if s.newrelic != "off":
+        from memwarden.exporters import newrelic
+
+        newrelic.post_worker_init(worker)
     if not (s.prometheus and s.prometheus_path):
         return
     app = getattr(worker, "wsgi", None)

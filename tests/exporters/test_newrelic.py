@@ -1,0 +1,261 @@
+"""New Relic: real gunicorn with the Python agent in developer mode (no network), and
+what the agent recorded: transaction attributes, custom metrics, custom events."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from support import REPO, free_port
+
+from memwarden.exporters.newrelic import (
+    ALL_ATTRIBUTES,
+    ATTRIBUTES,
+    CENSUS_PREFIX,
+    EVENT_ATTRIBUTES,
+    EVENT_TYPE,
+    FOOTPRINT_ATTRIBUTE,
+    METRICS,
+)
+from memwarden.settings import Settings, SettingsError
+
+from .newrelic_support import AgentGunicorn, agent_env, connects, wait_for_shutdown
+
+pytest.importorskip("newrelic.agent")
+
+UVICORN = ["-k", "uvicorn_worker.UvicornWorker"]
+
+
+def _lines_of(server: AgentGunicorn, pid: int, message: str,
+              logger: str | None = None) -> list[dict[str, Any]]:
+    return [x for x in server.lines(logger, message) if x.get("pid") == pid]
+
+
+def _wait(predicate: Any, timeout: float = 20.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value or time.monotonic() > deadline:
+            return value
+        time.sleep(0.05)
+
+
+def _memwarden_attributes(transaction: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in transaction["user"].items() if k.startswith("memwarden.")}
+
+
+def test_wsgi_under_newrelic_admin(tmp_path: Path) -> None:
+    """gunicorn under ``newrelic-admin run-program``: a worker recycled after 5 requests,
+    dry-run shedding on every request; then a worker killed by a signal."""
+    env = agent_env(tmp_path, max_requests="5", census_every="2", shed="dry-run",
+                    shed_high="1MiB")
+    with AgentGunicorn("hold_app:app", tmp_path, admin=True, args=["-w", "1"],
+                       env=env) as g:
+        first = g.worker_pids(expect=1)[0]
+        for _ in range(5):
+            status, _, _ = g.request("GET", "/leak?mb=1")
+            assert status == 200  # dry-run: served
+        second = _wait(lambda: [p for p in g.worker_pids(expect=1) if p != first])
+        assert second, "the worker was not recycled after max_requests"
+        recorded = wait_for_shutdown(tmp_path, [first])
+        # The replacement serves, then dies of a signal: the master's line about it.
+        assert g.request("GET", "/leak?mb=1")[0] == 200
+        os.kill(second[0], signal.SIGKILL)
+        killed = _wait(lambda: g.lines("memwarden.recycle", "worker_killed"))
+        lines = [x for x in g.lines("memwarden.request", "request") if x["pid"] == first]
+        would_shed = _lines_of(g, first, "would_shed", "memwarden.shed")
+        recycles = _lines_of(g, first, "recycle", "memwarden.recycle")
+        master = g.proc.pid
+
+    assert "shutdown" in recorded.methods.get(first, ()), recorded.methods
+    # Transactions: one per request, each with its own request line's figures.
+    assert len(lines) == 5
+    mine = {t["user"].get("memwarden.request_id"): t for t in recorded.transactions
+            if t["pid"] == first}
+    assert set(mine) == {line["request_id"] for line in lines}
+    for line in lines:
+        attributes = _memwarden_attributes(mine[line["request_id"]])
+        expected = {name: line[key] for key, name in ATTRIBUTES.items() if key in line}
+        assert {k: attributes[k] for k in expected} == expected
+        assert set(attributes) <= set(ALL_ATTRIBUTES)
+        assert attributes["memwarden.route"] == "/leak"
+        assert attributes["memwarden.pid"] == first
+        # The footprint goes on the requests that took a census (1, 3, 5), and only there.
+        assert (FOOTPRINT_ATTRIBUTE in attributes) == ("census" in line), line
+        assert mine[line["request_id"]]["name"] == "WebTransaction/Function/hold_app:leak"
+    assert [line["seq"] for line in lines] == [1, 2, 3, 4, 5]
+
+    # Custom metrics: one value per census, not per request.
+    census_lines = [line for line in lines if "census" in line]
+    assert len(census_lines) == 3
+    metrics = recorded.metrics[first]
+    custom = {name: v for name, v in metrics.items() if name.startswith("Custom/")}
+    rss = custom[METRICS["rss"]]
+    assert rss[0] == 3  # count
+    assert rss[3] == min(line["rss_bytes"] for line in census_lines)  # min
+    assert rss[4] == max(line["rss_bytes"] for line in census_lines)  # max
+    assert custom[METRICS["footprint"]][0] == 3
+    assert custom[METRICS["blocks"]][4] == max(line["census"]["blocks"] for line in census_lines)
+    threads = custom[CENSUS_PREFIX + "threads"]
+    assert threads[0] == 3 and threads[4] == max(line["census"]["threads"]
+                                                 for line in census_lines)
+    assert all(name in METRICS.values() or name.startswith(CENSUS_PREFIX) for name in custom)
+
+    # Custom events: each dry-run shed and the recycle, with the worker's figures.
+    actions = [e for e in recorded.events if e["pid"] == first]
+    assert {e["type"] for e in actions} == {EVENT_TYPE}
+    shed = [e["attributes"] for e in actions if e["attributes"]["action"] == "shed"]
+    assert len(shed) == len(would_shed) == 5
+    assert all(e["dry_run"] is True and e["count"] == 1 and e["pid"] == first for e in shed)
+    recycle = [e["attributes"] for e in actions if e["attributes"]["action"] == "recycle"]
+    assert len(recycles) == 1 and recycles[0]["reason"] == "max_requests"
+    assert len(recycle) == 1
+    event = recycle[0]
+    assert (event["dry_run"], event["reason"], event["pid"], event["seq"]) == (
+        False, "max_requests", first, 5)
+    assert event["footprint_bytes"] == census_lines[-1]["rss_bytes"]
+    assert all(set(e["attributes"]) <= set(EVENT_ATTRIBUTES) for e in actions)
+
+    # The master recorded nothing; the log line the alert conditions read is there.
+    assert master not in recorded.methods
+    assert killed and killed[0]["killed_by"] == "unknown" and killed[0]["oom_kill"] is False
+    assert connects(tmp_path) == []
+
+
+def test_asgi_with_initialize_in_config(tmp_path: Path) -> None:
+    """uvicorn workers, the agent initialized in the gunicorn config; shedding on: every
+    request answered 503 by memwarden, each a transaction with its attributes."""
+    env = agent_env(tmp_path, shed="on", shed_high="1MiB")
+    env["NR_TEST_INIT"] = env["NEW_RELIC_CONFIG_FILE"]
+    with AgentGunicorn("fastapi_app:app", tmp_path, admin=False,
+                       args=["-w", "1", *UVICORN], env=env) as g:
+        pid = g.worker_pids(expect=1)[0]
+        for _ in range(3):
+            assert g.request("GET", "/items/7")[0] == 503
+        lines = g.request_lines(3)
+    recorded = wait_for_shutdown(tmp_path, [pid])
+
+    assert [line["status"] for line in lines] == [503, 503, 503]
+    mine = {t["user"].get("memwarden.request_id"): t for t in recorded.transactions}
+    assert set(mine) == {line["request_id"] for line in lines}
+    for line in lines:
+        transaction = mine[line["request_id"]]
+        assert transaction["intrinsics"]["name"].startswith("WebTransaction/")
+        attributes = _memwarden_attributes(transaction)
+        assert attributes["memwarden.rss_delta_bytes"] == line["rss_delta_bytes"]
+        assert attributes["memwarden.seq"] == line["seq"]
+    shed = recorded.actions()
+    assert len(shed) == 3
+    assert all((e["action"], e["dry_run"], e["count"]) == ("shed", False, 1) for e in shed)
+    assert connects(tmp_path) == []
+
+
+def test_memwarden_initializes_the_agent_when_on(tmp_path: Path) -> None:
+    """MEMWARDEN_NEWRELIC=1 and plain gunicorn: each worker initializes the agent from
+    NEW_RELIC_CONFIG_FILE before the app is imported, so Flask is instrumented too."""
+    env = agent_env(tmp_path, newrelic="1")
+    with AgentGunicorn("hold_app:app", tmp_path, admin=False, args=["-w", "1"],
+                       env=env) as g:
+        pid = g.worker_pids(expect=1)[0]
+        assert g.request("GET", "/pid")[0] == 200
+        assert g.request("GET", "/pid")[0] == 200
+        lines = g.request_lines(2)
+    recorded = wait_for_shutdown(tmp_path, [pid])
+    names = {t["name"] for t in recorded.transactions}
+    assert names == {"WebTransaction/Function/hold_app:pid"}
+    ids = {t["user"].get("memwarden.request_id") for t in recorded.transactions}
+    assert ids == {line["request_id"] for line in lines}
+    assert connects(tmp_path) == []
+
+
+def test_off_sends_nothing_of_memwarden(tmp_path: Path) -> None:
+    """MEMWARDEN_NEWRELIC=0: the agent still reports its transactions, without
+    memwarden's attributes, metrics or events (here a recycle)."""
+    env = agent_env(tmp_path, newrelic="0", max_requests="2", census_every="1")
+    with AgentGunicorn("hold_app:app", tmp_path, admin=True, args=["-w", "1"],
+                       env=env) as g:
+        pid = g.worker_pids(expect=1)[0]
+        for _ in range(2):
+            assert g.request("GET", "/pid")[0] == 200
+        recorded = wait_for_shutdown(tmp_path, [pid])
+        assert g.lines("memwarden.recycle", "recycle")
+    assert len([t for t in recorded.transactions if t["pid"] == pid]) == 2
+    assert all(not _memwarden_attributes(t) for t in recorded.transactions)
+    assert not [n for n in recorded.metrics.get(pid, {}) if n.startswith("Custom/Memwarden")]
+    assert recorded.events == []
+
+
+# -- the setting and the extra -----------------------------------------------------------
+
+@pytest.mark.parametrize(("raw", "mode"), [
+    ("auto", "auto"), ("AUTO", "auto"), ("1", "on"), ("true", "on"), ("0", "off"),
+    ("off", "off")])
+def test_setting(raw: str, mode: str) -> None:
+    assert Settings.from_env({"MEMWARDEN_NEWRELIC": raw}).newrelic == mode
+
+
+def test_setting_refuses_other_values() -> None:
+    with pytest.raises(SettingsError, match="MEMWARDEN_NEWRELIC='maybe': expected auto, 1 or 0"):
+        Settings.from_env({"MEMWARDEN_NEWRELIC": "maybe"})
+    assert Settings().newrelic == "auto"
+
+
+def _python(code: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)],
+                          cwd=REPO / "tests" / "apps", env={**os.environ, **(env or {})},
+                          capture_output=True, text=True, timeout=120, check=False)
+
+
+def test_missing_agent_names_the_extra() -> None:
+    result = _python("""
+        import sys
+        sys.modules["newrelic"] = None  # as if not installed
+        from memwarden.exporters import MissingExtraError, check_extras
+        from memwarden.settings import Settings
+        check_extras(Settings(newrelic="auto"))
+        check_extras(Settings(newrelic="off"))
+        try:
+            check_extras(Settings(newrelic="on"))
+        except MissingExtraError as exc:
+            print(exc)
+    """)
+    assert result.returncode == 0, result.stderr
+    assert "pip install 'memwarden[newrelic]'" in result.stdout
+
+
+def test_auto_without_an_initialized_agent_imports_nothing() -> None:
+    result = _python("""
+        import sys
+        from memwarden.exporters import newrelic
+        from memwarden.settings import Settings
+        print(newrelic.start_worker(Settings()), newrelic.active(),
+              sorted(m for m in sys.modules if m.split(".")[0] == "newrelic"))
+    """)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["False", "False", "[]"]
+
+
+def test_socket_guard_refuses_and_records(tmp_path: Path) -> None:
+    """The guard the gunicorn tests rely on: loopback passes, anything else is refused
+    before a packet leaves and written down."""
+    port = free_port()
+    result = _python(f"""
+        import socket
+        import newrelic_conf
+        server = socket.create_server(("127.0.0.1", {port}))
+        socket.create_connection(("127.0.0.1", {port}), timeout=5).close()
+        try:
+            socket.create_connection(("192.0.2.1", 9), timeout=5)
+        except PermissionError as exc:
+            print("refused:", exc)
+    """, {"NR_TEST_DIR": str(tmp_path)})
+    assert result.returncode == 0, result.stderr
+    assert "refused: test socket guard: no connection to 192.0.2.1" in result.stdout
+    assert [c["host"] for c in connects(tmp_path)] == ["192.0.2.1"]
