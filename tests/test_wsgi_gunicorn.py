@@ -214,3 +214,23 @@ def test_several_or_bad_x_request_ids_get_one_fresh_id(tmp_path: Path) -> None:
     assert len({ids[0] for ids in sent_back}) == len(cases)
     logged = {line["request_id"].encode() for line in lines}
     assert {ids[0] for ids in sent_back} | {b"a" * 128} == logged
+
+
+def test_a_megabyte_error_from_two_workers_leaves_whole_lines_of_at_most_4096_bytes(
+        tmp_path: Path) -> None:
+    """gunicorn's traceback line of a 1 MB exception message, from two workers at
+    once: every line is whole JSON within PIPE_BUF, cut and marked."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with gunicorn("secrets_wsgi:app", tmp_path, args=["-w", "2"]) as server:
+        server.worker_pids(expect=2)
+        with ThreadPoolExecutor(4) as pool:
+            statuses = list(pool.map(lambda _: server.request("GET", "/huge-error")[0],
+                                     range(16)))
+        server.request_lines(16)
+    assert statuses == [500] * 16
+    raw = server.log_path.read_bytes().split(b"\n")[:-1]
+    assert max(len(line) + 1 for line in raw) <= 4096
+    errors = [x for x in server.lines("gunicorn.error") if x.get("exc_type") == "RuntimeError"]
+    assert len(errors) == 16
+    assert all(x["truncated"] is True and x["exc"].endswith("...(truncated)") for x in errors)

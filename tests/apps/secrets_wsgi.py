@@ -9,6 +9,8 @@ def app(environ, start_response):  # type: ignore[no-untyped-def]
     if path == "/shared-headers":
         start_response("200 OK", SHARED_HEADERS)
         return [str(len(SHARED_HEADERS)).encode()]
+    if path == "/huge-error":
+        raise RuntimeError("\u00e9" * 1_000_000)
     if path.startswith("/raise"):
         # The full URI in the message: gunicorn logs it with the traceback.
         uri = environ.get("RAW_URI", path)
