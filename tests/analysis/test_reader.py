@@ -161,7 +161,7 @@ def test_routes_are_kept_by_request_count_not_by_arrival() -> None:
 
 
 def test_route_counts_hold_every_heavy_route_in_bounded_memory() -> None:
-    from memwarden.analysis.reader import RouteCounts
+    from memwarden.analysis.heavy_hitters import RouteCounts
 
     counts = RouteCounts(20)
     for i in range(5000):

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import dataclasses
 import gzip
-import heapq
 import json
 import math
 import os
@@ -25,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar, cast
 
 from memwarden.analysis.actions import ACTION_LINES, ActionKind
+from memwarden.analysis.heavy_hitters import RouteCounts
 from memwarden.analysis.records import (
     ActionEvent,
     AllocationWindow,
@@ -34,7 +34,7 @@ from memwarden.analysis.records import (
     SiteDiff,
 )
 
-__all__ = ["MAX_LINE_BYTES", "LineParser", "ReadCounters", "RouteCounts", "read_path_lines"]
+__all__ = ["MAX_LINE_BYTES", "LineParser", "ReadCounters", "read_path_lines"]
 
 MAX_LINE_BYTES = 1 << 20
 REQUEST_LOGGER = "memwarden.request"
@@ -169,60 +169,6 @@ class _Fields:
         return self._obj.get(key)
 
 
-class RouteCounts:
-    """The busiest routes of a stream in bounded memory (Metwally's space-saving).
-
-    ``capacity`` counters; a route that is not counted when the counters are
-    full takes over the smallest one and its count plus one, so a count only
-    ever overestimates, by at most the count it took over. Whichever order
-    requests arrive in, every route seen more than n / capacity times in n
-    requests holds a counter: 2,000 scanner paths logged first cannot push
-    out the routes that serve the traffic afterwards.
-    """
-
-    __slots__ = ("_capacity", "_counts", "_heap")
-
-    def __init__(self, capacity: int) -> None:
-        self._capacity = capacity
-        self._counts: dict[str, int] = {}
-        # (count, name) entries, some stale: checked against _counts when popped.
-        self._heap: list[tuple[int, str]] = []
-
-    def add(self, name: str) -> None:
-        counts = self._counts
-        count = counts.get(name)
-        if count is not None:
-            counts[name] = count + 1
-            return
-        floor = 0
-        if len(counts) >= self._capacity:
-            floor = self._pop_smallest()
-        counts[name] = floor + 1
-        heapq.heappush(self._heap, (floor + 1, name))
-        if len(self._heap) > 4 * self._capacity:
-            # Stale entries would otherwise pile up for a busy route that keeps its counter.
-            self._heap = [(c, n) for n, c in counts.items()]
-            heapq.heapify(self._heap)
-
-    def _pop_smallest(self) -> int:
-        heap, counts = self._heap, self._counts
-        while True:
-            count, name = heapq.heappop(heap)
-            current = counts.get(name)
-            if current == count:
-                del counts[name]
-                return count
-            if current is not None:  # counted since: back in at its present count
-                heapq.heappush(heap, (current, name))
-
-    def top(self, n: int) -> set[str]:
-        """The ``n`` routes with the largest counts (ties: by name, for a stable report)."""
-        return set(heapq.nsmallest(n, self._counts, key=lambda k: (-self._counts[k], k)))
-
-    def __len__(self) -> int:
-        return len(self._counts)
-
-
 class LineParser:
     """Turns raw lines into records, counting everything it rejects.
 
@@ -234,7 +180,6 @@ class LineParser:
         self.counters = ReadCounters()
         self._kinds: set[str] = set()
         self._routes = RouteCounts(ROUTE_COUNTERS)
-        self._distinct_routes: set[str] | None = set()  # exact, until the cap is passed
         self._sites: set[str] = set()
 
     def oversized(self) -> None:
@@ -290,15 +235,12 @@ class LineParser:
         The busiest are known only at the end, so the cut is made here: a
         kept route keeps every one of its requests, whenever they came.
         """
-        if self._distinct_routes is not None:
+        if len(self._routes) <= MAX_DISTINCT_ROUTES:  # then no counter was ever taken over
             return list(records)
         kept = self._routes.top(MAX_DISTINCT_ROUTES)
-        folded: list[_R] = []
-        for record in records:
-            if isinstance(record, RequestRecord) and record.route_key not in kept:
-                record = cast(_R, dataclasses.replace(record, route=OTHER_ROUTES, method=None))
-            folded.append(record)
-        return folded
+        return [cast(_R, dataclasses.replace(record, route=OTHER_ROUTES, method=None))
+                if isinstance(record, RequestRecord) and record.route_key not in kept else record
+                for record in records]
 
     def _bounded_name(self, name: str, seen: set[str], limit: int, overflow: str) -> str:
         if name in seen:
@@ -339,11 +281,6 @@ class LineParser:
         method = fields.text("method")
         key = f"{method} {route}" if method else route
         self._routes.add(key)
-        distinct = self._distinct_routes
-        if distinct is not None:
-            distinct.add(key)
-            if len(distinct) > MAX_DISTINCT_ROUTES:
-                self._distinct_routes = None
         return RequestRecord(
             pid=pid,
             seq=seq,
