@@ -512,6 +512,9 @@ def test_a_limit_from_the_cgroup_or_a_size_warns_nothing() -> None:
                                      hard_limit=None), None, 2) == ({"limit": "set"}, [])
     assert protection_state(Settings(recycle="off"), None, 2) == ({"limit": "off"}, [])
     assert protection_state(Settings(protect="off"), None, 2) == ({"limit": "off"}, [])
+    # Every memory limit switched off under a cgroup limit: said, not warned about.
+    assert protection_state(Settings(soft_limit=None, idle_limit=None, hard_limit=None),
+                            2**30, 2) == ({"limit": "none"}, [])
 
 
 def test_shed_thresholds_that_need_a_cgroup_limit_are_named() -> None:

@@ -225,7 +225,8 @@ def protection_state(settings: Settings, cgroup_limit: int | None, workers: int
     limits, _ = resolve_limits(settings, cgroup_limit, workers, random.Random(0))
     basis = limit_basis(settings, limits)
     warnings: list[str] = []
-    if basis == "none":
+    # With a cgroup limit, no limit means all three were switched off: a choice, not a gap.
+    if basis == "none" and cgroup_limit is None:
         backstop = ("only MEMWARDEN_MAX_REQUESTS recycles workers" if limits.max_requests
                     else "no worker is ever recycled")
         warnings.append(
