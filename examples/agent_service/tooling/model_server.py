@@ -7,6 +7,10 @@ text (the same text always gets the same unit-length vector, of ``dimensions``
 floats when asked, else :data:`DIMENSIONS`). ``POST /v1/chat/completions``
 answers a fixed, valid completion (an empty fact list as JSON), for the
 paths that would call a chat model. ``GET /v1/models`` lists both.
+
+Each answer closes its connection: a loopback connect costs less than a
+tenth of a millisecond, and no client (a worker, a test) then holds a
+keep-alive socket to this endpoint between its calls.
 """
 
 from __future__ import annotations
@@ -85,8 +89,10 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(raw)))
+        self.send_header("Connection", "close")
         self.end_headers()
         self.wfile.write(raw)
+        self.close_connection = True
 
     def _error(self, status: int, message: str) -> None:
         self._send(status, {"error": {"message": message, "type": "invalid_request_error"}})
