@@ -81,11 +81,15 @@ class AnalysisConfig:
     # ``windows`` x 5 census points: a census every 5 requests or more often).
     exact_min_requests: int = 100
     # The plateau test (analysis.plateau): after warm-up, a live heap whose rate
-    # settles at a positive level is a leak, not a cache that filled. It needs
-    # this many requests after warm-up (four windows of ~150: clean apps still
-    # add a decaying trickle, measured at 0.1-0.25 blocks/request between
-    # requests 300 and 750 of a life)...
-    steady_min_requests: int = 600
+    # settles at a positive level is a leak, not a cache that filled. It looks
+    # from this many requests after warm-up on ("inconclusive" when the last
+    # half still rises)...
+    steady_check_min_requests: int = 600
+    # ...and calls a leak from this many on: clean Flask apps under gunicorn
+    # still add a trickle of 0.3-0.6 blocks/request up to ~1,000 requests of a
+    # worker (caches of the server and the framework filling from unique
+    # URLs and users), under 0.1 past ~1,500 (measured by bench-recall's traps)...
+    steady_min_requests: int = 1200
     # ...and a settled rate of at least this many blocks per request...
     steady_min_blocks_per_request: float = 0.4
     # ...or of this many when RSS grows in every window too.

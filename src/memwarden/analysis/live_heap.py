@@ -196,19 +196,24 @@ def exact_verdict(signals: LifeSignals, rss: Trend | None, config: AnalysisConfi
     large = _large_objects(signal, rss, config)
     if large is not None:
         return "leak", large[0], large[1]
-    found, comparison = settled_rate(signal, heap, rss, signals.tested, config)
-    rss_words = " while RSS grows in every window" if found and found.rss_every_window else ""
+    found, comparison = settled_rate(signal, heap, rss, signals.rss, signals.tested, config)
+    rss_words = found.rss_words() if found is not None else ""
     if found is not None and found.settled:
         return "leak", (f"{what} settles at a positive rate after warm-up ({slopes}){rss_words}: "
-                        f"{found.comparison.describe('blocks')}; {total}; "
+                        f"{found.comparison.describe('blocks', settled=True)}; {total}; "
                         f"{bytes_from_rss(rss)}"), heap
     # Going on as long again shows whether a slowing rate reaches zero.
     again = max(1, round(heap.span))
     if found is not None:
+        short = config.requests_needed(config.steady_min_requests) - signals.requests
+        more = max(again, short)
+        why = (f"and {format_count(signals.tested)} requests after warm-up are too few to "
+               f"tell it from what a clean app still adds" if short > 0
+               else "and levelling off is not ruled out")
         return "inconclusive", (
-            f"{what} still rises in the last half ({slopes}){rss_words}, and levelling off "
-            f"is not ruled out: {found.comparison.describe('blocks')}; {total}; "
-            f"{more_requests(again)} to tell"), heap
+            f"{what} still rises in the last half ({slopes}){rss_words}, {why}: "
+            f"{found.comparison.describe('blocks')}; {total}; {more_requests(more)} to tell"
+        ), heap
     if slowing and big:
         return "inconclusive", (f"{what} grows less and less ({slopes}; the second half of "
                                 f"the run at under half the pace of the first), {total}: a "

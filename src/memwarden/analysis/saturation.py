@@ -86,12 +86,19 @@ class ModelComparison:
                 or self.tail_low > self.level_tail_rate
                 or self.level_tau >= self.span)
 
-    def describe(self, unit: str) -> str:
-        """Which model won and by how much, in words."""
+    def describe(self, unit: str, settled: bool = False) -> str:
+        """Which model won and by how much, in words; ``settled``: a second witness
+        (RSS) has it that the rate settled, and the last half outpaces the end of
+        the levelling curve."""
         ratio = self.variance_ratio
         times = "many times" if not math.isfinite(ratio) else f"{ratio:.1f}x"
         tail = (f"the last half rises {self.tail_rate:,.2f} {unit}/request (99% interval "
                 f"from {self.tail_low:,.2f})")
+        if settled and not self.levelling_contradicted:
+            return (f"{tail}, faster than the best levelling curve (time constant "
+                    f"{self.level_tau:,.0f} requests) ends, at {self.level_end_rate:,.2f}: "
+                    f"it has not levelled off (log-likelihood ratio {self.evidence:.1f} for "
+                    f"a steady {self.rate:,.2f} {unit}/request after warm-up)")
         if self.levelling_contradicted:
             return (f"a steady {self.rate:,.2f} {unit}/request after warm-up beats growth "
                     f"that levels off: {tail}, where the best levelling curve (time constant "
