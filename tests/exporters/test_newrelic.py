@@ -129,12 +129,16 @@ def test_wsgi_under_newrelic_admin(tmp_path: Path) -> None:
     assert connects(tmp_path) == []
 
 
-def test_asgi_with_initialize_in_config(tmp_path: Path) -> None:
-    """uvicorn workers, the agent initialized in the gunicorn config; shedding on: every
+@pytest.mark.parametrize("admin", [False, True], ids=["initialize-in-config", "admin"])
+def test_asgi(tmp_path: Path, admin: bool) -> None:
+    """uvicorn workers, the agent initialized in the gunicorn config (uvicorn is not
+    instrumented: memwarden's wrapper starts the transaction) or by newrelic-admin
+    (the agent wraps the app once more, outside memwarden's); shedding on: every
     request answered 503 by memwarden, each a transaction with its attributes."""
     env = agent_env(tmp_path, shed="on", shed_high="1MiB")
-    env["NR_TEST_INIT"] = env["NEW_RELIC_CONFIG_FILE"]
-    with AgentGunicorn("fastapi_app:app", tmp_path, admin=False,
+    if not admin:
+        env["NR_TEST_INIT"] = env["NEW_RELIC_CONFIG_FILE"]
+    with AgentGunicorn("fastapi_app:app", tmp_path, admin=admin,
                        args=["-w", "1", *UVICORN], env=env) as g:
         pid = g.worker_pids(expect=1)[0]
         for _ in range(3):

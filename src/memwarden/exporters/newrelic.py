@@ -113,7 +113,6 @@ class _State:
         self.footprint: int | None = None
         self.rss: int | None = None
         self.children_pss: int | None = None
-        self.missed = 0  # requests that ended with no transaction current
 
     def on(self) -> bool:
         return self.pid == os.getpid()
@@ -231,8 +230,7 @@ def _observe(fields: dict[str, Any]) -> None:
     census = fields.get("census")
     metrics = _census_metrics(fields, census) if census is not None else None
     transaction = current_transaction()
-    if transaction is None:
-        _state.missed += 1
+    if transaction is None:  # a request the agent does not record
         if metrics:
             _record_metrics(None, metrics)
         return
