@@ -161,6 +161,30 @@ def test_asgi(tmp_path: Path, admin: bool) -> None:
     assert connects(tmp_path) == []
 
 
+def test_asgi_responses_stay_whole(tmp_path: Path) -> None:
+    """The last body held until the app returns: a streamed body arrives whole, a
+    failing handler still answers 500 and its transaction records the error."""
+    env = agent_env(tmp_path)
+    with AgentGunicorn("fastapi_app:app", tmp_path, admin=True, args=["-w", "1", *UVICORN],
+                       env=env) as g:
+        pid = g.worker_pids(expect=1)[0]
+        status, _, body = g.request("GET", "/stream")
+        assert (status, body) == (200, b"".join(f"chunk {i}\n".encode() for i in range(5)))
+        status, _, body = g.request("GET", "/items/3")
+        assert (status, body) == (200, b'{"item":3}')
+        assert g.request("GET", "/boom")[0] == 500
+        lines = g.request_lines(3)
+    recorded = wait_for_shutdown(tmp_path, [pid])
+    by_id = {t["user"].get("memwarden.request_id"): t for t in recorded.transactions}
+    assert set(by_id) == {line["request_id"] for line in lines}
+    routes = {line["route"]: by_id[line["request_id"]] for line in lines}
+    assert routes["/boom"]["intrinsics"].get("error") is True
+    assert routes["/stream"]["intrinsics"].get("error") is not True
+    assert all(_memwarden_attributes(t)["memwarden.route"] == route
+               for route, t in routes.items())
+    assert connects(tmp_path) == []
+
+
 def test_memwarden_initializes_the_agent_when_on(tmp_path: Path) -> None:
     """MEMWARDEN_NEWRELIC=1 and plain gunicorn: each worker initializes the agent from
     NEW_RELIC_CONFIG_FILE before the app is imported, so Flask is instrumented too."""
