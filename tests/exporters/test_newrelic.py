@@ -26,7 +26,14 @@ from memwarden.exporters.newrelic import (
 )
 from memwarden.settings import Settings, SettingsError
 
-from .newrelic_support import AgentGunicorn, agent_env, connects, wait_for_shutdown
+from .newrelic_support import (
+    AgentGunicorn,
+    agent_env,
+    connects,
+    read_recorded,
+    wait_for_shutdown,
+)
+from .pool_script import pool_refusals_script
 
 pytest.importorskip("newrelic.agent")
 
@@ -218,6 +225,29 @@ def test_off_sends_nothing_of_memwarden(tmp_path: Path) -> None:
     assert all(not _memwarden_attributes(t) for t in recorded.transactions)
     assert not [n for n in recorded.metrics.get(pid, {}) if n.startswith("Custom/Memwarden")]
     assert recorded.events == []
+
+
+def test_pool_refusals_outside_a_transaction(tmp_path: Path) -> None:
+    """Events recorded outside any transaction go through the agent's application:
+    two refusals of pool "browser", one dry-run refusal of pool "mcp"."""
+    env = agent_env(tmp_path)
+    setup = textwrap.dedent("""
+        import newrelic_conf, newrelic.agent
+        from memwarden.exporters import newrelic as exporter
+        from memwarden.settings import Settings
+        newrelic.agent.initialize()
+        newrelic.agent.register_application(timeout=10.0)
+        assert exporter.start_worker(Settings())
+    """)
+    end = "newrelic.agent.shutdown_agent(timeout=10.0)"
+    result = _python(pool_refusals_script(setup, end=end), env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    recorded = read_recorded(tmp_path)
+    refusals = [(e["action"], e["pool"], e["dry_run"]) for e in recorded.actions()]
+    assert sorted(refusals) == [("pool_refusal", "browser", False),
+                                ("pool_refusal", "browser", False),
+                                ("pool_refusal", "mcp", True)]
+    assert connects(tmp_path) == []
 
 
 # -- the setting and the extra -----------------------------------------------------------

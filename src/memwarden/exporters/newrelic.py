@@ -98,6 +98,8 @@ def check_extra() -> None:
 
 
 def _agent_initialized() -> bool:
+    # The agent has no public "initialized" query; this flag is what initialize()
+    # itself checks. Looked up in sys.modules: "auto" never imports the agent.
     config = sys.modules.get("newrelic.config")
     return bool(getattr(config, "_configuration_done", False))
 
