@@ -53,15 +53,19 @@ def test_as_found_service_is_held_by_recycling_alone(agent_service: StartService
     recycle is bounded by the recycle (and at worst the hard limit), not by
     shedding, so shed requests' lines are held to the hard limit only."""
     require_chromium()
-    shed_high = 660 * MB
+    # Mem0 in the worker (mem0, openai, qdrant, numpy) adds ~80 MB to each as-found
+    # worker before its first request: the limits sit that much above the hardened ones.
+    shed_high = 740 * MB
     service = agent_service("all", workers=None, census_every=1, env={
         "MEMWARDEN_RECYCLE": "on", "MEMWARDEN_ORPHANS": "on", "MEMWARDEN_SHED": "on",
-        "MEMWARDEN_SOFT_LIMIT": "600MiB", "MEMWARDEN_IDLE_LIMIT": "off",
-        "MEMWARDEN_HARD_LIMIT": "2GiB", "MEMWARDEN_SHED_HIGH": "660MiB",
+        "MEMWARDEN_SOFT_LIMIT": "680MiB", "MEMWARDEN_IDLE_LIMIT": "off",
+        "MEMWARDEN_HARD_LIMIT": "2GiB", "MEMWARDEN_SHED_HIGH": "740MiB",
         "MEMWARDEN_SHED_RETRY_AFTER": "1", "MEMWARDEN_FOOTPRINT_EVERY": "1"})
     summary = run_soak(SoakConfig(
         url=f"http://127.0.0.1:{service.port}", routes=ROUTES, requests=70, seconds=100,
-        seed=7, burst_users=(1, 3), idle_seconds=(0.0, 0.3), max_retries=5))
+        # A replacement worker imports Mem0 before it serves: 6-8 s on a busy
+        # 2-core machine, while the other worker sheds. Retries cover that.
+        seed=7, burst_users=(1, 3), idle_seconds=(0.0, 0.3), max_retries=12))
     service.remember_processes()
     assert summary.failed == 0, summary.to_json_dict()
     recycles = _logged(service, "memwarden.recycle", "recycle")
