@@ -59,6 +59,9 @@ def test_scrub_replaces_the_requests_texts_urls_queries_and_credentials() -> Non
     assert scrub(f"Authorization: Bearer {TOKEN}") == "Authorization: <redacted>"
     assert scrub(f"sent bearer {TOKEN}") == "sent bearer <redacted>"
     assert scrub("Is it ready? Yes.") == "Is it ready? Yes."
+    assert scrub("Basic authentication failed: invalid token") == (
+        "Basic authentication failed: invalid token")
+    assert scrub("Basic dXNlcjpwYXNz") == "Basic <redacted>"
     scope = {"path": f"/items/{TOKEN}", "raw_path": f"/items/{TOKEN}".encode(),
              "query_string": f"a={TOKEN}".encode(),
              "headers": [(b"cookie", f"sid={TOKEN}".encode()),

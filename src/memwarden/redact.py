@@ -40,7 +40,7 @@ _FAILURES: deque[tuple[tuple[str, str], ...]] = deque(maxlen=8)
 _URL = re.compile(r"\b((?:https?|wss?)://[^\s\"'<>/?#]*)([^\s\"'<>?#]*)(\?[^\s\"'<>#]*)?")
 # A '?' starting something that holds '=' before the next space: a query string.
 _QUERY = re.compile(r"\?(?=[^\s\"'<>]*=)[^\s\"'<>]+")
-_CREDENTIAL = re.compile(r"(?i)\b(bearer|basic|token|digest)(\s+)[A-Za-z0-9._~+/=-]{6,}")
+_CREDENTIAL = re.compile(r"(?i)\b(bearer|basic|digest)(\s+)([A-Za-z0-9._~+/=-]{8,})")
 _HEADER = re.compile(r"(?i)\b(cookie|authorization|set-cookie|x-api-key)(\"?'?\s*[:=]\s*)"
                      r"[^\r\n\"']+")
 
@@ -157,6 +157,15 @@ def _url(match: re.Match[str]) -> str:
     return f"{match.group(1)}{safe_path(match.group(2)) if match.group(2) else ''}{query}"
 
 
+def _credential(match: re.Match[str]) -> str:
+    # A plain word after "Basic" is prose ("Basic authentication failed"); a
+    # credential has digits, base64 punctuation or mixed case.
+    word = match.group(3)
+    if word.isalpha() and (word.islower() or word.isupper() or word.istitle()):
+        return match.group(0)
+    return f"{match.group(1)}{match.group(2)}{REDACTED}"
+
+
 def scrub(text: str, pairs: Iterable[tuple[str, str]] = ()) -> str:
     """``text`` without the given raw texts, query strings, URLs' tokens or credentials."""
     for raw, safe in pairs:
@@ -170,5 +179,5 @@ def scrub(text: str, pairs: Iterable[tuple[str, str]] = ()) -> str:
         text = _URL.sub(_url, text)
     if "?" in text:
         text = _QUERY.sub(f"?{REDACTED}", text)
-    text = _CREDENTIAL.sub(rf"\1\2{REDACTED}", text)
+    text = _CREDENTIAL.sub(_credential, text)
     return _HEADER.sub(rf"\1\2{REDACTED}", text)
