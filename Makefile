@@ -5,7 +5,7 @@ PY := .venv/bin/python
 VENV_STAMP := .venv/.installed
 CHROMIUM := /usr/lib/chromium/chromium
 
-.PHONY: demo test lint typecheck unit bench-overhead bench-overhead-parts bench-detect bench-soak bench-week bench-hostile chromium prometheus venv clean
+.PHONY: demo test lint typecheck unit bench-overhead bench-overhead-parts bench-detect bench-recall bench-soak bench-week bench-hostile chromium prometheus venv clean
 
 venv: $(VENV_STAMP)
 
@@ -54,6 +54,9 @@ bench-overhead-parts: venv
 
 bench-detect: venv
 	$(PY) benchmarks/detection.py
+
+bench-recall: venv
+	$(PY) benchmarks/recall.py
 
 bench-soak: venv chromium
 	$(PY) benchmarks/soak.py
