@@ -241,6 +241,12 @@ def _observe(fields: dict[str, Any]) -> None:
     if metrics is not None and METRICS["footprint"] in metrics:
         attributes.append((FOOTPRINT_ATTRIBUTE, metrics[METRICS["footprint"]]))
     transaction.add_custom_attributes(attributes)
+    route = fields.get("route")
+    if isinstance(route, str) and transaction.group == "Uri":
+        # Still named after its raw path: no framework routed it (a request
+        # memwarden shed, an app the agent does not instrument). The route has
+        # its ids replaced, so that names do not grow without bound.
+        transaction.set_transaction_name(route, "Uri", priority=1)
     if metrics:
         _record_metrics(transaction, metrics)
 
