@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support import REPO, free_port
+from support import REPO, Gunicorn, free_port
 
 from memwarden.exporters.newrelic import (
     ALL_ATTRIBUTES,
@@ -287,6 +287,18 @@ def test_missing_agent_names_the_extra() -> None:
     """)
     assert result.returncode == 0, result.stderr
     assert "pip install 'memwarden[newrelic]'" in result.stdout
+
+
+def test_gunicorn_refuses_to_start_on_without_the_agent(tmp_path: Path) -> None:
+    """MEMWARDEN_NEWRELIC=1 where the agent cannot be found: the master stops at start
+    with the extra's name, before any worker serves."""
+    shadow = tmp_path / "shadow" / "newrelic"
+    shadow.mkdir(parents=True)
+    (shadow / "__init__.py").write_text("")  # a package "newrelic" without the agent
+    env = {"MEMWARDEN_NEWRELIC": "1", "PYTHONPATH": str(shadow.parent)}
+    with pytest.raises(AssertionError, match="did not start") as failed:
+        Gunicorn("hold_app:app", tmp_path, args=["-w", "1"], env=env)
+    assert "pip install 'memwarden[newrelic]'" in str(failed.value)
 
 
 def test_auto_without_an_initialized_agent_imports_nothing() -> None:
