@@ -124,7 +124,7 @@ class AsgiMemoryTracker:
             raise
         finally:
             if error is not None:  # the server logs it after the request ended
-                _redact.remember_failure(bound.private_texts())
+                _redact.remember_failure(bound)
             meter.finish(begin, request_id, method, asgi_route(scope), status, error, end)
             bound.scope = None  # it may stay bound in a context a task copied
             try:

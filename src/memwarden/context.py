@@ -76,7 +76,12 @@ def current_private_texts() -> tuple[tuple[str, str], ...]:
     """What the request being handled carries that no line may show, with its
     replacement; empty outside a request."""
     current = _request.get()
-    return () if current is None else current.private_texts()
+    if current is None:
+        return ()
+    try:
+        return current.private_texts()
+    except Exception:  # a line is never lost over what it might have hidden
+        return ()
 
 
 # The counter starts at 2**60: from there to 2**64 it is always 16 hex digits,

@@ -146,8 +146,13 @@ def scope_texts(scope: Mapping[str, Any]) -> tuple[tuple[str, str], ...]:
     return _sorted(pairs)
 
 
-def remember_failure(pairs: tuple[tuple[str, str], ...]) -> None:
-    """Keep a failed request's texts for the server's lines written after it ended."""
+def remember_failure(request: Any) -> None:
+    """Keep a failed request's texts (its ``private_texts()``) for the server's
+    lines written after it ended. Never raises: it runs as a request closes."""
+    try:
+        pairs = request.private_texts()
+    except Exception:
+        return
     if pairs:
         _FAILURES.append(pairs)
 

@@ -115,7 +115,7 @@ class _Request:
             try:
                 error = self._error
                 if error is not None:  # the server logs it after the request ended
-                    _redact.remember_failure(self.private_texts())
+                    _redact.remember_failure(self)
                 meter.finish(self.begin, self.request_id, self.method,
                              self.route or wsgi_route(self.environ or {}), self.status, error)
             finally:
