@@ -101,3 +101,14 @@ def test_several_or_bad_x_request_ids_get_one_fresh_id(tmp_path: Path) -> None:
         assert len(ids) == 1 and re.fullmatch(rb"[0-9a-f]{32}", ids[0]), ids
         assert ids[0] != b"4bf92f3577b34da6a3ce929d0e0e4736"
     assert {x["request_id"].encode() for x in lines} == {ids[0] for ids in sent_back}
+
+
+def test_the_apps_start_message_and_header_list_are_never_changed(tmp_path: Path) -> None:
+    """An app sending one module-level start message (and header list) for every
+    response keeps both as they were: x-request-id goes on copies."""
+    with gunicorn("raw_asgi:app", tmp_path, args=["-w", "1", *UVICORN]) as server:
+        replies = [server.request("GET", "/shared-headers") for _ in range(20)]
+    for status, headers, body in replies:
+        assert status == 200
+        assert body == b"1 1"
+        assert len(headers["x-request-id"]) == 32
