@@ -99,12 +99,19 @@ class ModelComparison:
                     f"{self.level_tau:,.0f} requests) ends, at {self.level_end_rate:,.2f}: "
                     f"it has not levelled off (log-likelihood ratio {self.evidence:.1f} for "
                     f"a steady {self.rate:,.2f} {unit}/request after warm-up)")
+        steady = f"a steady {self.rate:,.2f} {unit}/request after warm-up"
+        if self.evidence >= SATURATION_LEAK_EVIDENCE:
+            return (f"{steady} beats growth that levels off: residual variance {times} "
+                    f"smaller, log-likelihood ratio {self.evidence:.1f}; {tail}")
+        if self.tail_low > self.level_tail_rate:
+            return (f"{steady} beats growth that levels off: {tail}, where the best "
+                    f"levelling curve (time constant {self.level_tau:,.0f} requests) allows "
+                    f"{self.level_tail_rate:,.2f}; log-likelihood ratio {self.evidence:.1f}")
         if self.levelling_contradicted:
-            return (f"a steady {self.rate:,.2f} {unit}/request after warm-up beats growth "
-                    f"that levels off: {tail}, where the best levelling curve (time constant "
-                    f"{self.level_tau:,.0f} requests) allows {self.level_tail_rate:,.2f}; "
-                    f"residual variance {times} smaller, log-likelihood ratio "
-                    f"{self.evidence:.1f}")
+            return (f"{steady} beats growth that levels off: the best levelling curve does "
+                    f"not level off within the run (time constant {self.level_tau:,.0f} "
+                    f"requests, over the {self.span:,.0f} tested), so it is a line; {tail}; "
+                    f"log-likelihood ratio {self.evidence:.1f}")
         return (f"growth that levels off (time constant {self.level_tau:,.0f} requests) "
                 f"explains it: it allows {self.level_tail_rate:,.2f} {unit}/request in the "
                 f"last half, where {tail}; log-likelihood ratio {self.evidence:.1f} for a "
