@@ -14,8 +14,9 @@ Counted: 5xx responses memwarden's service gave where the bare one did not;
 occurrences of the marker in memwarden's log and both reports; the workers'
 RSS growth (both workers, summed) per 1,000 requests after a warm-up.
 
-Last line: ``hostile_requests=N server_errors=E secrets_in_logs=S
-memwarden_growth_kib_per_1k=G baseline_growth_kib_per_1k=B``.
+Bounded in count (``--requests``, 10,000; ``--requests 500`` for a quick run)
+and time (``--seconds``). Last line: ``hostile_requests=N server_errors=E
+secrets_in_logs=S memwarden_growth_kib_per_1k=G baseline_growth_kib_per_1k=B``.
 """
 
 from __future__ import annotations
