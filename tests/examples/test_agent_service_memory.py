@@ -144,3 +144,32 @@ def test_the_service_with_mem0_connects_to_nothing_but_loopback(
     for part in ("gunicorn", "mcp_server", "tooling.local_site", "tooling.model_server",
                  "tooling.memory_server"):
         assert part in installed, (part, installed)
+
+
+def test_mem0_imported_first_with_telemetry_on_still_sends_nothing(tmp_path: Path) -> None:
+    """Code that imports mem0 before the service does (MEM0_TELEMETRY read at import,
+    true here) gets the service's Memory with telemetry off all the same."""
+    log = tmp_path / "netguard.log"
+    script = """
+import os
+import threading
+import mem0  # first, with MEM0_TELEMETRY=True: mem0 reads it now
+from api import config, memory
+from tooling import model_server
+server = model_server.make_server(0)
+threading.Thread(target=server.serve_forever, daemon=True).start()
+url = f"http://127.0.0.1:{server.server_address[1]}/v1"
+m = memory.new_memory(config.Settings(model_url=url, data_dir=os.environ["DATA"]))
+m.add([{"role": "user", "content": "hello"}], user_id="u", infer=False)
+m.search("hello", filters={"user_id": "u"})
+print("added")
+"""
+    env = {**os.environ, "NETGUARD_LOG": str(log), "MEM0_TELEMETRY": "True",
+           "MEM0_DIR": str(tmp_path / "mem0"), "DATA": str(tmp_path),
+           "PYTHONPATH": os.pathsep.join([str(NETGUARD), str(REPO / "examples" / "agent_service")])}
+    proc = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.stdout.strip() == "added", proc.stderr[-2000:]
+    lines = log.read_text().splitlines()
+    assert lines and lines[0].startswith("installed"), lines
+    assert not [x for x in lines if x.startswith("refused")], lines

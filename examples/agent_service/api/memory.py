@@ -12,9 +12,11 @@
 - the history is Mem0's SQLite table, in memory or in a file.
 
 Mem0 reads ``MEM0_TELEMETRY`` when it is imported and would otherwise send
-usage events and fetch notices from the internet; this module turns it off
-before the import, whatever the environment says, and points ``MEM0_DIR``
-(which Mem0 creates at import) at the service's data directory.
+usage events (PostHog) and fetch notices (GitHub) from the internet; this
+module turns it off before the import, whatever the environment says, and
+again in Mem0's modules after it, for code that imported mem0 first. It
+points ``MEM0_DIR`` (which Mem0 creates at import) at the service's data
+directory.
 """
 
 from __future__ import annotations
@@ -48,6 +50,15 @@ def _prepare_import(cfg: config.Settings) -> None:
         logging.getLogger(name).setLevel(logging.ERROR)
 
 
+def _telemetry_off() -> None:
+    # Each module keeps its own copy of the flag read at import (main.py imports
+    # the name; telemetry.py and notices.py read the module's global).
+    from mem0.memory import main, telemetry
+
+    telemetry.MEM0_TELEMETRY = False
+    main.MEM0_TELEMETRY = False  # type: ignore[attr-defined]
+
+
 def mem0_config(cfg: config.Settings, where: Path | None) -> dict[str, Any]:
     """The ``Memory.from_config`` dict: in memory (``where`` None) or under ``where``."""
     model = {"api_key": _API_KEY, "openai_base_url": cfg.model_url}
@@ -79,6 +90,7 @@ def new_memory(cfg: config.Settings, where: Path | None = None) -> Any:
         where.mkdir(parents=True, exist_ok=True)
     from mem0 import Memory
 
+    _telemetry_off()
     with warnings.catch_warnings():
         # Local qdrant says payload indexes do nothing there; Mem0 makes them anyway.
         warnings.filterwarnings("ignore", message="Payload indexes have no effect",

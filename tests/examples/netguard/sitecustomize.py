@@ -89,5 +89,5 @@ if _LOG:
     # sys.argv is not set yet when site runs (and reads "-m" for a module): the
     # kernel's copy names the module.
     with open("/proc/self/cmdline", "rb") as _cmd:
-        _argv = _cmd.read().replace(b"\0", b" ").decode(errors="replace")
+        _argv = _cmd.read().replace(b"\0", b" ").replace(b"\n", b" ").decode(errors="replace")
     _record(f"installed {os.getpid()} {_argv[:200]}")
