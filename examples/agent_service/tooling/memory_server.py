@@ -132,8 +132,16 @@ def main(argv: list[str] | None = None) -> None:
     from api.context_manager import BoundedContextManager
 
     cfg = config.settings()
-    store = BoundedContextManager(memory.new_memory(cfg, Path(cfg.data_dir) / "memory"),
-                                  cfg.max_sessions, cfg.max_turns, cfg.session_ttl)
+    where = Path(cfg.data_dir) / "memory"
+    try:
+        store = BoundedContextManager(memory.new_memory(cfg, where), cfg.max_sessions,
+                                      cfg.max_turns, cfg.session_ttl)
+    except RuntimeError as exc:
+        if "already accessed" not in str(exc):
+            raise
+        # qdrant on disk takes one process at a time: name the setting that separates them.
+        sys.exit(f"memory server: {where} is in use by another instance; give each "
+                 "service its own AGENT_SERVICE_DATA_DIR")
     server = make_server(args.port, store)
     exit_with_parent(args.parent_pid)
 
