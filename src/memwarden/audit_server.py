@@ -21,10 +21,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["PROBE_ID", "PROBE_PATH", "AppInfo", "AuditError", "detect_app", "free_port",
-           "group_alive", "gunicorn_control_flags", "log_tail", "split_log", "stop_server",
-           "wait_ready"]
+__all__ = ["ASGI_WORKER_CLASS", "PROBE_ID", "PROBE_PATH", "AppInfo", "AuditError", "detect_app",
+           "free_port", "group_alive", "gunicorn_control_flags", "log_tail", "split_log",
+           "stop_server", "wait_ready"]
 
+ASGI_WORKER_CLASS = "uvicorn_worker.UvicornWorker"
 # Request ids of the readiness probe: its request lines are left out of
 # requests.jsonl, which holds the soak's traffic only.
 PROBE_ID = "memwarden-audit-ready"
