@@ -19,206 +19,44 @@ Standard library only.
 
 from __future__ import annotations
 
-import email.utils
 import http.client
 import json
 import math
 import random
-import string
 import threading
 import time
 import urllib.parse
 import urllib.request
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from http.cookiejar import CookieJar
 from pathlib import Path
 from typing import IO, Any, TextIO
 
-__all__ = [
-    "DEFAULT_ROUTES",
-    "LOCAL_HOSTS",
-    "Route",
-    "RoutesError",
-    "SoakConfig",
-    "SoakError",
-    "SoakSummary",
-    "load_routes",
-    "parse_routes",
-    "run_soak",
-]
+from memwarden.soak_progress import Progress, SoakSummary, retry_after
+from memwarden.soak_routes import (
+    DEFAULT_ROUTES,
+    Route,
+    RoutesError,
+    SoakError,
+    load_routes,
+    parse_routes,
+)
+
+__all__ = ["DEFAULT_ROUTES", "LOCAL_HOSTS", "Route", "RoutesError", "SoakConfig", "SoakError",
+           "SoakSummary", "load_routes", "parse_routes", "run_soak"]
 
 # Names that reach this machine and nothing else. Connections always go to
 # 127.0.0.1; "localhost" is only what the Host header and cookies see.
 LOCAL_HOSTS = frozenset({"127.0.0.1", "localhost"})
 _CONNECT_HOST = "127.0.0.1"
-_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
-_ROUTE_KEYS = frozenset({"method", "path", "weight", "json", "body", "headers"})
-# Headers the driver owns: the target, the framing and the per-user cookies.
-_RESERVED_HEADERS = frozenset({"host", "content-length", "transfer-encoding", "cookie",
-                               "connection"})
-_PLACEHOLDERS = frozenset({"rand", "seq"})
 # Errors that mean "no worker answered": the server is restarting a worker,
 # or a worker was killed mid-request. Timeouts are not among them: a worker
 # that hangs is a finding, and retrying it would double the wait.
 _CONNECTION_ERRORS = (ConnectionError, http.client.RemoteDisconnected,
                       http.client.BadStatusLine, http.client.IncompleteRead)
 
-
-class SoakError(ValueError):
-    """A soak that cannot run as configured (a non-local target, bad bounds)."""
-
-
-class RoutesError(SoakError):
-    """A routes file that cannot be used; the message names the file and the entry."""
-
-
-@dataclass(frozen=True, slots=True)
-class Route:
-    """One entry of a routes file; ``path``, ``body``, header values and strings
-    in ``json`` may hold ``{rand}`` and ``{seq}``."""
-
-    method: str
-    path: str
-    weight: float = 1.0
-    json: Any = None
-    has_json: bool = False
-    body: str | None = None
-    headers: tuple[tuple[str, str], ...] = ()
-
-    def render(self, rand: int, seq: int) -> tuple[str, bytes | None, dict[str, str]]:
-        """The concrete path, body and headers of one request."""
-        values = {"rand": rand, "seq": seq}
-        path = self.path.format_map(values)
-        headers = {name: value.format_map(values) for name, value in self.headers}
-        body: bytes | None = None
-        if self.has_json:
-            body = json.dumps(_fill(self.json, values)).encode()
-            if not any(name.lower() == "content-type" for name in headers):
-                headers["Content-Type"] = "application/json"
-        elif self.body is not None:
-            body = self.body.format_map(values).encode()
-        return path, body, headers
-
-
-DEFAULT_ROUTES: tuple[Route, ...] = (Route("GET", "/"),)
-
-
-def _fill(value: Any, values: Mapping[str, int]) -> Any:
-    if isinstance(value, str):
-        return value.format_map(values)
-    if isinstance(value, list):
-        return [_fill(v, values) for v in value]
-    if isinstance(value, dict):
-        return {k: _fill(v, values) for k, v in value.items()}
-    return value
-
-
-def _check_template(text: str, where: str) -> None:
-    try:
-        fields = [name for _, name, _, _ in string.Formatter().parse(text) if name is not None]
-    except ValueError as exc:
-        raise RoutesError(f"{where}: {exc} in {text!r} (write a literal brace as {{{{ or }}}})"
-                          ) from None
-    for name in fields:
-        if name not in _PLACEHOLDERS:
-            raise RoutesError(f"{where}: unknown placeholder {{{name}}} in {text!r}; "
-                              "use {rand} or {seq}")
-    try:
-        text.format_map({"rand": 1, "seq": 1})
-    except (ValueError, TypeError) as exc:
-        raise RoutesError(f"{where}: {exc} in {text!r}") from None
-
-
-def _check_json_templates(value: Any, where: str) -> None:
-    if isinstance(value, str):
-        _check_template(value, where)
-    elif isinstance(value, list):
-        for i, item in enumerate(value):
-            _check_json_templates(item, f"{where}[{i}]")
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            _check_json_templates(item, f"{where}.{key}")
-
-
-def _parse_route(entry: Any, where: str) -> Route:
-    if not isinstance(entry, dict):
-        raise RoutesError(f"{where}: expected an object, got {type(entry).__name__}")
-    unknown = sorted(set(entry) - _ROUTE_KEYS)
-    if unknown:
-        raise RoutesError(f"{where}: unknown key(s) {', '.join(map(repr, unknown))}; "
-                          f"allowed: {', '.join(sorted(_ROUTE_KEYS))}")
-    method = entry.get("method", "GET")
-    if not isinstance(method, str) or method.upper() not in _METHODS:
-        raise RoutesError(f"{where}.method: expected one of {', '.join(sorted(_METHODS))}, "
-                          f"got {method!r}")
-    path = entry.get("path")
-    if not isinstance(path, str) or not path.startswith("/") or path.startswith("//"):
-        raise RoutesError(f"{where}.path: expected a path starting with '/', got {path!r} "
-                          "(the host is always the audited server)")
-    if any(ch.isspace() or ord(ch) < 32 for ch in path):
-        raise RoutesError(f"{where}.path: {path!r} holds whitespace or control characters")
-    _check_template(path, f"{where}.path")
-    weight = entry.get("weight", 1)
-    if (isinstance(weight, bool) or not isinstance(weight, int | float)
-            or not math.isfinite(weight) or weight <= 0):
-        raise RoutesError(f"{where}.weight: expected a positive number, got {weight!r}")
-    if "json" in entry and "body" in entry:
-        raise RoutesError(f"{where}: give either 'json' or 'body', not both")
-    body = entry.get("body")
-    if body is not None:
-        if not isinstance(body, str):
-            raise RoutesError(f"{where}.body: expected a string, got {type(body).__name__}")
-        _check_template(body, f"{where}.body")
-    if "json" in entry:
-        _check_json_templates(entry["json"], f"{where}.json")
-    raw_headers = entry.get("headers", {})
-    if not isinstance(raw_headers, dict):
-        raise RoutesError(f"{where}.headers: expected an object of name: value strings")
-    headers = []
-    for name, value in raw_headers.items():
-        if not isinstance(value, str) or not name or any(
-                ch.isspace() or ch in ":\r\n" for ch in name) or "\n" in value or "\r" in value:
-            raise RoutesError(f"{where}.headers: bad header {name!r}: {value!r}")
-        if name.lower() in _RESERVED_HEADERS:
-            raise RoutesError(f"{where}.headers: {name!r} is set by the driver (each virtual "
-                              "user keeps its own cookies)")
-        _check_template(value, f"{where}.headers.{name}")
-        headers.append((name, value))
-    return Route(method=method.upper(), path=path, weight=float(weight),
-                 json=entry.get("json"), has_json="json" in entry, body=body,
-                 headers=tuple(headers))
-
-
-def parse_routes(data: Any, source: str = "routes") -> tuple[Route, ...]:
-    """Validate a decoded routes document; errors name ``source`` and the entry."""
-    if not isinstance(data, dict) or "routes" not in data:
-        raise RoutesError(f'{source}: expected an object like {{"routes": [{{"method": "GET", '
-                          f'"path": "/"}}]}}')
-    unknown = sorted(set(data) - {"routes"})
-    if unknown:
-        raise RoutesError(f"{source}: unknown top-level key(s) {', '.join(map(repr, unknown))}")
-    entries = data["routes"]
-    if not isinstance(entries, list) or not entries:
-        raise RoutesError(f"{source}: 'routes' must be a non-empty list")
-    return tuple(_parse_route(entry, f"{source}: routes[{i}]")
-                 for i, entry in enumerate(entries))
-
-
-def load_routes(path: Path | str) -> tuple[Route, ...]:
-    """Read and validate a routes file (see DESIGN.md)."""
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise RoutesError(f"{path}: cannot read the routes file: {exc.strerror or exc}"
-                          ) from None
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise RoutesError(f"{path}: not valid JSON: {exc}") from None
-    return parse_routes(data, str(path))
 
 
 def _check_range(value: tuple[float, float], name: str, minimum: float) -> None:
@@ -311,95 +149,9 @@ class _Visit:
     requests: tuple[_Planned, ...]
 
 
-@dataclass(slots=True)
-class SoakSummary:
-    """Counts of a finished soak. ``failed``: status >= 500 after retries, or no
-    response at all; ``shed``: requests answered 503 with Retry-After at least
-    once; ``retried``: requests sent more than once."""
-
-    requests: int = 0
-    failed: int = 0
-    shed: int = 0
-    retried: int = 0
-    retries: int = 0
-    connection_errors: int = 0
-    users: int = 0
-    new_user_visits: int = 0
-    bursts: int = 0
-    seconds: float = 0.0
-    stopped_by: str = "requests"  # or "seconds", or "stop" (the caller's stop event)
-    statuses: dict[str, int] = field(default_factory=dict)
-
-    def to_json_dict(self) -> dict[str, Any]:
-        return {"requests": self.requests, "failed": self.failed, "shed": self.shed,
-                "retried": self.retried, "retries": self.retries,
-                "connection_errors": self.connection_errors, "users": self.users,
-                "new_user_visits": self.new_user_visits, "bursts": self.bursts,
-                "seconds": round(self.seconds, 3), "stopped_by": self.stopped_by,
-                "statuses": dict(sorted(self.statuses.items()))}
-
-
-def _retry_after(value: str | None) -> float | None:
-    """Seconds from a Retry-After header (delta-seconds or an HTTP date)."""
-    if value is None:
-        return None
-    value = value.strip()
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            when = email.utils.parsedate_to_datetime(value)
-        except (TypeError, ValueError):
-            return None
-        if when.tzinfo is None:
-            return None
-        seconds = when.timestamp() - time.time()
-    if not math.isfinite(seconds):
-        return None
-    return max(seconds, 0.0)
-
-
-class _Progress:
-    """One updating line on a terminal, plain periodic lines otherwise."""
-
-    def __init__(self, stream: TextIO | None, total: int, seconds: float) -> None:
-        self._stream = stream
-        self.total = total
-        self._seconds = seconds
-        self._tty = bool(stream is not None and getattr(stream, "isatty", lambda: False)())
-        self._every = 0.2 if self._tty else 5.0
-        self._last = -math.inf
-        self._width = 0
-
-    def update(self, summary: SoakSummary, active: int, elapsed: float,
-               final: bool = False) -> None:
-        if self._stream is None:
-            return
-        now = time.monotonic()
-        if not final and now - self._last < self._every:
-            return
-        self._last = now
-        text = (f"soak: {summary.requests}/{self.total} requests, "
-                f"{elapsed:.1f}/{self._seconds:g} s, {active} active users, "
-                f"{summary.users} users, {summary.failed} failed, {summary.shed} shed, "
-                f"{summary.retried} retried")
-        if final:
-            text += f" (done: stopped by {summary.stopped_by})"
-        try:
-            if self._tty:
-                pad = max(self._width - len(text), 0)
-                self._width = len(text)
-                self._stream.write("\r" + text + " " * pad + ("\n" if final else ""))
-            else:
-                self._stream.write(text + "\n")
-            self._stream.flush()
-        except (OSError, ValueError):
-            self._stream = None  # a closed terminal must not stop the soak
-
-
 class _Driver:
     def __init__(self, config: SoakConfig, records: IO[str] | None,
-                 progress: _Progress, on_record: Callable[[dict[str, Any]], None] | None,
+                 progress: Progress, on_record: Callable[[dict[str, Any]], None] | None,
                  stop: threading.Event | None = None,
                  extend: Callable[[SoakSummary], int] | None = None) -> None:
         self.config = config
@@ -512,10 +264,10 @@ class _Driver:
                 headers["X-Request-ID"] = base_id if retries == 0 else f"{base_id}.{retries}"
             wait_for: float | None = None
             try:
-                status, retry_after = self._send_once(user, planned.route.method, path, body,
-                                                      headers)
+                status, retry_header = self._send_once(user, planned.route.method, path, body,
+                                                       headers)
                 error = None
-                delay = _retry_after(retry_after) if status == 503 else None
+                delay = retry_after(retry_header) if status == 503 else None
                 if delay is not None:
                     was_shed = True
                     wait_for = min(delay, cfg.max_retry_after)
@@ -635,7 +387,7 @@ def run_soak(config: SoakConfig, records: Path | IO[str] | None = None,
     to stop there. The plan stays the one seed's: a run extended from N to M
     sends the same first N requests as a run of N.
     """
-    bar = _Progress(progress, config.requests, config.seconds)
+    bar = Progress(progress, config.requests, config.seconds)
     if isinstance(records, Path):
         records.parent.mkdir(parents=True, exist_ok=True)
         with records.open("w", encoding="utf-8") as out:
