@@ -173,3 +173,18 @@ print("added")
     lines = log.read_text().splitlines()
     assert lines and lines[0].startswith("installed"), lines
     assert not [x for x in lines if x.startswith("refused")], lines
+
+
+def test_hardened_chat_is_a_503_while_the_memory_server_is_down(
+        agent_service: StartService) -> None:
+    """The memory server gone: a chat says so with 503 + Retry-After, not a 500."""
+    service = agent_service("none", env=HARDENED)
+    assert service.chat("hello").status == 200
+    memory_pid = service.sidecar_pids()[-1]
+    os.kill(memory_pid, signal.SIGKILL)
+    reply = service.chat("hello again", request_id="no-memory")
+    assert reply.status == 503, reply.body
+    assert reply.headers["retry-after"] == "1"
+    assert "memory server at 127.0.0.1:" in reply.body["error"]
+    assert reply.body["request_id"] == "no-memory"
+    assert service.request("GET", "/healthz").status == 200

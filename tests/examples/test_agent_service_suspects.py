@@ -6,7 +6,7 @@ from pathlib import Path
 
 from memwarden.audit import run_audit
 
-from .agent_service_harness import SERVICE
+from .agent_service_harness import SERVICE, free_port
 
 ROUTES = SERVICE / "demo_routes.json"
 CONFIG = SERVICE / "gunicorn_conf.py"
@@ -15,7 +15,10 @@ CONFIG = SERVICE / "gunicorn_conf.py"
 def test_audit_of_the_as_found_service_names_every_leak_source(tmp_path: Path) -> None:
     """An audit with the production settings names each source's route and resource."""
     result = run_audit("api.app:app", SERVICE, ROUTES, 300, 2, tmp_path / "audit",
-                       env={"AGENT_SERVICE_MODE": "as-found", "MEMWARDEN_LOOP_TRACKING": "1"},
+                       env={"AGENT_SERVICE_MODE": "as-found", "MEMWARDEN_LOOP_TRACKING": "1",
+                            # Free ports: a demo or another service may hold the defaults.
+                            **{f"AGENT_SERVICE_{name}_PORT": str(free_port())
+                               for name in ("MCP", "SITE", "MODEL")}},
                        gunicorn_args=["-c", str(CONFIG), "--timeout", "120"],
                        seed=7, idle=(0.0, 0.05))
     report = result.report
