@@ -16,6 +16,7 @@ from collections.abc import Iterator
 import pytest
 
 from .agent_service_harness import SERVICE, free_port, require_chromium
+from .conftest import SECRET_KEY
 
 pytest_plugins = ["pytester"]
 
@@ -41,18 +42,23 @@ def client():
 
 
 @pytest.fixture(scope="module")
-def sidecars() -> Iterator[tuple[int, int, int]]:
+def sidecars(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, int, int, int]]:
     from tooling.sidecars import Sidecars
 
-    ports = mcp_port, site_port, model_port = free_port(), free_port(), free_port()
-    with Sidecars(mcp_port, site_port, model_port):
+    ports = mcp_port, site_port, model_port, memory_port = (
+        free_port(), free_port(), free_port(), free_port())
+    # The memory server reads its settings from this environment.
+    env = {"AGENT_SERVICE_SECRET_KEY": SECRET_KEY, "AGENT_SERVICE_MODEL_PORT": str(model_port),
+           "AGENT_SERVICE_DATA_DIR": str(tmp_path_factory.mktemp("memory-server"))}
+    with Sidecars(mcp_port, site_port, model_port, memory_port, env=env):
         yield ports
 
 
 @pytest.fixture
 def inner(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch,
-          sidecars: tuple[int, int, int]) -> pytest.Pytester:
-    mcp_port, site_port, model_port = sidecars
+          sidecars: tuple[int, int, int, int]) -> pytest.Pytester:
+    mcp_port, site_port, model_port, memory_port = sidecars
+    monkeypatch.setenv("AGENT_SERVICE_MEMORY_PORT", str(memory_port))
     monkeypatch.setenv("PYTHONPATH", str(SERVICE))
     monkeypatch.setenv("AGENT_SERVICE_MCP_PORT", str(mcp_port))
     monkeypatch.setenv("AGENT_SERVICE_SITE_PORT", str(site_port))
@@ -234,3 +240,43 @@ def test_no_leaks_and_limit_growth_catch_the_context_leak(inner: pytest.Pytester
         assert part in leaked, leaked
     grew = growth_report(result)
     assert "limit_growth: mem0.points grew in all 4 runs: +2, +2, +2, +2" in grew
+
+
+def test_limit_growth_sees_mem0_in_the_process_and_not_behind_the_memory_server(
+        inner: pytest.Pytester) -> None:
+    """The same turns of new users, stored by the as-found store (Mem0 in this
+    process) and by the hardened one (the memory server): the test process's
+    allocated blocks grow on every run with the first, and not with the second."""
+    result = run_inner(inner, """
+        import itertools
+        import os
+
+        import pytest
+        from api import config, memory
+        from api.context_manager import ContextManager
+        from api.memory_client import RemoteContextStore
+
+        USERS = itertools.count()
+        AS_FOUND = ContextManager(memory.new_memory(config.settings()))
+        HARDENED = RemoteContextStore(int(os.environ["AGENT_SERVICE_MEMORY_PORT"]))
+
+        def twenty_new_users(store):
+            for _ in range(20):
+                user = f"user-{next(USERS)}"
+                store.add_turn(user, "user", "hello there")
+                store.add_turn(user, "assistant", "hello; the sum is 5")
+
+        # As found, 50-70 blocks stay per turn pair (numpy arrays, one block each,
+        # hold the vectors): 20 pairs keep ~1000-1400 a run.
+        @pytest.mark.limit_growth(runs=4, warmup=2, metric="blocks", min_growth=300)
+        def test_as_found_grows():
+            twenty_new_users(AS_FOUND)
+
+        @pytest.mark.limit_growth(runs=4, warmup=2, metric="blocks", min_growth=300)
+        def test_hardened():
+            twenty_new_users(HARDENED)
+            assert HARDENED.stats()["points"] <= 2 * 1000
+    """)
+    result.assert_outcomes(passed=1, failed=1)
+    grew = growth_report(result)
+    assert "limit_growth: blocks grew in all 4 runs" in grew, grew
