@@ -10,13 +10,11 @@ from __future__ import annotations
 import argparse
 import functools
 import os
-import signal
-import sys
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from tooling import exit_with_parent
+from tooling import serve_until_stopped
 
 PAGES = Path(__file__).resolve().parent / "pages"
 DEFAULT_PORT = 8766
@@ -42,19 +40,7 @@ def main(argv: list[str] | None = None) -> None:
                         help="exit when this process (the launcher) is gone")
     args = parser.parse_args(argv)
     server = make_server(args.port)
-    exit_with_parent(args.parent_pid)
-
-    def stop(signum: int, frame: object) -> None:
-        raise SystemExit(0)
-
-    signal.signal(signal.SIGTERM, stop)
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.server_close()
-    sys.exit(0)
+    serve_until_stopped(server, args.parent_pid)
 
 
 if __name__ == "__main__":

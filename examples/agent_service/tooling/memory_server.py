@@ -20,13 +20,12 @@ import argparse
 import json
 import logging
 import re
-import signal
 import sys
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from tooling import exit_with_parent
+from tooling import serve_until_stopped
 
 __all__ = ["make_server"]
 
@@ -143,22 +142,13 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(f"memory server: {where} is in use by another instance; give each "
                  "service its own AGENT_SERVICE_DATA_DIR")
     server = make_server(args.port, store)
-    exit_with_parent(args.parent_pid)
 
-    def stop(signum: int, frame: object) -> None:
-        raise SystemExit(0)
-
-    signal.signal(signal.SIGTERM, stop)
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.server_close()
+    def close_store() -> None:
         # Close qdrant's storage and the history file (releases qdrant's lock).
         store.memory.vector_store.client.close()
         store.memory.db.connection.close()
-    sys.exit(0)
+
+    serve_until_stopped(server, args.parent_pid, close_store)
 
 
 if __name__ == "__main__":

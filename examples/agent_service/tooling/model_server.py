@@ -21,12 +21,10 @@ import hashlib
 import json
 import math
 import os
-import signal
-import sys
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from tooling import exit_with_parent
+from tooling import serve_until_stopped
 
 __all__ = ["DIMENSIONS", "EMBEDDING_MODEL", "embed", "make_server"]
 
@@ -141,19 +139,7 @@ def main(argv: list[str] | None = None) -> None:
                         help="exit when this process (the launcher) is gone")
     args = parser.parse_args(argv)
     server = make_server(args.port)
-    exit_with_parent(args.parent_pid)
-
-    def stop(signum: int, frame: object) -> None:
-        raise SystemExit(0)
-
-    signal.signal(signal.SIGTERM, stop)
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.server_close()
-    sys.exit(0)
+    serve_until_stopped(server, args.parent_pid)
 
 
 if __name__ == "__main__":
