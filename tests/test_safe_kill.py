@@ -8,7 +8,6 @@ import os
 import signal
 import subprocess
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -19,16 +18,6 @@ from memwarden.safe_kill import ProcessRef, process_ref, send_signal
 STAT_TAIL = ("S 1 1 1 0 -1 4194560 2380 0 0 0 11 4 0 0 20 0 1 0 {start} 407691264 20000 "
              "18446744073709551615 1 1 0 0 0 0 0 16781312 17415 0 0 0 17 1 0 0 0 0 0 0 0")
 
-
-@pytest.fixture
-def child() -> Iterator[subprocess.Popen[bytes]]:
-    proc = subprocess.Popen(["sleep", "30"])
-    try:
-        yield proc
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait()
 
 
 @pytest.fixture(params=["pidfd", "start time alone"])
@@ -83,18 +72,18 @@ def test_a_missing_or_malformed_stat_gives_no_reference(tmp_path: Path, line: st
     assert process_ref(0, root) is None
 
 
-def test_a_live_process_has_its_own_start_time(child: subprocess.Popen[bytes]) -> None:
-    assert process_ref(child.pid) == ProcessRef(child.pid, start_of(child.pid))
+def test_a_live_process_has_its_own_start_time(sleeper: subprocess.Popen[bytes]) -> None:
+    assert process_ref(sleeper.pid) == ProcessRef(sleeper.pid, start_of(sleeper.pid))
 
 
 # -- sending ---------------------------------------------------------------------------------
 
 
-def test_a_live_process_is_really_signalled(way: str, child: subprocess.Popen[bytes]) -> None:
-    ref = process_ref(child.pid)
+def test_a_live_process_is_really_signalled(way: str, sleeper: subprocess.Popen[bytes]) -> None:
+    ref = process_ref(sleeper.pid)
     assert ref is not None
     assert send_signal(ref, signal.SIGTERM) is True
-    assert child.wait(5) == -signal.SIGTERM
+    assert sleeper.wait(5) == -signal.SIGTERM
 
 
 def test_a_reaped_process_is_not_signalled(way: str) -> None:
@@ -107,64 +96,64 @@ def test_a_reaped_process_is_not_signalled(way: str) -> None:
 
 
 def test_another_start_time_at_the_pid_is_not_signalled(
-        way: str, child: subprocess.Popen[bytes]) -> None:
+        way: str, sleeper: subprocess.Popen[bytes]) -> None:
     """The pid was reused: the process holding it now started at another time."""
-    ref = process_ref(child.pid)
+    ref = process_ref(sleeper.pid)
     assert ref is not None
     assert send_signal(ProcessRef(ref.pid, ref.start_ticks - 1), signal.SIGTERM) is False
     assert send_signal(ProcessRef(ref.pid, ref.start_ticks + 1), signal.SIGTERM) is False
-    assert untouched(child)
+    assert untouched(sleeper)
 
 
 def test_under_another_root_the_start_time_read_there_decides(
-        way: str, tmp_path: Path, child: subprocess.Popen[bytes]) -> None:
-    real = Path(f"/proc/{child.pid}/stat").read_text()
-    root = fake_root(tmp_path, os.getpid(), {child.pid: real})
-    ref = process_ref(child.pid, root)
-    assert ref == ProcessRef(child.pid, start_of(child.pid))
-    (Path(root) / str(child.pid) / "stat").write_text(
+        way: str, tmp_path: Path, sleeper: subprocess.Popen[bytes]) -> None:
+    real = Path(f"/proc/{sleeper.pid}/stat").read_text()
+    root = fake_root(tmp_path, os.getpid(), {sleeper.pid: real})
+    ref = process_ref(sleeper.pid, root)
+    assert ref == ProcessRef(sleeper.pid, start_of(sleeper.pid))
+    (Path(root) / str(sleeper.pid) / "stat").write_text(
         real.replace(f" {ref.start_ticks} ", f" {ref.start_ticks + 5} "))
     assert send_signal(ref, signal.SIGTERM, root) is False
-    assert untouched(child)
+    assert untouched(sleeper)
 
 
 def test_another_pid_namespace_is_refused_with_one_warning(
-        way: str, tmp_path: Path, child: subprocess.Popen[bytes],
+        way: str, tmp_path: Path, sleeper: subprocess.Popen[bytes],
         caplog: pytest.LogCaptureFixture) -> None:
     """Its /proc/self is not us: its pid numbers name other processes here."""
-    root = fake_root(tmp_path, 1, {child.pid: Path(f"/proc/{child.pid}/stat").read_text()})
-    ref = process_ref(child.pid, root)
+    root = fake_root(tmp_path, 1, {sleeper.pid: Path(f"/proc/{sleeper.pid}/stat").read_text()})
+    ref = process_ref(sleeper.pid, root)
     assert ref is not None
     with caplog.at_level(logging.WARNING, logger="memwarden.safe_kill"):
         assert [send_signal(ref, signal.SIGTERM, root) for _ in range(3)] == [False] * 3
     warnings = [r.getMessage() for r in caplog.records if r.name == "memwarden.safe_kill"]
     assert len(warnings) == 1 and root in warnings[0]
-    assert untouched(child)
+    assert untouched(sleeper)
 
 
-def test_a_root_without_self_is_refused(tmp_path: Path, child: subprocess.Popen[bytes]) -> None:
+def test_a_root_without_self_is_refused(tmp_path: Path, sleeper: subprocess.Popen[bytes]) -> None:
     root = tmp_path / "proc"
-    (root / str(child.pid)).mkdir(parents=True)
-    (root / str(child.pid) / "stat").write_text(Path(f"/proc/{child.pid}/stat").read_text())
-    ref = process_ref(child.pid, str(root))
+    (root / str(sleeper.pid)).mkdir(parents=True)
+    (root / str(sleeper.pid) / "stat").write_text(Path(f"/proc/{sleeper.pid}/stat").read_text())
+    ref = process_ref(sleeper.pid, str(root))
     assert ref is not None
     assert send_signal(ref, signal.SIGTERM, str(root)) is False
-    assert untouched(child)
+    assert untouched(sleeper)
 
 
 def test_no_root_given_means_the_configured_one(
-        tmp_path: Path, child: subprocess.Popen[bytes]) -> None:
-    root = fake_root(tmp_path, 1, {child.pid: Path(f"/proc/{child.pid}/stat").read_text()})
-    ref = process_ref(child.pid)
+        tmp_path: Path, sleeper: subprocess.Popen[bytes]) -> None:
+    root = fake_root(tmp_path, 1, {sleeper.pid: Path(f"/proc/{sleeper.pid}/stat").read_text()})
+    ref = process_ref(sleeper.pid)
     assert ref is not None
     probe.configure(root)
     try:
         assert probe.configured_proc_root() == root
-        assert process_ref(child.pid) == ref  # read from the configured root
+        assert process_ref(sleeper.pid) == ref  # read from the configured root
         assert send_signal(ref, signal.SIGTERM) is False  # and refused there
     finally:
         probe.configure()
-    assert untouched(child)
+    assert untouched(sleeper)
 
 
 @pytest.mark.parametrize("pid", [0, -1])
@@ -173,16 +162,16 @@ def test_pids_that_name_groups_are_never_signalled(pid: int) -> None:
     assert send_signal(ProcessRef(pid, start_of(os.getpid())), 0) is False
 
 
-def test_it_never_raises(way: str, child: subprocess.Popen[bytes]) -> None:
-    ref = process_ref(child.pid)
+def test_it_never_raises(way: str, sleeper: subprocess.Popen[bytes]) -> None:
+    ref = process_ref(sleeper.pid)
     assert ref is not None
     assert send_signal(ref, 10_000) is False  # no such signal
     assert send_signal(ref, 0, "/nonexistent/proc") is False
-    assert untouched(child)
+    assert untouched(sleeper)
 
 
 def test_a_kernel_without_pidfd_falls_back_to_the_start_time(
-        monkeypatch: pytest.MonkeyPatch, child: subprocess.Popen[bytes]) -> None:
+        monkeypatch: pytest.MonkeyPatch, sleeper: subprocess.Popen[bytes]) -> None:
     if not hasattr(os, "pidfd_open"):
         pytest.skip("no os.pidfd_open in this Python")
 
@@ -191,12 +180,12 @@ def test_a_kernel_without_pidfd_falls_back_to_the_start_time(
 
     monkeypatch.setattr(safe_kill, "_pidfd", True)
     monkeypatch.setattr(os, "pidfd_open", no_pidfd)
-    ref = process_ref(child.pid)
+    ref = process_ref(sleeper.pid)
     assert ref is not None
     assert send_signal(ProcessRef(ref.pid, ref.start_ticks + 1), signal.SIGTERM) is False
     assert safe_kill._pidfd is False  # not tried again
     assert send_signal(ref, signal.SIGTERM) is True
-    assert child.wait(5) == -signal.SIGTERM
+    assert sleeper.wait(5) == -signal.SIGTERM
 
 
 def test_a_thread_id_is_not_pinned_as_a_process() -> None:

@@ -11,7 +11,6 @@ import logging
 import os
 import signal
 import subprocess
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -69,16 +68,6 @@ class FakeProc:
         (self.root / str(self.pid) / "statm").write_text(
             f"{rss_bytes // PAGE * 4} {rss_bytes // PAGE} 0 0 0 0 0\n")
 
-
-@pytest.fixture
-def sleeper() -> Iterator[subprocess.Popen[bytes]]:
-    proc = subprocess.Popen(["sleep", "30"])
-    try:
-        yield proc
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait()
 
 
 def _watchdog(root: Path, pid: int) -> tuple[Watchdog, Clock]:

@@ -15,17 +15,6 @@ from memwarden.exporters import metrics_server
 from memwarden.safe_kill import ProcessRef, process_ref
 
 
-@pytest.fixture
-def sleeper() -> Iterator[subprocess.Popen[bytes]]:
-    """An unrelated live process: what a reused pid names."""
-    proc = subprocess.Popen(["sleep", "60"])
-    try:
-        yield proc
-    finally:
-        proc.kill()
-        proc.wait()
-
-
 @pytest.fixture(autouse=True)
 def no_server() -> Iterator[None]:
     yield
