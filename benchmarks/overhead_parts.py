@@ -23,8 +23,8 @@ from typing import Any
 
 from overhead import arguments, bare_and_tracked, time_round
 
-from memwarden.probe import Probe
 from memwarden.request_log import RequestLineWriter
+from memwarden.system.probe import Probe
 
 
 @contextmanager

@@ -25,7 +25,7 @@ from memwarden.census import (
     tracked_count,
     untrack_kind,
 )
-from memwarden.probe import Probe
+from memwarden.system.probe import Probe
 
 KIND = "test_census.widgets"
 

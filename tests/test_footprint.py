@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from memwarden.footprint import FootprintSampler, cgroup_working_set, measure
-from memwarden.probe import Descendants, Probe, SmapsRollup
+from memwarden.system.probe import Descendants, Probe, SmapsRollup
 
 MiB = 1024 * 1024
 

@@ -19,7 +19,7 @@ import weakref
 from collections.abc import Callable
 from typing import Any
 
-from memwarden import probe as _probe
+from memwarden.system import probe as _probe
 
 __all__ = [
     "census",

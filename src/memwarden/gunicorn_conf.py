@@ -173,7 +173,8 @@ def post_request(worker: Any, req: Any, environ: Any = None, resp: Any = None) -
 
 @_guarded
 def post_fork(server: Any, worker: Any) -> None:
-    from memwarden import hold, probe
+    from memwarden import hold
+    from memwarden.system import probe
 
     hold.post_fork(server, worker)
     sys.unraisablehook = _log_unraisable

@@ -112,7 +112,7 @@ def wrap_app(worker: Any, app: Any, settings: Settings, asgi: bool) -> Any:
     """Build this worker's recycler and shedder; return the app with their middleware."""
     global _recycler, _shedder
     from memwarden import census, meter
-    from memwarden import probe as _probe
+    from memwarden.system import probe as _probe
 
     p = _probe.current()
     cgroup = p.cgroup_memory()

@@ -22,9 +22,9 @@ from collections.abc import Callable
 from typing import Any
 
 from memwarden import census as _census
-from memwarden import probe as _probe
 from memwarden.request_log import RequestLineWriter
 from memwarden.settings import Settings
+from memwarden.system import probe as _probe
 
 __all__ = ["RequestMeter", "RequestObserver", "add_observer", "clean_label", "remove_observer"]
 

@@ -24,9 +24,9 @@ this can mistake is one the master starts itself (not in ``on_starting``) in
 the same second a worker is killed.
 
 Processes are identified by (pid, start time) when first seen, and signalled
-through :mod:`memwarden.safe_kill`, so a reused pid is never signalled, nor a
+through :mod:`memwarden.system.safe_kill`, so a reused pid is never signalled, nor a
 pid read from a /proc of another pid namespace. Descendants come from
-:mod:`memwarden.proctree`, which works without the kernel's children files.
+:mod:`memwarden.system.proctree`, which works without the kernel's children files.
 """
 
 from __future__ import annotations
@@ -39,8 +39,9 @@ import signal
 import time
 from collections.abc import Callable, Iterable, Mapping
 
-from memwarden import actions, proctree
-from memwarden.safe_kill import ProcessRef, process_ref, send_signal
+from memwarden import actions
+from memwarden.system import proctree
+from memwarden.system.safe_kill import ProcessRef, process_ref, send_signal
 
 __all__ = [
     "OrphanReaper",

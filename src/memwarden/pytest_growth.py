@@ -27,7 +27,7 @@ from typing import Any
 import pytest
 
 from memwarden import census as _census
-from memwarden import probe as _probe
+from memwarden.system import probe as _probe
 
 __all__: list[str] = []
 

@@ -28,12 +28,12 @@ from typing import Any
 import pytest
 
 from memwarden import census as _census
-from memwarden import probe as _probe
 
 # limit_growth lives in its own module; its hook is registered from here.
 from memwarden.pytest_growth import _grew_every_run as _grew_every_run
 from memwarden.pytest_growth import _num, _signed
 from memwarden.pytest_growth import pytest_pyfunc_call as pytest_pyfunc_call
+from memwarden.system import probe as _probe
 
 __all__ = ["Leak", "LeakCheck"]
 

@@ -10,7 +10,7 @@ that forks the workers (a thread caught holding a lock at fork time
 deadlocks the child), and no extra process shows among the master's children.
 
 Each worker is identified by its pid and start time when first seen
-(:mod:`memwarden.safe_kill`), and signalled only if the pid still names that
+(:mod:`memwarden.system.safe_kill`), and signalled only if the pid still names that
 process: a worker pid gunicorn still lists after the process is gone (or a
 /proc of another pid namespace) never turns the hard limit on a stranger.
 
@@ -37,7 +37,6 @@ from collections.abc import Callable
 from typing import Any
 
 from memwarden import actions, exits
-from memwarden import probe as _probe
 from memwarden.footprint import Footprint, measure
 from memwarden.orphans import OrphanReaper, subtree_pids
 from memwarden.recycle import (
@@ -48,8 +47,9 @@ from memwarden.recycle import (
     worker_share,
 )
 from memwarden.rolling import RecycleSlots
-from memwarden.safe_kill import ProcessRef, process_ref, send_signal
 from memwarden.settings import Settings
+from memwarden.system import probe as _probe
+from memwarden.system.safe_kill import ProcessRef, process_ref, send_signal
 
 __all__ = ["TICK_SECONDS", "Watchdog"]
 

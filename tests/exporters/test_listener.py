@@ -12,8 +12,8 @@ import pytest
 from support import free_port, gunicorn, request, wait_for_port
 
 from memwarden.exporters.metrics_server import read_pid_file
-from memwarden.safe_kill import process_ref
 from memwarden.settings import Settings, SettingsError
+from memwarden.system.safe_kill import process_ref
 
 # Left out of the test's gunicorn: the defaults are what is under test.
 _OURS = ("MEMWARDEN_PROMETHEUS_PATH", "MEMWARDEN_PROMETHEUS_HOST")

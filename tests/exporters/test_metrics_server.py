@@ -12,7 +12,7 @@ import pytest
 from support import free_port, gunicorn, wait_for_port
 
 from memwarden.exporters import metrics_server
-from memwarden.safe_kill import ProcessRef, process_ref
+from memwarden.system.safe_kill import ProcessRef, process_ref
 
 
 @pytest.fixture(autouse=True)

@@ -10,7 +10,7 @@ process that forks workers can leave a lock held in every child), and not the
 master's child either (double fork): the master's children are its workers,
 for gunicorn and for whoever counts them.
 
-The server is known by its pid and start time (:class:`memwarden.safe_kill.ProcessRef`),
+The server is known by its pid and start time (:class:`memwarden.system.safe_kill.ProcessRef`),
 never by its pid alone: a server that died long ago may have left its pid to
 an unrelated process, which must not be signalled. The pair is also written,
 with the master's, to a pid file in the multiprocess directory, so that a new
@@ -29,7 +29,7 @@ import threading
 import time
 from typing import TYPE_CHECKING
 
-from memwarden.safe_kill import ProcessRef, process_ref, send_signal
+from memwarden.system.safe_kill import ProcessRef, process_ref, send_signal
 
 if TYPE_CHECKING:
     from memwarden.settings import Settings
@@ -48,7 +48,7 @@ _pid_file: list[str] = [""]
 
 def _alive(ref: ProcessRef) -> bool:
     """That very process still runs (not a zombie, not a newer holder of its pid)."""
-    from memwarden import proctree
+    from memwarden.system import proctree
 
     stat = proctree.read_stat(ref.pid, _PROC)
     return stat is not None and stat.start_ticks == ref.start_ticks and stat.state not in ("Z", "X")
@@ -241,7 +241,7 @@ def main(argv: list[str] | None = None) -> int:
 def _parent_alive(parent: ProcessRef) -> bool:
     if parent.start_ticks > 0:
         return _alive(parent)
-    from memwarden import proctree
+    from memwarden.system import proctree
 
     stat = proctree.read_stat(parent.pid, _PROC)  # no start time given: the pid alone
     return stat is not None and stat.state not in ("Z", "X")

@@ -35,8 +35,8 @@ from typing import TYPE_CHECKING, Any
 
 from memwarden import exporters as _exporters
 from memwarden import meter as _meter
-from memwarden import probe as _probe
 from memwarden.settings import Settings
+from memwarden.system import probe as _probe
 
 if TYPE_CHECKING:
     from opentelemetry.metrics import CallbackOptions, Observation

@@ -48,10 +48,10 @@ from typing import TYPE_CHECKING, Any
 from memwarden import census as _census
 from memwarden import exporters as _exporters
 from memwarden import meter as _meter
-from memwarden import probe as _probe
 from memwarden.exporters import metrics_server as _metrics_server
 from memwarden.exporters.metrics_server import main
 from memwarden.settings import Settings
+from memwarden.system import probe as _probe
 
 if TYPE_CHECKING:
     from prometheus_client.metrics_core import Metric

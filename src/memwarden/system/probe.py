@@ -20,8 +20,8 @@ import os
 import sys
 from dataclasses import dataclass
 
-from memwarden import proctree
-from memwarden.cgroup import CgroupMemory, from_proc_cgroup
+from memwarden.system import proctree
+from memwarden.system.cgroup import CgroupMemory, from_proc_cgroup
 
 __all__ = [
     "CgroupMemory",

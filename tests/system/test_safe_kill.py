@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from memwarden import probe, safe_kill
-from memwarden.safe_kill import ProcessRef, process_ref, send_signal
+from memwarden.system import probe, safe_kill
+from memwarden.system.safe_kill import ProcessRef, process_ref, send_signal
 
 STAT_TAIL = ("S 1 1 1 0 -1 4194560 2380 0 0 0 11 4 0 0 20 0 1 0 {start} 407691264 20000 "
              "18446744073709551615 1 1 0 0 0 0 0 16781312 17415 0 0 0 17 1 0 0 0 0 0 0 0")

@@ -27,7 +27,7 @@ import os
 import signal
 from dataclasses import dataclass
 
-from memwarden import probe, proctree
+from memwarden.system import probe, proctree
 
 __all__ = ["ProcessRef", "process_ref", "send_signal"]
 

@@ -16,10 +16,10 @@ from pathlib import Path
 import psutil
 import pytest
 
-from memwarden import probe as probe_mod
-from memwarden.probe import CgroupMemory, Descendants, Probe, SmapsRollup
+from memwarden.system import probe as probe_mod
+from memwarden.system.probe import CgroupMemory, Descendants, Probe, SmapsRollup
 
-DATA = Path(__file__).parent / "data"
+DATA = Path(__file__).parent.parent / "data"
 PAGE = os.sysconf("SC_PAGE_SIZE")
 KIB = 1024
 MIB = 1024 * 1024

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from memwarden.probe import Probe
-from memwarden.proctree import Stat, children, descendants, parse_stat, read_stat
+from memwarden.system.probe import Probe
+from memwarden.system.proctree import Stat, children, descendants, parse_stat, read_stat
 
-DATA = Path(__file__).parent / "data"
+DATA = Path(__file__).parent.parent / "data"
 TAIL = ("1 1 0 -1 4194560 2380 0 0 0 11 4 0 0 20 0 1 0 {start} 407691264 20000 "
         "18446744073709551615 1 1 0 0 0 0 0 16781312 17415 0 0 0 17 1 0 0 0 0 0 0 0")
 
