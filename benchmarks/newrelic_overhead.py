@@ -50,10 +50,10 @@ def main() -> None:
         from newrelic.api.wsgi_application import WSGIApplicationWrapper
         from overhead import arguments, bare_and_tracked, time_round
 
-        from memwarden import meter
         from memwarden.exporters import newrelic as exporter
+        from memwarden.see import meter
+        from memwarden.see.wsgi import MemoryTracker
         from memwarden.settings import Settings
-        from memwarden.wsgi import MemoryTracker
 
         args = arguments(__doc__.splitlines()[0], rounds=21)
         bare, _ = bare_and_tracked()

@@ -28,10 +28,10 @@ from typing import Any
 import psutil
 from flask import Flask
 
-from memwarden.logs import JsonFormatter
-from memwarden.meter import add_observer, remove_observer
+from memwarden.see.logs import JsonFormatter
+from memwarden.see.meter import add_observer, remove_observer
+from memwarden.see.wsgi import MemoryTracker
 from memwarden.settings import Settings
-from memwarden.wsgi import MemoryTracker
 
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 

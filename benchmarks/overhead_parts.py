@@ -23,7 +23,7 @@ from typing import Any
 
 from overhead import arguments, bare_and_tracked, time_round
 
-from memwarden.request_log import RequestLineWriter
+from memwarden.see.request_log import RequestLineWriter
 from memwarden.system.probe import Probe
 
 

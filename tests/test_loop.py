@@ -15,7 +15,7 @@ import pytest
 from anyio.abc import TaskGroup
 
 from memwarden import loop as mwloop
-from memwarden.census import census
+from memwarden.see.census import census
 
 
 @pytest.fixture(autouse=True)

@@ -14,8 +14,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from memwarden import loop as mwloop
-from memwarden.census import census
 from memwarden.pool import Pool, PoolClosed, PoolTimeout
+from memwarden.see.census import census
 
 T = TypeVar("T")
 

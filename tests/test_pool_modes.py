@@ -21,8 +21,8 @@ from hypothesis import strategies as st
 from test_pool import Factory, Res, arun, flaky_health_check, random_users, until
 
 from memwarden import exporters
-from memwarden.census import census
 from memwarden.pool import PoolStats, PoolTimeout
+from memwarden.see.census import census
 
 CALLERS = 4  # at once, on one slot
 HOLD = 0.2  # seconds each lease is held

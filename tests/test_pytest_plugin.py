@@ -138,7 +138,7 @@ def test_no_leaks_fails_on_an_unclosed_event_loop_its_pending_task_and_its_fds(
 def test_no_leaks_fails_on_live_objects_of_a_tracked_kind(pytester: pytest.Pytester) -> None:
     result = run_inner(pytester, """
         import pytest
-        from memwarden import census
+        from memwarden.see import census
 
         class BrowserContext:
             def __repr__(self):
@@ -307,7 +307,7 @@ def test_no_leaks_kinds_limits_the_check_to_the_kinds_named(pytester: pytest.Pyt
     result = run_inner(pytester, """
         import os
         import pytest
-        from memwarden import census
+        from memwarden.see import census
 
         SESSIONS = {}
         FDS = []

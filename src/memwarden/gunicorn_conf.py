@@ -32,8 +32,8 @@ from typing import Any, TypeVar
 
 from memwarden import exporters as _exporters
 from memwarden.app_kind import is_asgi_app, is_asgi_worker
-from memwarden.logs import gunicorn_logconfig
 from memwarden.recycle import check_settings as _check_hold_settings
+from memwarden.see.logs import gunicorn_logconfig
 from memwarden.settings import Settings
 
 __all__ = [
@@ -182,7 +182,7 @@ def post_fork(server: Any, worker: Any) -> None:
     # Open the statm descriptor in the worker, never the master's.
     probe.current().rss_bytes()
     if memwarden_settings.loop_tracking:
-        from memwarden.census import enable_loop_tracking
+        from memwarden.see.census import enable_loop_tracking
 
         enable_loop_tracking()
     _exporters.post_fork(server, worker, memwarden_settings)
@@ -201,11 +201,11 @@ def post_worker_init(worker: Any) -> None:
         if not memwarden_settings.wrap_app or app is None:
             return
         if asgi:
-            from memwarden.asgi import AsgiMemoryTracker
+            from memwarden.see.asgi import AsgiMemoryTracker
 
             worker.wsgi = AsgiMemoryTracker(app, memwarden_settings)
         else:
-            from memwarden.wsgi import MemoryTracker
+            from memwarden.see.wsgi import MemoryTracker
 
             worker.wsgi = MemoryTracker(app, memwarden_settings)
     finally:

@@ -111,7 +111,7 @@ def post_fork(server: Any, worker: Any) -> None:
 def wrap_app(worker: Any, app: Any, settings: Settings, asgi: bool) -> Any:
     """Build this worker's recycler and shedder; return the app with their middleware."""
     global _recycler, _shedder
-    from memwarden import census, meter
+    from memwarden.see import census, meter
     from memwarden.system import probe as _probe
 
     p = _probe.current()

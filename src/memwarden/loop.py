@@ -322,7 +322,7 @@ def _register_gauges() -> None:
         return
     _gauges_registered = True
     try:
-        from memwarden.census import gauge
+        from memwarden.see.census import gauge
     except ImportError:
         return
     gauge("loop.tasks", _count_tasks)

@@ -624,7 +624,7 @@ class Pool(Generic[T]):
 
     def _register_gauges(self) -> None:
         try:
-            from memwarden.census import gauge, remove_gauge
+            from memwarden.see.census import gauge, remove_gauge
         except ImportError:
             return
         ref = weakref.ref(self)
@@ -710,7 +710,7 @@ def _drop_gauges(name: str, names: tuple[str, ...]) -> None:
     if name in _gauge_owners:
         return
     try:
-        from memwarden.census import remove_gauge
+        from memwarden.see.census import remove_gauge
     except ImportError:
         return
     for gauge_name in names:

@@ -26,7 +26,7 @@ from typing import Any
 
 import pytest
 
-from memwarden import census as _census
+from memwarden.see import census as _census
 from memwarden.system import probe as _probe
 
 __all__: list[str] = []

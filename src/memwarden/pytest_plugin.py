@@ -2,7 +2,7 @@
 
 ``@pytest.mark.no_leaks`` (or the ``no_leaks`` fixture) fails a test that leaves
 threads, fds, child processes, asyncio tasks, open event loops or live objects
-of a kind registered with :func:`memwarden.census.track` behind it.
+of a kind registered with :func:`memwarden.see.census.track` behind it.
 
 ``@pytest.mark.limit_growth`` runs a sync test body ``warmup + runs`` times
 within the same fixtures and fails when a metric grew in *every* measured run,
@@ -27,12 +27,11 @@ from typing import Any
 
 import pytest
 
-from memwarden import census as _census
-
 # limit_growth lives in its own module; its hook is registered from here.
 from memwarden.pytest_growth import _grew_every_run as _grew_every_run
 from memwarden.pytest_growth import _num, _signed
 from memwarden.pytest_growth import pytest_pyfunc_call as pytest_pyfunc_call
+from memwarden.see import census as _census
 from memwarden.system import probe as _probe
 
 __all__ = ["Leak", "LeakCheck"]

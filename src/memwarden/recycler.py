@@ -2,7 +2,7 @@
 
 Decisions are taken at two moments:
 
-- after each request (a :mod:`memwarden.meter` observer): the request line
+- after each request (a :mod:`memwarden.see.meter` observer): the request line
   already holds RSS, so this costs a counter, a compare and, every
   ``footprint_every`` requests, a sample of PSS and descendants;
 - in idle gaps, by a daemon thread that wakes a few times per

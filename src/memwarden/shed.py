@@ -35,8 +35,8 @@ from typing import Any
 
 from memwarden import actions
 from memwarden.footprint import FootprintSampler
-from memwarden.meter import clean_label
 from memwarden.recycle import worker_share
+from memwarden.see.meter import clean_label
 from memwarden.settings import Settings
 
 __all__ = ["AsgiShedMiddleware", "ShedMiddleware", "Shedder"]

@@ -20,10 +20,10 @@ from typing import Any
 
 from memwarden import actions
 from memwarden.footprint import Footprint
-from memwarden.logs import JsonFormatter
 from memwarden.orphans import terminate_descendants
 from memwarden.recycle import Limits
 from memwarden.recycler import Recycler
+from memwarden.see.logs import JsonFormatter
 from memwarden.settings import Settings
 from memwarden.shed import Shedder
 from memwarden.sizes import Size

@@ -205,7 +205,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--host is empty; an empty address would mean every interface")
 
     from memwarden.exporters import prometheus
-    from memwarden.logs import JsonFormatter
+    from memwarden.see.logs import JsonFormatter
 
     handler = logging.StreamHandler()
     handler.setFormatter(JsonFormatter())

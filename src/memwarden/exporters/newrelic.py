@@ -43,7 +43,7 @@ import time
 from typing import Any
 
 from memwarden import exporters as _exporters
-from memwarden import meter as _meter
+from memwarden.see import meter as _meter
 from memwarden.settings import Settings
 
 __all__ = [

@@ -34,7 +34,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from memwarden import exporters as _exporters
-from memwarden import meter as _meter
+from memwarden.see import meter as _meter
 from memwarden.settings import Settings
 from memwarden.system import probe as _probe
 

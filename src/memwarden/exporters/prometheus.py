@@ -45,11 +45,11 @@ import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator, MutableMapping
 from typing import TYPE_CHECKING, Any
 
-from memwarden import census as _census
 from memwarden import exporters as _exporters
-from memwarden import meter as _meter
 from memwarden.exporters import metrics_server as _metrics_server
 from memwarden.exporters.metrics_server import main
+from memwarden.see import census as _census
+from memwarden.see import meter as _meter
 from memwarden.settings import Settings
 from memwarden.system import probe as _probe
 

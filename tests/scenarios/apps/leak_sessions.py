@@ -9,7 +9,7 @@ import uuid
 
 from flask import Flask, request
 
-from memwarden.census import gauge
+from memwarden.see.census import gauge
 
 app = Flask(__name__)
 _sessions: dict[str, dict[str, object]] = {}

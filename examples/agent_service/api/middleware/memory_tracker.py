@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from flask import Flask
 
-from memwarden.wsgi import MemoryTracker
+from memwarden.see.wsgi import MemoryTracker
 
 __all__ = ["install"]
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from memwarden.context import current_request_id
+from memwarden.see.context import current_request_id
 
 __all__ = ["current_request_id", "error_body"]
 

@@ -20,7 +20,7 @@ import itertools
 import threading
 from typing import Protocol
 
-from memwarden import census as _census
+from memwarden.see import census as _census
 
 __all__ = ["KINDS", "SessionStore", "census", "closed", "opened", "register_store"]
 

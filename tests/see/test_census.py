@@ -15,8 +15,8 @@ from pathlib import Path
 import psutil
 import pytest
 
-from memwarden import census as census_mod
-from memwarden.census import (
+from memwarden.see import census as census_mod
+from memwarden.see.census import (
     census,
     enable_loop_tracking,
     gauge,

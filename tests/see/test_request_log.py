@@ -13,8 +13,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from memwarden.logs import JsonFormatter
-from memwarden.request_log import RequestLineWriter, format_line
+from memwarden.see.logs import JsonFormatter
+from memwarden.see.request_log import RequestLineWriter, format_line
 
 FIELDS = {"request_id": "abc", "pid": 7, "seq": 3, "method": "GET", "route": "/x/<id>",
           "status": 200, "duration_ms": 1.25, "rss_bytes": 1000, "rss_delta_bytes": -4096,

@@ -7,7 +7,7 @@ import re
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from memwarden.redact import environ_texts, safe_path, safe_target, scope_texts, scrub
+from memwarden.see.redact import environ_texts, safe_path, safe_target, scope_texts, scrub
 
 TOKEN = "Zq81kLmN0pQrStUv"
 

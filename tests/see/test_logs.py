@@ -19,9 +19,9 @@ from gunicorn.glogging import SafeAtoms
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from memwarden import context
-from memwarden.logs import ContextFilter, JsonFormatter, gunicorn_logconfig
-from memwarden.redact import scrub
+from memwarden.see import context
+from memwarden.see.logs import ContextFilter, JsonFormatter, gunicorn_logconfig
+from memwarden.see.redact import scrub
 
 FUZZ = settings(database=None, deadline=None, max_examples=200)
 BASE_KEYS = {"timestamp", "level", "logger", "message"}
@@ -351,8 +351,8 @@ def test_gunicorn_logconfig_passes_dict_config_and_gunicorn_logs_json(tmp_path: 
         import datetime, logging, types
         from gunicorn.config import Config
         from gunicorn.glogging import Logger
-        from memwarden import context
-        from memwarden.logs import gunicorn_logconfig
+        from memwarden.see import context
+        from memwarden.see.logs import gunicorn_logconfig
 
         cfg = Config()
         cfg.set("logconfig_dict", gunicorn_logconfig("INFO", access_log=True))

@@ -9,8 +9,8 @@ import uuid
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from memwarden import context
-from memwarden.context import (
+from memwarden.see import context
+from memwarden.see.context import (
     current_request_id,
     new_request_id,
     next_sequence,

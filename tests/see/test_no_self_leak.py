@@ -13,10 +13,10 @@ from collections.abc import Iterator
 import pytest
 from flask import Flask
 
-from memwarden.asgi import AsgiMemoryTracker
-from memwarden.logs import JsonFormatter
+from memwarden.see.asgi import AsgiMemoryTracker
+from memwarden.see.logs import JsonFormatter
+from memwarden.see.wsgi import MemoryTracker
 from memwarden.settings import Settings
-from memwarden.wsgi import MemoryTracker
 
 REQUESTS = 30_000
 CHECKPOINT = 500

@@ -22,8 +22,8 @@ import threading
 import time
 from typing import Any
 
-from memwarden.linecap import MAX_LINE, fit
-from memwarden.logs import THOUSANDTHS, ContextFilter, JsonFormatter, Stamper
+from memwarden.see.linecap import MAX_LINE, fit
+from memwarden.see.logs import THOUSANDTHS, ContextFilter, JsonFormatter, Stamper
 
 __all__ = ["RequestLineWriter"]
 

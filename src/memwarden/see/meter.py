@@ -21,8 +21,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from memwarden import census as _census
-from memwarden.request_log import RequestLineWriter
+from memwarden.see import census as _census
+from memwarden.see.request_log import RequestLineWriter
 from memwarden.settings import Settings
 from memwarden.system import probe as _probe
 

@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
-from memwarden import meter
-from memwarden.logs import JsonFormatter
-from memwarden.meter import RequestMeter
+from memwarden.see import meter
+from memwarden.see.logs import JsonFormatter
+from memwarden.see.meter import RequestMeter
 from memwarden.settings import Settings
 
 

@@ -5,7 +5,7 @@ every record logged during a request, the application's own included, and
 ``gunicorn_logconfig`` (``logconfig_dict``) makes gunicorn's error and access
 logs JSON too. No line carries a query string, a cookie, credentials or a
 token-like path segment, the server's own lines and tracebacks included (see
-``memwarden.redact``), and none is longer than ``linecap.MAX_LINE`` bytes.
+``memwarden.see.redact``), and none is longer than ``linecap.MAX_LINE`` bytes.
 """
 
 from __future__ import annotations
@@ -17,9 +17,9 @@ import re
 import time
 from typing import Any
 
-from memwarden import redact as _redact
-from memwarden.context import current_private_texts, current_request_id
-from memwarden.linecap import MAX_LINE, fit
+from memwarden.see import redact as _redact
+from memwarden.see.context import current_private_texts, current_request_id
+from memwarden.see.linecap import MAX_LINE, fit
 
 __all__ = ["ContextFilter", "JsonFormatter", "gunicorn_logconfig"]
 
@@ -209,8 +209,8 @@ def gunicorn_logconfig(level: str = "INFO", access_log: bool = False) -> dict[st
     return {
         "version": 1,
         "disable_existing_loggers": False,
-        "filters": {"context": {"()": "memwarden.logs.ContextFilter"}},
-        "formatters": {"json": {"()": "memwarden.logs.JsonFormatter"}},
+        "filters": {"context": {"()": "memwarden.see.logs.ContextFilter"}},
+        "formatters": {"json": {"()": "memwarden.see.logs.JsonFormatter"}},
         "handlers": {"stderr": handler},
         "root": {"level": level, "handlers": ["stderr"]},
         "loggers": {
