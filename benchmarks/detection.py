@@ -1,7 +1,7 @@
 """Detection power: how soon a leak is called "leak", and how often a clean run is.
 
 Every run is real: a small Flask app under gunicorn (one sync worker) on
-127.0.0.1, driven by memwarden's soak through ``memwarden.audit.run_audit``,
+127.0.0.1, driven by memwarden's soak through ``memwarden.find.audit.run_audit``,
 with the census counting the live heap after a collection every 5 requests
 (``MEMWARDEN_CENSUS_COLLECT=1``). The app keeps 1 KB, 10 KB or 100 KB per
 request (records of ~100-byte strings, the way session and context data
@@ -14,7 +14,7 @@ concurrency and the app's sizes differ on every run.
 Each run's log is cut into growing prefixes (every ``--step`` requests) and
 each prefix is judged three ways on the same lines:
 
-- memwarden: ``memwarden.analysis.analyze_lines`` says "leak";
+- memwarden: ``memwarden.find.analysis.analyze_lines`` says "leak";
 - baseline A: last-minus-first RSS above 10 MiB or 10% of the first RSS;
 - baseline B: an ordinary least-squares slope of RSS against request number,
   positive at p < 0.05 (one-sided; normal approximation of the t statistic,
@@ -43,8 +43,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from memwarden.analysis import analyze_lines
-from memwarden.audit import run_audit
+from memwarden.find.analysis import analyze_lines
+from memwarden.find.audit import run_audit
 
 MIB = 1024 * 1024
 KIB = 1024

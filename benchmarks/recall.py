@@ -2,7 +2,7 @@
 
 Every run is real: an app generated from the templates in ``recall_apps.py``
 runs under gunicorn on 127.0.0.1 (2 sync workers; the ASGI family on
-``uvicorn_worker.UvicornWorker``), audited by ``memwarden.audit.run_audit``
+``uvicorn_worker.UvicornWorker``), audited by ``memwarden.find.audit.run_audit``
 with the census counting the live heap after a collection every 10 requests.
 Each leak family keeps 100 B, 600 B, 2 KB or 8 KB of payload per call of one
 route of three (25% of the traffic); each trap does what fools memory tests
@@ -41,7 +41,7 @@ from pathlib import Path
 
 from recall_apps import KINDS, ROUTES, write_app
 
-from memwarden.audit import run_audit
+from memwarden.find.audit import run_audit
 
 SIZES = (100, 600, 2048, 8192)
 LEAKS = ("dict_objects", "closures", "logging_handlers", "asyncio_tasks", "threads", "fds",
@@ -123,7 +123,7 @@ def simulated_false_leaks(lives: int, seed: int = 7) -> tuple[int, int]:
     """
     root = Path(__file__).resolve().parents[1]
     sys.path.insert(0, str(root / "tests"))
-    from analysis.synthetic import (
+    from find.analysis.synthetic import (
         BYTES_PER_BLOCK,
         SyntheticWorker,
         cache_fill,
@@ -131,7 +131,7 @@ def simulated_false_leaks(lives: int, seed: int = 7) -> tuple[int, int]:
         to_lines,
     )
 
-    from memwarden.analysis import analyze_lines
+    from memwarden.find.analysis import analyze_lines
 
     rng = random.Random(seed)
     leaks = 0

@@ -28,8 +28,8 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+from memwarden.find.soak import SoakConfig, load_routes, run_soak  # noqa: E402
 from memwarden.footprint import measure  # noqa: E402
-from memwarden.soak import SoakConfig, load_routes, run_soak  # noqa: E402
 from tests.examples.agent_service_harness import MB, SERVICE, Service  # noqa: E402
 
 CAP = 900 * MB  # per worker; the run without recycling crosses it within the run

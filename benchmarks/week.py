@@ -43,8 +43,8 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+from memwarden.find.soak import Route, SoakConfig, run_soak  # noqa: E402
 from memwarden.footprint import measure  # noqa: E402
-from memwarden.soak import Route, SoakConfig, run_soak  # noqa: E402
 from tests.examples.agent_service_harness import MB, Service  # noqa: E402
 
 DAYS = 7

@@ -19,14 +19,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
 if TYPE_CHECKING:
-    from memwarden.analysis import Report
+    from memwarden.find.analysis import Report
 
 __all__ = ["COMMANDS", "Command", "add_analyze_arguments", "build_parser", "main", "run_analyze"]
 
 EXIT_OK = 0
 EXIT_LEAK = 1
 EXIT_ERROR = 2
-HTML_RENDERER = "memwarden.report.html"
+HTML_RENDERER = "memwarden.find.report.html"
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,7 +86,7 @@ def _analyze(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     render_html = _html_renderer(err) if args.html is not None else None
     if args.html is not None and render_html is None:
         return EXIT_ERROR
-    from memwarden.analysis import analyze_paths, render_text
+    from memwarden.find.analysis import analyze_paths, render_text
 
     try:
         report = analyze_paths(args.logs)
@@ -137,9 +137,9 @@ COMMANDS: tuple[Command, ...] = (
     Command("analyze", "read request logs: verdict, worker summaries and ranked leak suspects",
             add_analyze_arguments, run_analyze),
     Command("audit", "run an app under gunicorn on 127.0.0.1, drive traffic, report leaks",
-            _lazy_arguments("memwarden.audit"), _lazy_run("memwarden.audit")),
+            _lazy_arguments("memwarden.find.audit"), _lazy_run("memwarden.find.audit")),
     Command("demo", "audit the reference agent service and show what memwarden finds",
-            _lazy_arguments("memwarden.demo"), _lazy_run("memwarden.demo")),
+            _lazy_arguments("memwarden.find.demo"), _lazy_run("memwarden.find.demo")),
 )
 
 

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from memwarden.soak import SoakConfig, load_routes, run_soak
+from memwarden.find.soak import SoakConfig, load_routes, run_soak
 
 from .agent_service_harness import MB, SERVICE, Service, descendants, require_chromium, series
 from .conftest import StartService

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from memwarden.audit import run_audit
+from memwarden.find.audit import run_audit
 
 from .agent_service_harness import SERVICE, free_port
 

@@ -1,6 +1,6 @@
 """Ground truth: small apps with known answers, audited for real under gunicorn.
 
-Each scenario is an app in ``apps/`` run by ``memwarden.audit.run_audit``
+Each scenario is an app in ``apps/`` run by ``memwarden.find.audit.run_audit``
 (real gunicorn on 127.0.0.1, one worker, soak traffic with cookie jars and
 new users arriving, no idle gaps) with the live heap counted after a
 collection at every 5th request (``MEMWARDEN_CENSUS_COLLECT=1``). A leak
@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from memwarden.audit import run_audit
+from memwarden.find.audit import run_audit
 
 APPS = Path(__file__).resolve().parent / "apps"
 MARKER_VAR = "MEMWARDEN_SCENARIO_MARKER"

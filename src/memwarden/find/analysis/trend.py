@@ -1,0 +1,242 @@
+"""Is a series growing, and does the growth hold up across the run?
+
+One overall robust slope is not enough: a cache that fills and stops, a
+lazy import, or a single high-water step all give a positive slope. The
+post-warm-up series is split into windows and growth has to show up in
+every one of them (the rule CPython's refleak hunter applies to its runs);
+the pattern of windows that do and do not grow names what was seen.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from itertools import pairwise
+from typing import Literal
+
+from memwarden.find.analysis.stats import SlopeFit, median, theil_sen
+
+__all__ = ["Trend", "TrendRule", "TrendState", "assess_trend"]
+
+TrendState = Literal[
+    "insufficient",  # too few points to say anything
+    "flat",          # no window grows
+    "below_floor",   # grows everywhere, but by less than the floor that matters
+    "growing",       # grows in every window, significantly, above the floor
+    "plateau",       # grew, then the last window stopped growing
+    "slowing",       # grows everywhere, but each window less: a cache nearing full?
+    "late",          # only the last windows grow: started late, run longer
+    "mixed",         # windows disagree
+]
+
+# One-sided thresholds of the autocorrelation-corrected Mann-Kendall z: the
+# whole series must be very unlikely under no trend (p < 0.0013), each window
+# merely unlikely (p < 0.05); requiring all windows makes the joint test strict.
+Z_OVERALL = 3.0
+Z_WINDOW = 1.645
+# A window "grows" when its slope reaches this share of the floor.
+WINDOW_FLOOR_SHARE = 0.5
+# The last window grows at under this share of the earlier ones: slowing.
+PLATEAU_SHARE = 0.2
+# The last window grows at under this share of the first, all decreasing: slowing.
+SLOWING_SHARE = 1.0 / 3.0
+# A window needs this many points before its own trend test can pass.
+MIN_WINDOW_POINTS = 5
+# Longer series are reduced to this many bin medians before testing: the
+# trend survives, the cost stays flat for logs of a million lines.
+MAX_TEST_POINTS = 2000
+
+
+@dataclass(frozen=True, slots=True)
+class TrendRule:
+    """What counts as growth for one kind of series.
+
+    ``floor`` is the smallest slope (per request) worth calling growth;
+    ``min_growth`` the smallest total rise over the tested span.
+    ``min_rises`` is how many of a window's steps must go up for the window
+    to grow: a leak keeps adding, while a lazy import or a one-off load is a
+    single step that a robust slope can still read as growth when it lands
+    mid-window. For exact series (the live heap after a collection), where a
+    step up is never noise.
+    """
+
+    floor: float
+    min_growth: float = 0.0
+    windows: int = 4
+    min_rises: int = 0
+
+    def __post_init__(self) -> None:
+        if not self.floor > 0.0:
+            raise ValueError(f"TrendRule.floor must be positive, got {self.floor!r}")
+        if self.windows < 2:
+            raise ValueError(f"TrendRule.windows must be at least 2, got {self.windows!r}")
+        if self.min_rises < 0:
+            raise ValueError(f"TrendRule.min_rises must be >= 0, got {self.min_rises!r}")
+
+    @property
+    def min_points(self) -> int:
+        """Points needed for the full test (the sparse test runs below it)."""
+        return self.windows * MIN_WINDOW_POINTS
+
+
+@dataclass(frozen=True, slots=True)
+class Trend:
+    """The outcome of ``assess_trend``.
+
+    ``sparse`` marks a series too short for per-window trend tests: there
+    each window's growth is judged from its end points alone.
+    """
+
+    state: TrendState
+    n: int
+    fit: SlopeFit | None
+    window_slopes: tuple[float, ...]
+    window_growth: tuple[bool, ...]
+    span: float
+    first: float | None
+    last: float | None
+    sparse: bool = False
+    # Per window, its lowest point: a leak lifts every one of them.
+    window_lows: tuple[float, ...] = ()
+    # Every point above the one before it.
+    strictly_rising: bool = False
+    # Per window, how many steps (point to next point) went up.
+    window_rises: tuple[int, ...] = ()
+
+    @property
+    def slope(self) -> float:
+        return self.fit.slope if self.fit is not None else 0.0
+
+    @property
+    def growth(self) -> float:
+        """Total rise over the tested span implied by the slope."""
+        return self.slope * self.span
+
+    @property
+    def windows_growing(self) -> int:
+        return sum(self.window_growth)
+
+    @property
+    def floor_drops(self) -> int:
+        """Windows whose low point fell back to (or below) the previous window's."""
+        return sum(b <= a for a, b in pairwise(self.window_lows))
+
+    @property
+    def last_drop(self) -> float:
+        """How far the last window's low point fell below the one before (0 if it rose)."""
+        if len(self.window_lows) < 2:
+            return 0.0
+        return max(0.0, self.window_lows[-2] - self.window_lows[-1])
+
+
+def _insufficient(n: int) -> Trend:
+    return Trend("insufficient", n, None, (), (), 0.0, None, None)
+
+
+def _bin_medians(xs: Sequence[float], ys: Sequence[float],
+                 max_points: int) -> tuple[list[float], list[float]]:
+    n = len(xs)
+    if n <= max_points:
+        return list(xs), list(ys)
+    size = -(-n // max_points)
+    bx: list[float] = []
+    by: list[float] = []
+    for start in range(0, n, size):
+        stop = min(start + size, n)
+        bx.append(xs[(start + stop - 1) // 2])
+        by.append(median(ys[start:stop]))
+    return bx, by
+
+
+def _split(n: int, parts: int) -> list[tuple[int, int]]:
+    return [(k * n // parts, (k + 1) * n // parts) for k in range(parts)]
+
+
+def _classify(grows: Sequence[bool], slopes: Sequence[float], fit: SlopeFit,
+              rule: TrendRule, growth: float) -> TrendState:
+    if all(grows):
+        if fit.slope < rule.floor or growth < rule.min_growth:
+            return "below_floor"
+        if fit.z < Z_OVERALL or fit.low <= 0.0:
+            return "mixed"
+        first, last = slopes[0], slopes[-1]
+        decreasing = all(b <= a for a, b in pairwise(slopes))
+        if (decreasing and last < SLOWING_SHARE * first) or (
+                last < PLATEAU_SHARE * median(slopes[:-1])):
+            return "slowing"
+        return "growing"
+    if not grows[-1]:
+        return "plateau" if any(grows) else "flat"
+    first_growing = grows.index(True)
+    if first_growing > 0 and all(grows[first_growing:]):
+        return "late"
+    return "mixed"
+
+
+def _sparse_trend(xs: Sequence[float], ys: Sequence[float], rule: TrendRule) -> Trend:
+    n = len(xs)
+    fit = theil_sen(xs, ys)
+    if fit is None:
+        return _insufficient(n)
+    parts = min(rule.windows, n - 1)
+    slopes: list[float] = []
+    grows: list[bool] = []
+    for start, stop in _split(n - 1, parts):
+        # Windows share their boundary point so that each one has two ends.
+        dx = xs[stop] - xs[start]
+        slope = (ys[stop] - ys[start]) / dx if dx else 0.0
+        slopes.append(slope)
+        grows.append(ys[stop] > ys[start] and slope >= WINDOW_FLOOR_SHARE * rule.floor)
+    span = xs[-1] - xs[0]
+    growth = fit.slope * span
+    if all(grows):
+        state: TrendState = (
+            "below_floor" if fit.slope < rule.floor or growth < rule.min_growth else "growing")
+    elif not grows[-1]:
+        state = "plateau" if any(grows) else "flat"
+    else:
+        state = "mixed"
+    rising = all(b > a for a, b in pairwise(ys))
+    return Trend(state, n, fit, tuple(slopes), tuple(grows), span, ys[0], ys[-1], sparse=True,
+                 strictly_rising=rising)
+
+
+def assess_trend(xs: Sequence[float], ys: Sequence[float], rule: TrendRule) -> Trend:
+    """Judge the growth of ``ys`` over strictly increasing ``xs`` (request numbers)."""
+    n = len(xs)
+    if n < 3 or len(ys) != n:
+        return _insufficient(n)
+    if n < rule.min_points:
+        return _sparse_trend(xs, ys, rule)
+    bx, by = _bin_medians(xs, ys, MAX_TEST_POINTS)
+    fit = theil_sen(bx, by)
+    if fit is None:
+        return _insufficient(n)
+    slopes: list[float] = []
+    grows: list[bool] = []
+    previous_low: float | None = None
+    lows: list[float] = []
+    rises: list[int] = []
+    for start, stop in _split(len(bx), rule.windows):
+        window_fit = theil_sen(bx[start:stop], by[start:stop])
+        slope = window_fit.slope if window_fit is not None else 0.0
+        z = window_fit.z if window_fit is not None else 0.0
+        # The floor must rise too. Garbage that survives into the oldest
+        # generation ramps up like a leak until a full collection drops it
+        # back; a window holding such a drop reaches back down to the
+        # earlier floor, while a leak lifts every floor.
+        low = min(by[start:stop])
+        floor_rises = previous_low is None or low > previous_low
+        lows.append(low)
+        previous_low = low
+        slopes.append(slope)
+        # Steps that end in this window, the one from the previous window included.
+        up = sum(by[i] > by[i - 1] for i in range(max(start, 1), stop))
+        rises.append(up)
+        grows.append(slope >= WINDOW_FLOOR_SHARE * rule.floor and z >= Z_WINDOW and floor_rises
+                     and up >= rule.min_rises)
+    span = xs[-1] - xs[0]
+    state = _classify(grows, slopes, fit, rule, fit.slope * span)
+    rising = all(b > a for a, b in pairwise(ys))
+    return Trend(state, n, fit, tuple(slopes), tuple(grows), span, ys[0], ys[-1],
+                 window_lows=tuple(lows), strictly_rising=rising, window_rises=tuple(rises))
