@@ -5,7 +5,7 @@ PY := .venv/bin/python
 VENV_STAMP := .venv/.installed
 CHROMIUM := /usr/lib/chromium/chromium
 
-.PHONY: demo test lint typecheck unit bench-overhead bench-overhead-parts bench-detect bench-recall bench-soak bench-week bench-hostile chromium prometheus venv clean
+.PHONY: demo test lint typecheck unit bench-overhead bench-overhead-parts bench-detect bench-recall bench-soak bench-week bench-hostile bench-probes chromium prometheus venv clean
 
 venv: $(VENV_STAMP)
 
@@ -66,6 +66,9 @@ bench-week: venv chromium
 
 bench-hostile: venv
 	$(PY) benchmarks/hostile.py
+
+bench-probes: venv
+	$(PY) benchmarks/probe_costs.py
 
 clean:
 	rm -rf .venv reports build dist src/*.egg-info
