@@ -321,7 +321,10 @@ def test_after_fork_the_child_reads_its_own_rss_not_the_parents() -> None:
         code = 1
         try:
             os.close(read_end)
-            blob = b"\x01" * (64 * MIB)  # the child now differs from the parent by 64 MiB
+            # Written, so resident: the child outgrows the parent. Not by all of it:
+            # a forked child counts the file-backed pages it inherits only once it
+            # touches them, and a pytest process that imported much holds many.
+            blob = b"\x01" * (256 * MIB)
             own_before = statm_rss(os.getpid())
             probed = p.rss_bytes()
             own_after = statm_rss(os.getpid())
@@ -337,7 +340,8 @@ def test_after_fork_the_child_reads_its_own_rss_not_the_parents() -> None:
     assert os.waitstatus_to_exitcode(status) == 0, report
     own_before, probed, own_after, parent, _ = (int(x) for x in report.split())
     assert min(own_before, own_after) - MIB <= probed <= max(own_before, own_after) + MIB
-    assert abs(probed - parent) >= 32 * MIB  # what the inherited descriptor would have read
+    # What the inherited descriptor would have read lies outside that band.
+    assert not min(own_before, own_after) - MIB <= parent <= max(own_before, own_after) + MIB
     # The child closed its copy of the descriptor; the parent's own still reads the parent.
     again = p.rss_bytes()
     assert again is not None
