@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from memwarden.orphans import subtree_pids
+from memwarden.hold.orphans import subtree_pids
 from memwarden.system import probe as _probe
 
 __all__ = ["Footprint", "FootprintSampler", "cgroup_working_set", "measure"]

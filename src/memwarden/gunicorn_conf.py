@@ -3,7 +3,7 @@
 Gives JSON logs, sets the probes up in each worker after fork, and wraps the
 worker's app with the request memory tracker (WSGI or ASGI, by the worker
 class), all from ``MEMWARDEN_*`` environment settings. It also holds the
-service up (:mod:`memwarden.hold`): memory and request-count recycling,
+service up (:mod:`memwarden.hold.hooks`): memory and request-count recycling,
 the master's hard limit, load shedding, and no orphaned child processes. To combine with your
 own config, ``from memwarden.gunicorn_conf import *`` and call memwarden's
 hooks from yours.
@@ -32,7 +32,7 @@ from typing import Any, TypeVar
 
 from memwarden import exporters as _exporters
 from memwarden.app_kind import is_asgi_app, is_asgi_worker
-from memwarden.recycle import check_settings as _check_hold_settings
+from memwarden.hold.policy import check_settings as _check_hold_settings
 from memwarden.see.logs import gunicorn_logconfig
 from memwarden.settings import Settings
 
@@ -133,21 +133,21 @@ def on_starting(server: Any) -> None:
 @_guarded
 def when_ready(server: Any) -> None:
     _check_hooks(server)  # when a config of one's own replaced the two before
-    from memwarden import hold
+    from memwarden.hold import hooks as hold
 
     hold.when_ready(server, memwarden_settings)
 
 
 @_guarded
 def pre_fork(server: Any, worker: Any) -> None:
-    from memwarden import hold
+    from memwarden.hold import hooks as hold
 
     hold.pre_fork(server, worker)
 
 
 @_guarded
 def on_exit(server: Any) -> None:
-    from memwarden import hold
+    from memwarden.hold import hooks as hold
 
     try:
         hold.on_exit(server)
@@ -159,21 +159,21 @@ def on_exit(server: Any) -> None:
 def pre_request(worker: Any, req: Any) -> None:
     # Replaces gunicorn's default, which logs this at debug level.
     worker.log.debug("%s %s", req.method, req.path)
-    hold = sys.modules.get("memwarden.hold")
+    hold = sys.modules.get("memwarden.hold.hooks")
     if hold is not None:
         hold.pre_request(worker, req)
 
 
 @_guarded
 def post_request(worker: Any, req: Any, environ: Any = None, resp: Any = None) -> None:
-    hold = sys.modules.get("memwarden.hold")
+    hold = sys.modules.get("memwarden.hold.hooks")
     if hold is not None:
         hold.post_request(worker, req)
 
 
 @_guarded
 def post_fork(server: Any, worker: Any) -> None:
-    from memwarden import hold
+    from memwarden.hold import hooks as hold
     from memwarden.system import probe
 
     hold.post_fork(server, worker)
@@ -190,7 +190,7 @@ def post_fork(server: Any, worker: Any) -> None:
 
 @_guarded
 def post_worker_init(worker: Any) -> None:
-    from memwarden import hold
+    from memwarden.hold import hooks as hold
 
     app = getattr(worker, "wsgi", None)
     asgi = is_asgi_worker(worker) or (app is not None and is_asgi_app(app))
@@ -218,14 +218,14 @@ def post_worker_init(worker: Any) -> None:
 @_guarded
 def worker_exit(server: Any, worker: Any) -> None:
     # Close the worker's background loop (and what it holds) if one was made.
-    loop_module = sys.modules.get("memwarden.loop")
+    loop_module = sys.modules.get("memwarden.hold.loop")
     shutdown = getattr(loop_module, "shutdown", None)
     try:
         if shutdown is not None:
             shutdown(5.0)
     finally:
         # Then end whatever processes the worker still has (browsers, MCP servers).
-        from memwarden import hold
+        from memwarden.hold import hooks as hold
 
         try:
             hold.worker_exit(server, worker, memwarden_settings)
@@ -236,7 +236,7 @@ def worker_exit(server: Any, worker: Any) -> None:
 @_guarded
 def child_exit(server: Any, worker: Any) -> None:
     _log.info("worker exited", extra={"worker_pid": getattr(worker, "pid", None)})
-    from memwarden import hold
+    from memwarden.hold import hooks as hold
 
     try:
         hold.child_exit(server, worker)

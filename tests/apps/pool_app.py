@@ -18,8 +18,8 @@ from typing import Any
 
 from flask import Flask, request
 
-from memwarden import loop
-from memwarden.pool import Pool, PoolTimeout
+from memwarden.hold import loop
+from memwarden.hold.pool import Pool, PoolTimeout
 
 app = Flask(__name__)
 _made = itertools.count(1)

@@ -7,7 +7,7 @@ and never used.
 
 _POOLS = """
 import asyncio, contextlib
-from memwarden.pool import Pool, PoolTimeout
+from memwarden.hold.pool import Pool, PoolTimeout
 
 async def create():
     return object()

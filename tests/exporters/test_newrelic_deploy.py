@@ -14,7 +14,6 @@ import jsonschema
 import pytest
 from support import REPO
 
-from memwarden import watchdog
 from memwarden.exporters import RECYCLE_REASONS
 from memwarden.exporters.newrelic import (
     ALL_ATTRIBUTES,
@@ -24,6 +23,7 @@ from memwarden.exporters.newrelic import (
     EVENT_TYPE,
     METRICS,
 )
+from memwarden.hold import watchdog
 
 DEPLOY = REPO / "deploy" / "newrelic"
 

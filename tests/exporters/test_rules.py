@@ -9,8 +9,8 @@ import subprocess
 import pytest
 from support import REPO
 
-from memwarden import recycle
 from memwarden.exporters.prometheus import METRICS
+from memwarden.hold import policy as recycle
 
 DEPLOY = REPO / "deploy" / "prometheus"
 RULES = DEPLOY / "memwarden.rules.yml"

@@ -32,7 +32,7 @@ from typing import Any, TypeVar
 
 from api import browser, config, mcp_client
 from api.mcp_client import ToolCall, ToolResult
-from memwarden import loop as worker_loop
+from memwarden.hold import loop as worker_loop
 
 __all__ = ["Agent", "Plan", "ToolCallError", "TurnResult", "get_agent", "plan", "run_async"]
 

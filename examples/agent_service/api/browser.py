@@ -44,7 +44,7 @@ from playwright.async_api import Browser, BrowserContext, Page, Playwright, asyn
 from api import config
 from api.urls import local_url_problem
 from api.utils import resource_monitor
-from memwarden import loop as worker_loop
+from memwarden.hold import loop as worker_loop
 from memwarden.pool import Pool
 
 __all__ = [

@@ -41,7 +41,7 @@ from mcp import Client, StdioServerParameters
 
 from api import config
 from api.utils import resource_monitor
-from memwarden import loop as worker_loop
+from memwarden.hold import loop as worker_loop
 
 __all__ = [
     "AsFoundMCPClient",

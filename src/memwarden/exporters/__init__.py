@@ -30,7 +30,7 @@ import logging
 import os
 from typing import Any, Protocol
 
-from memwarden.recycle import HARD_LIMIT, IDLE, MAX_REQUESTS, SOFT_LIMIT
+from memwarden.hold.policy import HARD_LIMIT, IDLE, MAX_REQUESTS, SOFT_LIMIT
 from memwarden.settings import Settings
 
 __all__ = [
@@ -157,7 +157,7 @@ def record_would_pool_refusal(pool: str) -> None:
 def declare_pool(pool: str) -> None:
     """Create a new pool's refusal counters at 0 (``memwarden_pool_refusals_total`` and
     ``memwarden_would_pool_refusals_total``, ``{pool=...}``), so that increase() sees
-    its first refusal. :class:`memwarden.pool.Pool` calls it when made."""
+    its first refusal. :class:`memwarden.hold.pool.Pool` calls it when made."""
     _to_sinks("declare_pool", "declare a pool", pool)
 
 

@@ -18,14 +18,14 @@ import subprocess
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from memwarden import actions
 from memwarden.footprint import Footprint
-from memwarden.orphans import terminate_descendants
-from memwarden.recycle import Limits
-from memwarden.recycler import Recycler
+from memwarden.hold import perform as actions
+from memwarden.hold.orphans import terminate_descendants
+from memwarden.hold.policy import Limits
+from memwarden.hold.shed import Shedder
+from memwarden.hold.worker import Recycler
 from memwarden.see.logs import JsonFormatter
 from memwarden.settings import Settings
-from memwarden.shed import Shedder
 from memwarden.sizes import Size
 
 MIB = 1024 * 1024

@@ -8,7 +8,6 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from memwarden import actions
 from memwarden.find.analysis import analyze_lines, render_text
 from memwarden.find.analysis.actions import (
     ACTION_LINES,
@@ -19,7 +18,8 @@ from memwarden.find.analysis.actions import (
 from memwarden.find.analysis.analyze import MAX_PLOTTED_ACTIONS
 from memwarden.find.analysis.reader import LineParser
 from memwarden.find.analysis.records import ActionEvent, LifecycleEvent
-from memwarden.recycle import Limits
+from memwarden.hold import perform as actions
+from memwarden.hold.policy import Limits
 
 from .real_actions import (
     MIB,

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from memwarden import actions
 from memwarden.find.analysis import analyze_lines, render_text
 from memwarden.find.analysis.units import format_bytes, format_count, format_signed_bytes
+from memwarden.hold import perform as actions
 
 from .real_actions import as_worker, shed_lines
 from .synthetic import Route, SyntheticWorker, to_lines

@@ -22,9 +22,9 @@ from find.analysis.synthetic import (
     recycle_line,
     to_lines,
 )
-from memwarden.actions import DRY_RUN
 from memwarden.find.analysis import Report, analyze_lines
-from memwarden.recycle import Limits
+from memwarden.hold.perform import DRY_RUN
+from memwarden.hold.policy import Limits
 
 CENSUS_BASE = {"threads": 3, "fds": 14, "children": 0, "children_pss_bytes": 0,
                "asyncio.tasks": 1, "asyncio.loops": 1, "playwright.contexts": 0,

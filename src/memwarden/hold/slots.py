@@ -26,7 +26,7 @@ import os
 import shutil
 import tempfile
 
-from memwarden import actions
+from memwarden.hold import perform as actions
 
 __all__ = ["RecycleSlots"]
 

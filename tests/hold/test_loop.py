@@ -14,7 +14,7 @@ import anyio
 import pytest
 from anyio.abc import TaskGroup
 
-from memwarden import loop as mwloop
+from memwarden.hold import loop as mwloop
 from memwarden.see.census import census
 
 

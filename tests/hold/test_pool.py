@@ -13,8 +13,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from memwarden import loop as mwloop
-from memwarden.pool import Pool, PoolClosed, PoolTimeout
+from memwarden.hold import loop as mwloop
+from memwarden.hold.pool import Pool, PoolClosed, PoolTimeout
 from memwarden.see.census import census
 
 T = TypeVar("T")

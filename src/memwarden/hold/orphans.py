@@ -39,7 +39,7 @@ import signal
 import time
 from collections.abc import Callable, Iterable, Mapping
 
-from memwarden import actions
+from memwarden.hold import perform as actions
 from memwarden.system import proctree
 from memwarden.system.safe_kill import ProcessRef, process_ref, send_signal
 

@@ -33,9 +33,9 @@ import time
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import Any
 
-from memwarden import actions
 from memwarden.footprint import FootprintSampler
-from memwarden.recycle import worker_share
+from memwarden.hold import perform as actions
+from memwarden.hold.policy import worker_share
 from memwarden.see.meter import clean_label
 from memwarden.settings import Settings
 

@@ -4,7 +4,7 @@
 should call them from the hooks of the same name (or call
 ``memwarden.gunicorn_conf``'s). What runs where:
 
-- ``when_ready`` (master): start the :class:`~memwarden.watchdog.Watchdog`.
+- ``when_ready`` (master): start the :class:`~memwarden.hold.watchdog.Watchdog`.
 - ``pre_fork`` (master): recycle-slot descriptions for the new worker; note
   when it forks.
 - ``post_fork`` (worker): keep its own slot descriptions; note the worker count.
@@ -26,14 +26,14 @@ import os
 import signal
 from typing import Any
 
-from memwarden import actions
 from memwarden.footprint import FootprintSampler, cgroup_working_set
-from memwarden.recycle import limit_basis, resolve_limits
-from memwarden.recycler import AsgiActivity, Recycler
-from memwarden.rolling import RecycleSlots
+from memwarden.hold import perform as actions
+from memwarden.hold.policy import limit_basis, resolve_limits
+from memwarden.hold.shed import AsgiShedMiddleware, Shedder, ShedMiddleware
+from memwarden.hold.slots import RecycleSlots
+from memwarden.hold.watchdog import Watchdog
+from memwarden.hold.worker import AsgiActivity, Recycler
 from memwarden.settings import Settings, warn_unknown_variables
-from memwarden.shed import AsgiShedMiddleware, Shedder, ShedMiddleware
-from memwarden.watchdog import Watchdog
 
 __all__ = [
     "child_exit",
@@ -206,7 +206,7 @@ def worker_exit(server: Any, worker: Any, settings: Settings) -> None:
     if _recycler is not None:
         _recycler.close()
     if settings.orphans != actions.OFF:
-        from memwarden.orphans import terminate_descendants
+        from memwarden.hold.orphans import terminate_descendants
 
         terminate_descendants(settings.orphan_grace_seconds, settings.orphans,
                               settings.proc_root)

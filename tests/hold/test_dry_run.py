@@ -13,16 +13,17 @@ from typing import Any
 
 import pytest
 from support import Gunicorn, gunicorn
-from test_recycle_gunicorn import QUIET, logged, request_lines, wait_for
 
 from memwarden import exporters
 from memwarden.footprint import Footprint
-from memwarden.pool import Pool, PoolTimeout
-from memwarden.recycle import Limits
-from memwarden.recycler import Recycler
+from memwarden.hold.policy import Limits
+from memwarden.hold.pool import Pool, PoolTimeout
+from memwarden.hold.shed import Shedder
+from memwarden.hold.worker import Recycler
 from memwarden.settings import Settings
-from memwarden.shed import Shedder
 from memwarden.sizes import Size
+
+from .test_recycle_gunicorn import QUIET, logged, request_lines, wait_for
 
 MiB = 1024 * 1024
 # Two runs of one app differ by allocator noise: a few hundred KiB, never a leak step.

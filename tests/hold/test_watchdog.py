@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from memwarden import actions
+from memwarden.hold import perform as actions
+from memwarden.hold.watchdog import TICK_SECONDS, Watchdog
 from memwarden.settings import Settings
-from memwarden.watchdog import TICK_SECONDS, Watchdog
 
 MIB = 1024 * 1024
 PAGE = os.sysconf("SC_PAGE_SIZE")

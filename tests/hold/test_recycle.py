@@ -12,9 +12,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from memwarden import exits
 from memwarden.footprint import Footprint
-from memwarden.recycle import (
+from memwarden.hold import exits
+from memwarden.hold.policy import (
     NO_ACTION,
     Action,
     Escalation,
@@ -27,8 +27,8 @@ from memwarden.recycle import (
     resolve_limits,
     worker_share,
 )
-from memwarden.recycler import Recycler
-from memwarden.rolling import RecycleSlots
+from memwarden.hold.slots import RecycleSlots
+from memwarden.hold.worker import Recycler
 from memwarden.settings import Settings, SettingsError
 from memwarden.sizes import Size, format_bytes, parse_ratio, parse_size
 

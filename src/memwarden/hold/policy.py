@@ -1,7 +1,7 @@
 """Recycling policy: when a worker should restart. Pure logic, no I/O.
 
-The worker side (:mod:`memwarden.recycler`) and the master side
-(:mod:`memwarden.watchdog`) measure, then ask this module, then act; so every
+The worker side (:mod:`memwarden.hold.worker`) and the master side
+(:mod:`memwarden.hold.watchdog`) measure, then ask this module, then act; so every
 rule here is unit-tested without processes.
 
 Limits on the worker's *footprint* (its own RSS or PSS plus its descendants'

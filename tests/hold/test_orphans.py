@@ -16,9 +16,8 @@ from pathlib import Path
 
 import pytest
 from support import descendants, gunicorn
-from test_recycle_gunicorn import HOLD_CONF, logged
 
-from memwarden.orphans import (
+from memwarden.hold.orphans import (
     Proc,
     alive,
     children,
@@ -29,6 +28,8 @@ from memwarden.orphans import (
     subtree_pids,
     terminate,
 )
+
+from .test_recycle_gunicorn import HOLD_CONF, logged
 
 
 @contextlib.contextmanager
@@ -91,7 +92,7 @@ def test_terminate_never_signals_a_reused_pid() -> None:
 
 SCRIPT = textwrap.dedent("""
     import json, os, subprocess, sys, time
-    from memwarden.orphans import set_child_subreaper, terminate_descendants
+    from memwarden.hold.orphans import set_child_subreaper, terminate_descendants
     {body}
 """)
 
@@ -125,7 +126,7 @@ def test_an_exiting_process_ends_all_its_descendants() -> None:
                 subprocess.Popen(["sh", "-c", "trap '' TERM; sleep 30; :"]),
                 subprocess.Popen(["sh", "-c", "sleep 30 & wait"])]
         time.sleep(0.3)
-        from memwarden.orphans import subtree, children
+        from memwarden.hold.orphans import subtree, children
         pids = [p.pid for p in subtree(children(os.getpid()))]
         terminate_descendants(0.5)
         alive = [p for p in pids if os.path.exists(f"/proc/{p}")
@@ -207,7 +208,7 @@ def test_master_leaves_its_own_children_at_shutdown(tmp_path: Path, sig: int) ->
 
 # -- recorded /proc: the same walker with and without children files -------------------
 
-DATA = Path(__file__).parent / "data"
+DATA = Path(__file__).parent.parent / "data"
 
 
 def test_without_children_files_the_subtree_comes_from_the_stat_scan() -> None:

@@ -13,7 +13,7 @@ To restart, the worker sends itself SIGTERM: every gunicorn worker treats it
 as a graceful stop (the sync and gthread workers finish the current request
 and leave their loop, uvicorn's finishes the requests in flight), and the
 signal also wakes a sync worker sleeping in ``select``. A worker over its
-soft or idle limit first takes a rolling slot (:mod:`memwarden.rolling`) and
+soft or idle limit first takes a rolling slot (:mod:`memwarden.hold.slots`) and
 waits for one if all are taken; over the hard limit it does not wait.
 """
 
@@ -27,10 +27,10 @@ import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-from memwarden import actions
 from memwarden.footprint import Footprint, FootprintSampler
-from memwarden.recycle import Action, Decision, Limits, decide
-from memwarden.rolling import RecycleSlots
+from memwarden.hold import perform as actions
+from memwarden.hold.policy import Action, Decision, Limits, decide
+from memwarden.hold.slots import RecycleSlots
 
 __all__ = ["AsgiActivity", "Recycler"]
 

@@ -18,8 +18,8 @@ Each tick (at most every ``TICK_SECONDS``), for each worker:
 
 - its footprint, own RSS or PSS plus descendants' PSS (:mod:`memwarden.footprint`);
   at the hard limit: SIGTERM (gunicorn's graceful worker stop), and SIGKILL if
-  it is still there after the grace period (:class:`memwarden.recycle.HardLimitEscalator`);
-- its descendants, recorded for :class:`memwarden.orphans.OrphanReaper`;
+  it is still there after the grace period (:class:`memwarden.hold.policy.HardLimitEscalator`);
+- its descendants, recorded for :class:`memwarden.hold.orphans.OrphanReaper`;
 
 and then the cgroup's OOM-kill counter and the orphans' pending kills.
 ``child_exit`` logs a worker that died by a signal (``worker_killed``: the
@@ -36,17 +36,18 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from memwarden import actions, exits
 from memwarden.footprint import Footprint, measure
-from memwarden.orphans import OrphanReaper, subtree_pids
-from memwarden.recycle import (
+from memwarden.hold import exits
+from memwarden.hold import perform as actions
+from memwarden.hold.orphans import OrphanReaper, subtree_pids
+from memwarden.hold.policy import (
     HARD_LIMIT,
     Escalation,
     HardLimitEscalator,
     protection_state,
     worker_share,
 )
-from memwarden.rolling import RecycleSlots
+from memwarden.hold.slots import RecycleSlots
 from memwarden.settings import Settings
 from memwarden.system import probe as _probe
 from memwarden.system.safe_kill import ProcessRef, process_ref, send_signal

@@ -13,12 +13,13 @@ from typing import Any
 
 import pytest
 from support import Gunicorn, gunicorn
-from test_recycle_gunicorn import logged, request_lines
 
 from memwarden.footprint import Footprint
+from memwarden.hold.shed import AsgiShedMiddleware, Shedder, ShedMiddleware
 from memwarden.settings import Settings
-from memwarden.shed import AsgiShedMiddleware, Shedder, ShedMiddleware
 from memwarden.sizes import Size
+
+from .test_recycle_gunicorn import logged, request_lines
 
 MiB = 1024 * 1024
 
