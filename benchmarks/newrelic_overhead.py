@@ -50,7 +50,7 @@ def main() -> None:
         from newrelic.api.wsgi_application import WSGIApplicationWrapper
         from overhead import arguments, bare_and_tracked, time_round
 
-        from memwarden.exporters import newrelic as exporter
+        from memwarden.export import newrelic as exporter
         from memwarden.see import meter
         from memwarden.see.wsgi import MemoryTracker
         from memwarden.settings import Settings

@@ -30,7 +30,7 @@ import sys
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from memwarden import exporters as _exporters
+from memwarden import export as _exporters
 from memwarden.app_kind import is_asgi_app, is_asgi_worker
 from memwarden.hold.policy import check_settings as _check_hold_settings
 from memwarden.see.logs import gunicorn_logconfig

@@ -6,7 +6,7 @@ import time
 
 from flask import Flask
 
-from memwarden import exporters
+from memwarden import export as exporters
 
 app = Flask(__name__)
 _kept: list[bytes] = []

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from support import Gunicorn, gunicorn
 
-from memwarden import exporters
+from memwarden import export as exporters
 from memwarden.footprint import Footprint
 from memwarden.hold.policy import Limits
 from memwarden.hold.pool import Pool, PoolTimeout

@@ -19,7 +19,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from memwarden import exporters
+from memwarden import export as exporters
 from memwarden.hold.pool import PoolStats, PoolTimeout
 from memwarden.see.census import census
 

@@ -154,7 +154,7 @@ def wrap_app(worker: Any, app: Any, settings: Settings, asgi: bool) -> Any:
                 app = AsgiActivity(app, recycler)
             actions.emit(_log, "limits", state)
             try:
-                from memwarden import exporters
+                from memwarden import export as exporters
 
                 exporters.set_worker_limit(limits.soft_bytes or limits.hard_bytes)
             except Exception:

@@ -196,7 +196,7 @@ class Pool(Generic[T]):
         self._register_gauges()
         # Its refusal counters start at 0, so that increase() sees the first refusal.
         with contextlib.suppress(Exception):
-            from memwarden import exporters
+            from memwarden import export as exporters
 
             exporters.declare_pool(name)
 
@@ -691,7 +691,7 @@ def _configured_mode(name: str) -> str:
 def _export(name: str, *, refused: bool) -> None:
     # Never fails an acquire: the exporters guard each sink, this guards their import.
     try:
-        from memwarden import exporters
+        from memwarden import export as exporters
 
         if refused:
             exporters.record_pool_refusal(name)

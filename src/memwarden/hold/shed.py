@@ -169,7 +169,7 @@ class Shedder:
                       **self._figures()}
         refused = actions.perform(self.mode, _log, "shed", fields, lambda: None)
         try:
-            from memwarden import exporters
+            from memwarden import export as exporters
 
             if refused:
                 exporters.record_shed(1)

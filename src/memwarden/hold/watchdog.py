@@ -313,7 +313,7 @@ class Watchdog:
         actions.emit(_log, "worker_killed", fields, logging.ERROR)
         if oom:
             try:
-                from memwarden import exporters
+                from memwarden import export as exporters
 
                 exporters.record_oom_kill(1)
             except Exception:
@@ -322,7 +322,7 @@ class Watchdog:
 
 def _count_recycle(would: bool = False) -> None:
     try:
-        from memwarden import exporters
+        from memwarden import export as exporters
 
         if would:
             exporters.record_would_recycle(HARD_LIMIT)

@@ -193,7 +193,7 @@ class Recycler:
 
 def _count_recycle(reason: str, would: bool = False) -> None:
     try:
-        from memwarden import exporters
+        from memwarden import export as exporters
 
         if would:
             exporters.record_would_recycle(reason)

@@ -14,7 +14,7 @@ import jsonschema
 import pytest
 from support import REPO
 
-from memwarden.exporters.prometheus import METRICS
+from memwarden.export.prometheus import METRICS
 
 DASHBOARD = REPO / "deploy" / "grafana" / "memwarden.json"
 BUILTINS = {"__rate_interval", "__interval", "__range"}

@@ -25,8 +25,8 @@ from typing import Any, TypeVar
 import pytest
 from support import REPO, free_port, gunicorn, wait_for_port
 
-from memwarden.exporters import RECYCLE_REASONS
-from memwarden.exporters.prometheus import footprint_kind
+from memwarden.export import RECYCLE_REASONS
+from memwarden.export.prometheus import footprint_kind
 from memwarden.settings import Settings
 
 from .pool_script import pool_refusals_script
@@ -323,7 +323,7 @@ def test_asgi_workers_serve_the_metrics_route(tmp_path: Path) -> None:
 WRITER = """
 import os, sys
 from prometheus_client import Gauge, Histogram
-from memwarden.exporters.prometheus import REQUESTS, _sink
+from memwarden.export.prometheus import REQUESTS, _sink
 g = Gauge("memwarden_worker_rss_bytes", "RSS", multiprocess_mode="liveall", registry=None)
 h = Histogram("app_seconds", "latency", registry=None)
 _sink.ensure_counters()[REQUESTS].inc(int(sys.argv[1])); _sink.record_recycle("memory")
@@ -342,7 +342,7 @@ def write_as_dead_process(directory: Path, requests: int) -> int:
 def scrape(directory: Path) -> str:
     from prometheus_client import generate_latest
 
-    from memwarden.exporters.prometheus import make_registry
+    from memwarden.export.prometheus import make_registry
 
     return generate_latest(make_registry(str(directory))).decode()
 
@@ -357,7 +357,7 @@ def sample(text: str, line_start: str) -> float:
 def test_compaction_folds_dead_processes_into_archives_and_keeps_every_count(
         tmp_path: Path) -> None:
     """Hundreds of dead workers leave two archive files, and the totals are unchanged."""
-    from memwarden.exporters.prometheus import compact
+    from memwarden.export.prometheus import compact
 
     dead = [write_as_dead_process(tmp_path, n) for n in (1, 2, 3)]
     assert len(glob.glob(str(tmp_path / "*.db"))) == 9
@@ -386,7 +386,7 @@ def test_compaction_folds_dead_processes_into_archives_and_keeps_every_count(
 @pytest.mark.timeout(60)
 def test_compaction_leaves_live_processes_alone(tmp_path: Path) -> None:
     """Files of a running process are neither folded nor deleted."""
-    from memwarden.exporters.prometheus import compact
+    from memwarden.export.prometheus import compact
 
     code = WRITER + "print('ready', flush=True); sys.stdin.read()"
     live = subprocess.Popen([sys.executable, "-c", code, "5"], stdin=subprocess.PIPE,
@@ -407,7 +407,7 @@ def test_compaction_leaves_live_processes_alone(tmp_path: Path) -> None:
 
 def test_a_scrape_waits_for_a_fold_in_progress(tmp_path: Path) -> None:
     """The fold holds the directory lock exclusively; a scrape takes it shared."""
-    from memwarden.exporters.prometheus import _locked
+    from memwarden.export.prometheus import _locked
 
     with _locked(str(tmp_path), shared=False) as held:
         assert held
@@ -418,7 +418,7 @@ def test_a_scrape_waits_for_a_fold_in_progress(tmp_path: Path) -> None:
 
 
 POOL_REFUSALS = pool_refusals_script(
-    "import sys\nfrom memwarden.exporters import prometheus\n"
+    "import sys\nfrom memwarden.export import prometheus\n"
     "from memwarden.settings import Settings\n"
     "prometheus.setup_master(Settings(prometheus_dir=sys.argv[1]))")
 
@@ -441,8 +441,8 @@ def test_pool_refusals_are_counted_per_pool_and_dry_run_ones_under_their_own_nam
 
 def test_importing_the_exporters_imports_no_optional_package() -> None:
     """No side effects on import: neither prometheus_client nor opentelemetry is loaded."""
-    code = ("import sys, memwarden.exporters, memwarden.exporters.prometheus, "
-            "memwarden.exporters.otel; "
+    code = ("import sys, memwarden.export, memwarden.export.prometheus, "
+            "memwarden.export.otel; "
             "print([m for m in sys.modules if m.startswith(('prometheus_client', "
             "'opentelemetry'))])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
@@ -453,7 +453,7 @@ def test_importing_the_exporters_imports_no_optional_package() -> None:
 def test_a_missing_extra_is_named_in_the_error() -> None:
     """Without prometheus_client the exporter says which extra to install."""
     code = ("import sys; sys.modules['prometheus_client'] = None\n"
-            "from memwarden.exporters import setup_master\n"
+            "from memwarden.export import setup_master\n"
             "from memwarden.settings import Settings\n"
             "setup_master(Settings(prometheus=True))\n")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,

@@ -9,7 +9,7 @@ import subprocess
 import pytest
 from support import REPO
 
-from memwarden.exporters.prometheus import METRICS
+from memwarden.export.prometheus import METRICS
 from memwarden.hold import policy as recycle
 
 DEPLOY = REPO / "deploy" / "prometheus"

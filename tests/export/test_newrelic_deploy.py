@@ -14,8 +14,8 @@ import jsonschema
 import pytest
 from support import REPO
 
-from memwarden.exporters import RECYCLE_REASONS
-from memwarden.exporters.newrelic import (
+from memwarden.export import RECYCLE_REASONS
+from memwarden.export.newrelic import (
     ALL_ATTRIBUTES,
     CENSUS_PREFIX,
     EVENT_ACTIONS,

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from support import free_port, gunicorn, request, wait_for_port
 
-from memwarden.exporters.metrics_server import read_pid_file
+from memwarden.export.metrics_server import read_pid_file
 from memwarden.settings import Settings, SettingsError
 from memwarden.system.safe_kill import process_ref
 
@@ -62,7 +62,7 @@ def test_by_default_the_metrics_listen_on_loopback_and_the_app_port_is_the_apps(
         assert found is not None
         server, master = found
         assert (master.pid, server) == (g.proc.pid, process_ref(server.pid, "/proc"))
-        assert b"memwarden.exporters.metrics_server" in Path(
+        assert b"memwarden.export.metrics_server" in Path(
             f"/proc/{server.pid}/cmdline").read_bytes()
     assert not listening(port), "the listener outlived the master"
     assert read_pid_file(str(tmp_path / "mp")) is None
@@ -82,7 +82,7 @@ def test_an_empty_host_is_refused_rather_than_meaning_every_interface(raw: str) 
 SERVED_NOWHERE = """
 import logging, sys
 logging.basicConfig(level=logging.INFO, stream=sys.stdout, format="%(levelname)s %(message)s")
-from memwarden import exporters
+from memwarden import export as exporters
 from memwarden.settings import Settings
 exporters.on_starting(None, Settings(prometheus=True, prometheus_dir=sys.argv[2],
                                      prometheus_port=0, prometheus_path=sys.argv[1]))

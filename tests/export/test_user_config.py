@@ -15,7 +15,7 @@ from support import gunicorn
 
 # The exporter hooks alone, from the user's own hooks: no memwarden.gunicorn_conf.
 EXPORTERS_ONLY = """
-from memwarden import exporters
+from memwarden import export as exporters
 from memwarden.settings import Settings
 
 settings = Settings.from_env()

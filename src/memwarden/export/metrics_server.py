@@ -1,6 +1,6 @@
 """The metrics listener: a small server process beside the gunicorn master.
 
-``python -m memwarden.exporters.metrics_server`` serves the multiprocess
+``python -m memwarden.export.metrics_server`` serves the multiprocess
 directory's metrics on ``MEMWARDEN_PROMETHEUS_HOST:PORT`` (127.0.0.1:9410 by
 default), apart from the app's port: the app's clients never reach the
 metrics, and a scrape never costs a worker.
@@ -55,7 +55,7 @@ def _alive(ref: ProcessRef) -> bool:
 
 
 def footprint_args(settings: Settings) -> list[str]:
-    from memwarden.exporters.prometheus import footprint_kind
+    from memwarden.export.prometheus import footprint_kind
 
     kind, descendants = footprint_kind(settings)
     return [kind] + ([] if descendants else ["--no-descendants"])
@@ -69,7 +69,7 @@ def start(settings: Settings, directory: str) -> None:
         return
     me = process_ref(os.getpid(), _PROC)
     stop_stale(directory, me)
-    cmd = [sys.executable, "-m", "memwarden.exporters.metrics_server",
+    cmd = [sys.executable, "-m", "memwarden.export.metrics_server",
            "--dir", directory, "--host", settings.prometheus_host,
            "--port", str(settings.prometheus_port), "--parent", str(os.getpid()),
            "--parent-start-ticks", str(me.start_ticks if me is not None else 0),
@@ -190,7 +190,7 @@ def stop(timeout: float = 5.0) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Serve the directory's metrics until the parent (the master) goes away."""
-    parser = argparse.ArgumentParser(prog="python -m memwarden.exporters.metrics_server")
+    parser = argparse.ArgumentParser(prog="python -m memwarden.export.metrics_server")
     parser.add_argument("--dir", required=True)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
@@ -204,7 +204,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.host.strip():
         parser.error("--host is empty; an empty address would mean every interface")
 
-    from memwarden.exporters import prometheus
+    from memwarden.export import prometheus
     from memwarden.see.logs import JsonFormatter
 
     handler = logging.StreamHandler()

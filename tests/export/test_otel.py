@@ -20,9 +20,9 @@ from typing import Any
 import pytest
 from support import gunicorn
 
-from memwarden.exporters import RECYCLE_REASONS
-from memwarden.exporters.otel import INSTRUMENTS
-from memwarden.exporters.prometheus import footprint_kind
+from memwarden.export import RECYCLE_REASONS
+from memwarden.export.otel import INSTRUMENTS
+from memwarden.export.prometheus import footprint_kind
 from memwarden.settings import Settings
 
 from .pool_script import pool_refusals_script
@@ -270,7 +270,7 @@ def test_two_workers_export_otlp_with_their_own_identity_names_units_and_values(
 
 # The master's provider: one export per event and per pool made.
 POOL_REFUSALS = pool_refusals_script(
-    "from memwarden.exporters import otel\notel.setup_master()",
+    "from memwarden.export import otel\notel.setup_master()",
     start='otel.start_master("memwarden-pool-test")', end="otel.shutdown()")
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from support import free_port, gunicorn, wait_for_port
 
-from memwarden.exporters import metrics_server
+from memwarden.export import metrics_server
 from memwarden.system.safe_kill import ProcessRef, process_ref
 
 

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from support import REPO, Gunicorn, free_port
 
-from memwarden.exporters.newrelic import (
+from memwarden.export.newrelic import (
     ALL_ATTRIBUTES,
     ATTRIBUTES,
     CENSUS_PREFIX,
@@ -234,7 +234,7 @@ def test_pool_refusals_outside_a_transaction(tmp_path: Path) -> None:
     env = agent_env(tmp_path)
     setup = textwrap.dedent("""
         import newrelic_conf, newrelic.agent
-        from memwarden.exporters import newrelic as exporter
+        from memwarden.export import newrelic as exporter
         from memwarden.settings import Settings
         newrelic.agent.initialize()
         newrelic.agent.register_application(timeout=10.0)
@@ -276,7 +276,7 @@ def test_missing_agent_names_the_extra() -> None:
     result = _python("""
         import sys
         sys.modules["newrelic"] = None  # as if not installed
-        from memwarden.exporters import MissingExtraError, check_extras
+        from memwarden.export import MissingExtraError, check_extras
         from memwarden.settings import Settings
         check_extras(Settings(newrelic="auto"))
         check_extras(Settings(newrelic="off"))
@@ -304,7 +304,7 @@ def test_gunicorn_refuses_to_start_on_without_the_agent(tmp_path: Path) -> None:
 def test_auto_without_an_initialized_agent_imports_nothing() -> None:
     result = _python("""
         import sys
-        from memwarden.exporters import newrelic
+        from memwarden.export import newrelic
         from memwarden.settings import Settings
         print(newrelic.start_worker(Settings()), newrelic.active(),
               sorted(m for m in sys.modules if m.split(".")[0] == "newrelic"))

@@ -33,7 +33,7 @@ import uuid
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from memwarden import exporters as _exporters
+from memwarden import export as _exporters
 from memwarden.see import meter as _meter
 from memwarden.settings import Settings
 from memwarden.system import probe as _probe
@@ -138,7 +138,7 @@ class _Worker:
     """What the callbacks read: fresh /proc readings, and the meter's last census."""
 
     def __init__(self, settings: Settings) -> None:
-        from memwarden.exporters.prometheus import footprint_kind
+        from memwarden.export.prometheus import footprint_kind
 
         self.kind, self.footprint_descendants = footprint_kind(settings)
         self.descendants = settings.census_descendants or self.footprint_descendants
@@ -175,7 +175,7 @@ class _Worker:
             desc = p.descendants_memory()
             if desc is not None and desc.pss_bytes is not None:
                 desc_pss = out["memwarden.memory.descendants.pss"] = desc.pss_bytes
-        from memwarden.exporters.prometheus import footprint
+        from memwarden.export.prometheus import footprint
 
         total = footprint(self.kind, rss, rollup.pss_bytes if rollup is not None else None,
                           desc_pss, self.footprint_descendants)
@@ -321,7 +321,7 @@ class _Sink:
         self._add("memwarden.oom_kills", count)
 
     def set_worker_limit(self, limit_bytes: int | None) -> None:
-        pass  # read by the limit callback from memwarden.exporters
+        pass  # read by the limit callback from memwarden.export
 
 
 _sink = _Sink()

@@ -1,0 +1,360 @@
+"""Export and alert: per-worker metrics for Prometheus and OpenTelemetry.
+
+Both exporters are optional extras (``memwarden[prometheus]``,
+``memwarden[otel]``), imported only when switched on by their setting
+(``MEMWARDEN_PROMETHEUS``, ``MEMWARDEN_OTEL``). Importing this package
+imports neither and changes nothing.
+
+Two kinds of entry point:
+
+- Counters for the parts that act on memory (recycling, shedding, pool
+  limits): :func:`record_recycle`, :func:`record_shed`,
+  :func:`record_pool_refusal`, :func:`record_oom_kill` and
+  :func:`set_worker_limit`, and their dry-run twins (``record_would_*``);
+  :func:`declare_pool`, which a pool calls when made so that its refusal
+  counters start at 0. They are cheap no-ops while no exporter runs, may be
+  called in a worker or in the gunicorn master, and never raise.
+- gunicorn hooks, each a no-op unless an exporter is on. Call them from the
+  hooks of the same name in your gunicorn config (``memwarden.gunicorn_conf``):
+  :func:`setup_master` once in the master before the app is imported (at
+  config load or in ``nworkers_changed``; never in a worker: it empties the
+  metrics directory), :func:`on_starting` (which runs it if nothing did),
+  :func:`post_fork`, :func:`post_worker_init` (after the request tracker
+  wrapped the app, so that scrapes are not measured), :func:`worker_exit`,
+  :func:`child_exit` and :func:`on_exit`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any, Protocol
+
+from memwarden.hold.policy import HARD_LIMIT, IDLE, MAX_REQUESTS, SOFT_LIMIT
+from memwarden.settings import Settings
+
+__all__ = [
+    "MissingExtraError",
+    "check_extras",
+    "child_exit",
+    "declare_pool",
+    "on_exit",
+    "on_starting",
+    "post_fork",
+    "post_worker_init",
+    "record_oom_kill",
+    "record_pool_refusal",
+    "record_recycle",
+    "record_shed",
+    "record_would_pool_refusal",
+    "record_would_recycle",
+    "record_would_shed",
+    "require",
+    "set_worker_limit",
+    "setup_master",
+    "worker_exit",
+]
+
+_log = logging.getLogger("memwarden.exporters")
+
+
+class MissingExtraError(ImportError):
+    """An exporter was switched on without its optional dependencies."""
+
+
+def require(module: str, extra: str, *, load: bool = True) -> None:
+    """Import ``module`` (or, with ``load=False``, only find it) or raise an error
+    naming the extra that provides it."""
+    import importlib.util
+
+    try:
+        if load:
+            importlib.import_module(module)
+        elif importlib.util.find_spec(module) is None:
+            raise ImportError(f"No module named {module!r}")
+    except ImportError as exc:
+        raise MissingExtraError(
+            f"memwarden's {extra} exporter needs {module!r}, which is not installed: "
+            f"pip install 'memwarden[{extra}]'") from exc
+
+
+class Sink(Protocol):
+    """What an exporter does with the events other parts of memwarden report."""
+
+    def record_recycle(self, reason: str) -> None: ...
+    def record_shed(self, count: int) -> None: ...
+    def record_oom_kill(self, count: int) -> None: ...
+    def set_worker_limit(self, limit_bytes: int | None) -> None: ...
+
+
+# The reasons memwarden records: each exporter creates their series at 0 when it
+# starts, so that increase() sees the first recycle of each.
+RECYCLE_REASONS = (HARD_LIMIT, SOFT_LIMIT, MAX_REQUESTS, IDLE)
+
+# The exporters running in this process. Inherited over fork on purpose: an
+# exporter's sink checks os.getpid() and knows whether it is the master's.
+_sinks: list[Sink] = []
+# Kept so that a worker forked after set_worker_limit() in the master publishes it.
+_worker_limit: list[int | None] = [None]
+
+
+def add_sink(sink: Sink) -> None:
+    if sink not in _sinks:
+        _sinks.append(sink)
+
+
+def remove_sink(sink: Sink) -> None:
+    if sink in _sinks:
+        _sinks.remove(sink)
+
+
+def worker_limit() -> int | None:
+    return _worker_limit[0]
+
+
+# -- events (for Hold: recycling, shedding, pool limits) ---------------------------------
+
+def record_recycle(reason: str) -> None:
+    """Count one worker recycle (``memwarden_recycles_total{reason=...}``).
+
+    ``reason`` is a short fixed word, memwarden's own being :data:`RECYCLE_REASONS`:
+    it becomes a label, so never put a value in it.
+    """
+    _to_sinks("record_recycle", "record a recycle", reason)
+
+
+def record_shed(count: int = 1) -> None:
+    """Count requests refused by load shedding (``memwarden_shed_requests_total``)."""
+    _to_sinks("record_shed", "record shed requests", count)
+
+
+def record_would_recycle(reason: str) -> None:
+    """Count one recycle decided in dry-run (``memwarden_would_recycles_total{reason=...}``)."""
+    _to_sinks("record_would_recycle", "record a dry-run recycle", reason)
+
+
+def record_would_shed(count: int = 1) -> None:
+    """Count requests dry-run shedding would have refused
+    (``memwarden_would_shed_requests_total``)."""
+    _to_sinks("record_would_shed", "record dry-run shed requests", count)
+
+
+def record_pool_refusal(pool: str) -> None:
+    """Count one acquire a bounded pool refused with PoolTimeout
+    (``memwarden_pool_refusals_total{pool=...}``).
+
+    ``pool`` is the pool's name: it becomes a label, so name pools with fixed words.
+    """
+    _to_sinks("record_pool_refusal", "record a pool refusal", pool)
+
+
+def record_would_pool_refusal(pool: str) -> None:
+    """Count one acquire dry-run pool limits would have refused
+    (``memwarden_would_pool_refusals_total{pool=...}``)."""
+    _to_sinks("record_would_pool_refusal", "record a dry-run pool refusal", pool)
+
+
+def declare_pool(pool: str) -> None:
+    """Create a new pool's refusal counters at 0 (``memwarden_pool_refusals_total`` and
+    ``memwarden_would_pool_refusals_total``, ``{pool=...}``), so that increase() sees
+    its first refusal. :class:`memwarden.hold.pool.Pool` calls it when made."""
+    _to_sinks("declare_pool", "declare a pool", pool)
+
+
+def _to_sinks(method: str, what: str, *args: Any) -> None:
+    """Call ``method`` on every running exporter's sink. A sink without it (an older
+    or third-party one, without dry-run or pool counters) is skipped; one that
+    fails is logged, never raised."""
+    for sink in _sinks:
+        try:
+            getattr(sink, method, _ignore)(*args)
+        except Exception:
+            _log.exception("memwarden exporter could not %s", what)
+
+
+def _ignore(*args: Any) -> None:
+    """What a sink without the method does."""
+
+
+def record_oom_kill(count: int = 1) -> None:
+    """Count workers killed by the kernel's OOM killer (``memwarden_oom_kills_total``)."""
+    _to_sinks("record_oom_kill", "record an OOM kill", count)
+
+
+def set_worker_limit(limit_bytes: int | None) -> None:
+    """The footprint at which this worker is recycled (``memwarden_worker_limit_bytes``).
+
+    Called in a worker it applies to that worker; called in the master before
+    the workers fork, it applies to every worker forked afterwards.
+    """
+    _worker_limit[0] = limit_bytes
+    _to_sinks("set_worker_limit", "set the worker limit", limit_bytes)
+
+
+# -- gunicorn hooks ------------------------------------------------------------------
+
+def _settings(settings: Settings | None) -> Settings:
+    return settings if settings is not None else Settings.from_env()
+
+
+def setup_master(settings: Settings | None = None) -> None:
+    """In the master, at start: prepare the Prometheus multiprocess directory.
+
+    It must run before anything imports prometheus_client (the library picks
+    its multiprocess mode at import) and before the workers fork: from the
+    config file at load, from ``nworkers_changed`` (gunicorn calls it before
+    a preloaded app is imported), or at the latest from :func:`on_starting`,
+    which calls it when nothing did. It empties the directory, so never call
+    it in a worker. A missing extra raises :class:`MissingExtraError` here, at
+    start, not mid-request.
+    """
+    s = _settings(settings)
+    if s.prometheus:
+        from memwarden.export import prometheus
+
+        prometheus.setup_master(s)
+    if s.otel:
+        from memwarden.export import otel
+
+        otel.setup_master()
+
+
+def check_extras(settings: Settings | None = None) -> None:
+    """Raise :class:`MissingExtraError` when a switched-on exporter's extra is not
+    installed. Finds the packages without importing them: no side effects."""
+    s = _settings(settings)
+    if s.prometheus:
+        require("prometheus_client", "prometheus", load=False)
+    if s.otel:
+        require("opentelemetry.sdk.metrics", "otel", load=False)
+    if s.newrelic == "on":
+        require("newrelic.agent", "newrelic", load=False)
+
+
+def _service_name(server_or_worker: Any) -> str | None:
+    name = getattr(getattr(server_or_worker, "cfg", None), "proc_name", None)
+    return name if isinstance(name, str) and name else None
+
+
+def on_starting(server: Any, settings: Settings | None = None) -> None:
+    """Master start: prepare the metrics directory if :func:`setup_master` was not
+    called, run the small metrics server beside the master, if configured, and
+    export the master's event counters at 0 (bounded: a few seconds at most)."""
+    s = _settings(settings)
+    # Once per master; a missing extra raises: no start without what was asked for.
+    setup_master(s)
+    if s.prometheus and not s.prometheus_port and not s.prometheus_path:
+        _log.warning("memwarden keeps Prometheus metrics but serves them nowhere: "
+                     "MEMWARDEN_PROMETHEUS_PORT is 0 and MEMWARDEN_PROMETHEUS_PATH is empty")
+    elif s.prometheus and s.prometheus_path:
+        _log.info("memwarden serves Prometheus metrics on the app's own port at %s, ahead "
+                  "of the app's authentication", s.prometheus_path)
+    if s.prometheus and s.prometheus_port:
+        try:
+            from memwarden.export import prometheus
+
+            prometheus.start_server_process(s)
+        except Exception:
+            _log.exception("memwarden could not start the Prometheus metrics server")
+    if s.otel:
+        try:
+            from memwarden.export import otel
+
+            otel.start_master(_service_name(server))
+        except Exception:
+            _log.exception("memwarden could not start the master's OTLP exporter")
+
+
+def post_fork(server: Any, worker: Any, settings: Settings | None = None) -> None:
+    """In each new worker: start its exporters (each worker its own identity)."""
+    s = _settings(settings)
+    if s.prometheus:
+        try:
+            from memwarden.export import prometheus
+
+            prometheus.start_worker(s)
+        except Exception:
+            _log.exception("memwarden could not start the Prometheus exporter in worker %d",
+                           os.getpid())
+    if s.otel:
+        try:
+            from memwarden.export import otel
+
+            otel.start_worker(s, _service_name(worker))
+        except Exception:
+            _log.exception("memwarden could not start the OTLP exporter in worker %d",
+                           os.getpid())
+    if s.newrelic != "off":
+        try:
+            from memwarden.export import newrelic
+
+            newrelic.start_worker(s)
+        except Exception:
+            _log.exception("memwarden could not start the New Relic exporter in worker %d",
+                           os.getpid())
+
+
+def post_worker_init(worker: Any, settings: Settings | None = None) -> None:
+    """Serve the metrics path from the worker's app (outside the request tracker), and
+    start New Relic transactions outside the tracker (inside the metrics path)."""
+    s = _settings(settings)
+    if s.newrelic != "off":
+        from memwarden.export import newrelic
+
+        newrelic.post_worker_init(worker)
+    if not (s.prometheus and s.prometheus_path):
+        return
+    app = getattr(worker, "wsgi", None)
+    if app is None:
+        return
+    try:
+        from memwarden.app_kind import is_asgi_app, is_asgi_worker
+        from memwarden.export import prometheus
+
+        asgi = is_asgi_worker(worker) or is_asgi_app(app)
+        worker.wsgi = prometheus.metrics_route(app, s.prometheus_path, asgi=asgi)
+    except Exception:
+        _log.exception("memwarden could not add the Prometheus metrics route")
+
+
+def worker_exit(server: Any, worker: Any) -> None:
+    """Worker exit: send the last OTLP export (bounded in time)."""
+    import sys
+
+    otel = sys.modules.get("memwarden.export.otel")
+    if otel is not None:
+        try:
+            otel.shutdown()
+        except Exception:
+            _log.exception("memwarden could not flush the OTLP exporter")
+
+
+def child_exit(server: Any, worker: Any) -> None:
+    """In the master, after a worker died: drop its live gauges, fold its counters."""
+    import sys
+
+    prometheus = sys.modules.get("memwarden.export.prometheus")
+    pid = getattr(worker, "pid", None)
+    if prometheus is not None and isinstance(pid, int):
+        try:
+            prometheus.mark_worker_dead(pid)
+        except Exception:
+            _log.exception("memwarden could not clean the metrics of worker %s", pid)
+
+
+def on_exit(server: Any) -> None:
+    """Master exit: stop the metrics server and flush the master's OTLP counters."""
+    import sys
+
+    prometheus = sys.modules.get("memwarden.export.prometheus")
+    if prometheus is not None:
+        try:
+            prometheus.master_exit()
+        except Exception:
+            _log.exception("memwarden could not stop the Prometheus metrics server")
+    otel = sys.modules.get("memwarden.export.otel")
+    if otel is not None:
+        try:
+            otel.shutdown()
+        except Exception:
+            _log.exception("memwarden could not flush the OTLP exporter")
