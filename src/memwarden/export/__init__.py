@@ -30,7 +30,8 @@ import logging
 import os
 from typing import Any, Protocol
 
-from memwarden.hold.policy import HARD_LIMIT, IDLE, MAX_REQUESTS, SOFT_LIMIT
+from memwarden import events
+from memwarden.events import RECYCLE_REASONS as RECYCLE_REASONS
 from memwarden.settings import Settings
 
 __all__ = [
@@ -87,9 +88,8 @@ class Sink(Protocol):
     def set_worker_limit(self, limit_bytes: int | None) -> None: ...
 
 
-# The reasons memwarden records: each exporter creates their series at 0 when it
-# starts, so that increase() sees the first recycle of each.
-RECYCLE_REASONS = (HARD_LIMIT, SOFT_LIMIT, MAX_REQUESTS, IDLE)
+# The reasons memwarden records (RECYCLE_REASONS): each exporter creates their
+# series at 0 when it starts, so that increase() sees the first recycle of each.
 
 # The exporters running in this process. Inherited over fork on purpose: an
 # exporter's sink checks os.getpid() and knows whether it is the master's.
@@ -114,29 +114,32 @@ def worker_limit() -> int | None:
 
 # -- events (for Hold: recycling, shedding, pool limits) ---------------------------------
 
+# The public record_* functions publish on the bus like hold does; _deliver, the
+# exporters' one subscriber, hands each event to the running sinks.
+
 def record_recycle(reason: str) -> None:
     """Count one worker recycle (``memwarden_recycles_total{reason=...}``).
 
     ``reason`` is a short fixed word, memwarden's own being :data:`RECYCLE_REASONS`:
     it becomes a label, so never put a value in it.
     """
-    _to_sinks("record_recycle", "record a recycle", reason)
+    events.publish(events.Recycle(reason))
 
 
 def record_shed(count: int = 1) -> None:
     """Count requests refused by load shedding (``memwarden_shed_requests_total``)."""
-    _to_sinks("record_shed", "record shed requests", count)
+    events.publish(events.Shed(count))
 
 
 def record_would_recycle(reason: str) -> None:
     """Count one recycle decided in dry-run (``memwarden_would_recycles_total{reason=...}``)."""
-    _to_sinks("record_would_recycle", "record a dry-run recycle", reason)
+    events.publish(events.Recycle(reason, dry_run=True))
 
 
 def record_would_shed(count: int = 1) -> None:
     """Count requests dry-run shedding would have refused
     (``memwarden_would_shed_requests_total``)."""
-    _to_sinks("record_would_shed", "record dry-run shed requests", count)
+    events.publish(events.Shed(count, dry_run=True))
 
 
 def record_pool_refusal(pool: str) -> None:
@@ -145,20 +148,42 @@ def record_pool_refusal(pool: str) -> None:
 
     ``pool`` is the pool's name: it becomes a label, so name pools with fixed words.
     """
-    _to_sinks("record_pool_refusal", "record a pool refusal", pool)
+    events.publish(events.PoolRefusal(pool))
 
 
 def record_would_pool_refusal(pool: str) -> None:
     """Count one acquire dry-run pool limits would have refused
     (``memwarden_would_pool_refusals_total{pool=...}``)."""
-    _to_sinks("record_would_pool_refusal", "record a dry-run pool refusal", pool)
+    events.publish(events.PoolRefusal(pool, dry_run=True))
 
 
 def declare_pool(pool: str) -> None:
     """Create a new pool's refusal counters at 0 (``memwarden_pool_refusals_total`` and
     ``memwarden_would_pool_refusals_total``, ``{pool=...}``), so that increase() sees
-    its first refusal. :class:`memwarden.hold.pool.Pool` calls it when made."""
-    _to_sinks("declare_pool", "declare a pool", pool)
+    its first refusal. :class:`memwarden.hold.pool.Pool` publishes it when made."""
+    events.publish(events.PoolDeclared(pool))
+
+
+def _deliver(event: events.Event) -> None:
+    if not _sinks:
+        return
+    match event:
+        case events.Recycle(reason=reason, dry_run=dry_run):
+            method = "record_would_recycle" if dry_run else "record_recycle"
+            _to_sinks(method, "record a recycle", reason)
+        case events.Shed(count=count, dry_run=dry_run):
+            method = "record_would_shed" if dry_run else "record_shed"
+            _to_sinks(method, "record shed requests", count)
+        case events.PoolRefusal(pool=pool, dry_run=dry_run):
+            method = "record_would_pool_refusal" if dry_run else "record_pool_refusal"
+            _to_sinks(method, "record a pool refusal", pool)
+        case events.PoolDeclared(pool=pool):
+            _to_sinks("declare_pool", "declare a pool", pool)
+        case events.OomKill(count=count):
+            _to_sinks("record_oom_kill", "record an OOM kill", count)
+
+
+events.subscribe(_deliver)
 
 
 def _to_sinks(method: str, what: str, *args: Any) -> None:
@@ -178,7 +203,7 @@ def _ignore(*args: Any) -> None:
 
 def record_oom_kill(count: int = 1) -> None:
     """Count workers killed by the kernel's OOM killer (``memwarden_oom_kills_total``)."""
-    _to_sinks("record_oom_kill", "record an OOM kill", count)
+    events.publish(events.OomKill(count))
 
 
 def set_worker_limit(limit_bytes: int | None) -> None:

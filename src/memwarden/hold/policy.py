@@ -31,6 +31,7 @@ import random
 from dataclasses import dataclass
 from typing import Any
 
+from memwarden.events import HARD_LIMIT, IDLE, MAX_REQUESTS, SOFT_LIMIT
 from memwarden.settings import Settings, SettingsError
 from memwarden.sizes import Size
 
@@ -50,10 +51,9 @@ __all__ = [
     "worker_share",
 ]
 
-HARD_LIMIT = "hard_limit"
-SOFT_LIMIT = "soft_limit"
-MAX_REQUESTS = "max_requests"
-IDLE = "idle"
+# The recycle reasons are the event bus's words (memwarden.events), re-exported here
+# for the code that decides.
+__all__ += ["HARD_LIMIT", "IDLE", "MAX_REQUESTS", "SOFT_LIMIT"]
 
 
 class Action(enum.Enum):

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Generic, TypeVar
 
+from memwarden import events
 from memwarden.hold import perform as actions
 
 __all__ = ["Lease", "Pool", "PoolClosed", "PoolStats", "PoolTimeout"]
@@ -195,10 +196,7 @@ class Pool(Generic[T]):
         self._reset_state()
         self._register_gauges()
         # Its refusal counters start at 0, so that increase() sees the first refusal.
-        with contextlib.suppress(Exception):
-            from memwarden import export as exporters
-
-            exporters.declare_pool(name)
+        events.publish(events.PoolDeclared(name))
 
     def _reset_state(self) -> None:
         # Idle entries ordered by release time: newest on the right (handed out
@@ -689,16 +687,7 @@ def _configured_mode(name: str) -> str:
 
 
 def _export(name: str, *, refused: bool) -> None:
-    # Never fails an acquire: the exporters guard each sink, this guards their import.
-    try:
-        from memwarden import export as exporters
-
-        if refused:
-            exporters.record_pool_refusal(name)
-        else:
-            exporters.record_would_pool_refusal(name)
-    except Exception:
-        pass
+    events.publish(events.PoolRefusal(name, dry_run=not refused))
 
 
 def _read(ref: weakref.ref[Pool[T]], fn: Callable[[Pool[T]], int]) -> int | None:

@@ -33,6 +33,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import Any
 
+from memwarden import events
 from memwarden.footprint import FootprintSampler
 from memwarden.hold import perform as actions
 from memwarden.hold.policy import worker_share
@@ -168,15 +169,8 @@ class Shedder:
                       "retry_after": self.retry_after, "shed_requests": count,
                       **self._figures()}
         refused = actions.perform(self.mode, _log, "shed", fields, lambda: None)
-        try:
-            from memwarden import export as exporters
-
-            if refused:
-                exporters.record_shed(1)
-            elif self.mode == actions.DRY_RUN:
-                exporters.record_would_shed(1)
-        except Exception:
-            pass
+        if refused or self.mode == actions.DRY_RUN:
+            events.publish(events.Shed(1, dry_run=not refused))
         return refused
 
     def body(self) -> bytes:

@@ -36,6 +36,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from memwarden import events
 from memwarden.footprint import Footprint, measure
 from memwarden.hold import exits
 from memwarden.hold import perform as actions
@@ -312,21 +313,8 @@ class Watchdog:
             fields["last_footprint_bytes"] = fp.total_bytes
         actions.emit(_log, "worker_killed", fields, logging.ERROR)
         if oom:
-            try:
-                from memwarden import export as exporters
-
-                exporters.record_oom_kill(1)
-            except Exception:
-                pass
+            events.publish(events.OomKill(1))
 
 
 def _count_recycle(would: bool = False) -> None:
-    try:
-        from memwarden import export as exporters
-
-        if would:
-            exporters.record_would_recycle(HARD_LIMIT)
-        else:
-            exporters.record_recycle(HARD_LIMIT)
-    except Exception:
-        pass
+    events.publish(events.Recycle(HARD_LIMIT, dry_run=would))

@@ -27,6 +27,7 @@ import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
+from memwarden import events
 from memwarden.footprint import Footprint, FootprintSampler
 from memwarden.hold import perform as actions
 from memwarden.hold.policy import Action, Decision, Limits, decide
@@ -192,15 +193,7 @@ class Recycler:
 
 
 def _count_recycle(reason: str, would: bool = False) -> None:
-    try:
-        from memwarden import export as exporters
-
-        if would:
-            exporters.record_would_recycle(reason)
-        else:
-            exporters.record_recycle(reason)
-    except Exception:
-        pass
+    events.publish(events.Recycle(reason, dry_run=would))
 
 
 Scope = MutableMapping[str, Any]
