@@ -119,7 +119,7 @@ def _analyze(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 def _lazy_arguments(module: str) -> Callable[[argparse.ArgumentParser], None]:
     """A command's argument setup, imported only when the parser is built."""
     def add(parser: argparse.ArgumentParser) -> None:
-        command = module.rpartition(".")[2]
+        command = module.rpartition(".")[2].removesuffix("_cli")
         getattr(importlib.import_module(module), f"add_{command}_arguments")(parser)
     return add
 
@@ -127,7 +127,7 @@ def _lazy_arguments(module: str) -> Callable[[argparse.ArgumentParser], None]:
 def _lazy_run(module: str) -> Callable[[argparse.Namespace], int]:
     """A command's body, imported only when it runs."""
     def run(args: argparse.Namespace) -> int:
-        command = module.rpartition(".")[2]
+        command = module.rpartition(".")[2].removesuffix("_cli")
         result: int = getattr(importlib.import_module(module), f"run_{command}_command")(args)
         return result
     return run
@@ -137,7 +137,7 @@ COMMANDS: tuple[Command, ...] = (
     Command("analyze", "read request logs: verdict, worker summaries and ranked leak suspects",
             add_analyze_arguments, run_analyze),
     Command("audit", "run an app under gunicorn on 127.0.0.1, drive traffic, report leaks",
-            _lazy_arguments("memwarden.find.audit"), _lazy_run("memwarden.find.audit")),
+            _lazy_arguments("memwarden.find.audit_cli"), _lazy_run("memwarden.find.audit_cli")),
     Command("demo", "audit the reference agent service and show what memwarden finds",
             _lazy_arguments("memwarden.find.demo"), _lazy_run("memwarden.find.demo")),
 )

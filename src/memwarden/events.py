@@ -30,6 +30,7 @@ __all__ = [
     "PoolRefusal",
     "Recycle",
     "Shed",
+    "WorkerLimit",
     "publish",
     "subscribe",
     "unsubscribe",
@@ -83,7 +84,15 @@ class OomKill:
     count: int = 1
 
 
-Event = Recycle | Shed | PoolRefusal | PoolDeclared | OomKill
+@dataclass(frozen=True)
+class WorkerLimit:
+    """The footprint at which workers are now recycled: in the master before fork
+    it holds for every worker forked afterwards; in a worker, for that worker."""
+
+    limit_bytes: int | None
+
+
+Event = Recycle | Shed | PoolRefusal | PoolDeclared | OomKill | WorkerLimit
 Subscriber = Callable[[Event], object]
 
 _subscribers: list[Subscriber] = []

@@ -102,11 +102,12 @@ def _check_hooks(server: Any) -> None:
         return
     _hooks_checked[0] = os.getpid()
     try:
-        from memwarden import hook_check
+        from memwarden import hook_calls as hook_check
 
         cfg = server.cfg
         replaced = hook_check.replaced_hooks({name: getattr(cfg, name)
-                                              for name in hook_check.LOST})
+                                              for name in hook_check.LOST},
+                                             {name: globals()[name] for name in hook_check.LOST})
         names = [name for name in hook_check.needed(memwarden_settings) if name in replaced]
         if names:
             _log.warning("gunicorn hooks replaced without calling memwarden's: %s; call "

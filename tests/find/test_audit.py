@@ -17,10 +17,9 @@ from memwarden.find.audit import (
     ASGI_WORKER_CLASS,
     AuditError,
     AuditResult,
-    add_audit_arguments,
     run_audit,
-    run_audit_command,
 )
+from memwarden.find.audit_cli import add_audit_arguments, run_audit_command
 
 APPS = REPO / "tests" / "apps"
 VERDICTS = {"leak", "no_leak", "inconclusive"}

@@ -28,10 +28,15 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Any, Protocol
+from typing import Any
 
 from memwarden import events
-from memwarden.events import RECYCLE_REASONS as RECYCLE_REASONS
+from memwarden.export.sinks import RECYCLE_REASONS as RECYCLE_REASONS
+from memwarden.export.sinks import MissingExtraError, require
+from memwarden.export.sinks import Sink as Sink
+from memwarden.export.sinks import add_sink as add_sink
+from memwarden.export.sinks import remove_sink as remove_sink
+from memwarden.export.sinks import worker_limit as worker_limit
 from memwarden.settings import Settings
 
 __all__ = [
@@ -59,63 +64,11 @@ __all__ = [
 _log = logging.getLogger("memwarden.exporters")
 
 
-class MissingExtraError(ImportError):
-    """An exporter was switched on without its optional dependencies."""
-
-
-def require(module: str, extra: str, *, load: bool = True) -> None:
-    """Import ``module`` (or, with ``load=False``, only find it) or raise an error
-    naming the extra that provides it."""
-    import importlib.util
-
-    try:
-        if load:
-            importlib.import_module(module)
-        elif importlib.util.find_spec(module) is None:
-            raise ImportError(f"No module named {module!r}")
-    except ImportError as exc:
-        raise MissingExtraError(
-            f"memwarden's {extra} exporter needs {module!r}, which is not installed: "
-            f"pip install 'memwarden[{extra}]'") from exc
-
-
-class Sink(Protocol):
-    """What an exporter does with the events other parts of memwarden report."""
-
-    def record_recycle(self, reason: str) -> None: ...
-    def record_shed(self, count: int) -> None: ...
-    def record_oom_kill(self, count: int) -> None: ...
-    def set_worker_limit(self, limit_bytes: int | None) -> None: ...
-
-
-# The reasons memwarden records (RECYCLE_REASONS): each exporter creates their
-# series at 0 when it starts, so that increase() sees the first recycle of each.
-
-# The exporters running in this process. Inherited over fork on purpose: an
-# exporter's sink checks os.getpid() and knows whether it is the master's.
-_sinks: list[Sink] = []
-# Kept so that a worker forked after set_worker_limit() in the master publishes it.
-_worker_limit: list[int | None] = [None]
-
-
-def add_sink(sink: Sink) -> None:
-    if sink not in _sinks:
-        _sinks.append(sink)
-
-
-def remove_sink(sink: Sink) -> None:
-    if sink in _sinks:
-        _sinks.remove(sink)
-
-
-def worker_limit() -> int | None:
-    return _worker_limit[0]
-
 
 # -- events (for Hold: recycling, shedding, pool limits) ---------------------------------
 
-# The public record_* functions publish on the bus like hold does; _deliver, the
-# exporters' one subscriber, hands each event to the running sinks.
+# The public record_* functions publish on the bus like hold does; the exporters'
+# one subscriber (memwarden.export.sinks) hands each event to the running sinks.
 
 def record_recycle(reason: str) -> None:
     """Count one worker recycle (``memwarden_recycles_total{reason=...}``).
@@ -164,42 +117,6 @@ def declare_pool(pool: str) -> None:
     events.publish(events.PoolDeclared(pool))
 
 
-def _deliver(event: events.Event) -> None:
-    if not _sinks:
-        return
-    match event:
-        case events.Recycle(reason=reason, dry_run=dry_run):
-            method = "record_would_recycle" if dry_run else "record_recycle"
-            _to_sinks(method, "record a recycle", reason)
-        case events.Shed(count=count, dry_run=dry_run):
-            method = "record_would_shed" if dry_run else "record_shed"
-            _to_sinks(method, "record shed requests", count)
-        case events.PoolRefusal(pool=pool, dry_run=dry_run):
-            method = "record_would_pool_refusal" if dry_run else "record_pool_refusal"
-            _to_sinks(method, "record a pool refusal", pool)
-        case events.PoolDeclared(pool=pool):
-            _to_sinks("declare_pool", "declare a pool", pool)
-        case events.OomKill(count=count):
-            _to_sinks("record_oom_kill", "record an OOM kill", count)
-
-
-events.subscribe(_deliver)
-
-
-def _to_sinks(method: str, what: str, *args: Any) -> None:
-    """Call ``method`` on every running exporter's sink. A sink without it (an older
-    or third-party one, without dry-run or pool counters) is skipped; one that
-    fails is logged, never raised."""
-    for sink in _sinks:
-        try:
-            getattr(sink, method, _ignore)(*args)
-        except Exception:
-            _log.exception("memwarden exporter could not %s", what)
-
-
-def _ignore(*args: Any) -> None:
-    """What a sink without the method does."""
-
 
 def record_oom_kill(count: int = 1) -> None:
     """Count workers killed by the kernel's OOM killer (``memwarden_oom_kills_total``)."""
@@ -212,8 +129,7 @@ def set_worker_limit(limit_bytes: int | None) -> None:
     Called in a worker it applies to that worker; called in the master before
     the workers fork, it applies to every worker forked afterwards.
     """
-    _worker_limit[0] = limit_bytes
-    _to_sinks("set_worker_limit", "set the worker limit", limit_bytes)
+    events.publish(events.WorkerLimit(limit_bytes))
 
 
 # -- gunicorn hooks ------------------------------------------------------------------

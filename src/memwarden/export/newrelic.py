@@ -42,7 +42,7 @@ import sys
 import time
 from typing import Any
 
-from memwarden import export as _exporters
+from memwarden.export import sinks as _exporters
 from memwarden.see import meter as _meter
 from memwarden.settings import Settings
 

@@ -33,7 +33,7 @@ import uuid
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from memwarden import export as _exporters
+from memwarden.export import sinks as _exporters
 from memwarden.see import meter as _meter
 from memwarden.settings import Settings
 from memwarden.system import probe as _probe

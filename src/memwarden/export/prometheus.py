@@ -45,8 +45,8 @@ import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator, MutableMapping
 from typing import TYPE_CHECKING, Any
 
-from memwarden import export as _exporters
 from memwarden.export import metrics_server as _metrics_server
+from memwarden.export import sinks as _exporters
 from memwarden.export.metrics_server import main
 from memwarden.see import census as _census
 from memwarden.see import meter as _meter

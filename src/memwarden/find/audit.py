@@ -30,10 +30,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from memwarden.find.adaptive import Checkpoint, next_step
-
-# The command line's names stay importable from here, where ``memwarden audit``
-# finds them.
-from memwarden.find.audit_cli import add_audit_arguments, run_audit_command
 from memwarden.find.audit_server import (
     ASGI_WORKER_CLASS,
     AuditError,
@@ -60,10 +56,8 @@ __all__ = [
     "ASGI_WORKER_CLASS",
     "AuditError",
     "AuditResult",
-    "add_audit_arguments",
     "detect_app",
     "run_audit",
-    "run_audit_command",
 ]
 
 _APP_SPEC = re.compile(r"^[A-Za-z_][\w.]*(:.+)?$")

@@ -26,6 +26,7 @@ import os
 import signal
 from typing import Any
 
+from memwarden import events
 from memwarden.footprint import FootprintSampler, cgroup_working_set
 from memwarden.hold import perform as actions
 from memwarden.hold.policy import limit_basis, resolve_limits
@@ -153,12 +154,7 @@ def wrap_app(worker: Any, app: Any, settings: Settings, asgi: bool) -> Any:
             if asgi and limits.watches_memory:
                 app = AsgiActivity(app, recycler)
             actions.emit(_log, "limits", state)
-            try:
-                from memwarden import export as exporters
-
-                exporters.set_worker_limit(limits.soft_bytes or limits.hard_bytes)
-            except Exception:
-                pass
+            events.publish(events.WorkerLimit(limits.soft_bytes or limits.hard_bytes))
     return app
 
 
