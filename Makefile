@@ -5,7 +5,7 @@ PY := .venv/bin/python
 VENV_STAMP := .venv/.installed
 CHROMIUM := /usr/lib/chromium/chromium
 
-.PHONY: demo test lint typecheck unit bench-overhead bench-overhead-parts bench-detect bench-recall bench-soak bench-week bench-hostile bench-probes chromium prometheus venv clean
+.PHONY: demo test lint typecheck contracts unit bench-overhead bench-overhead-parts bench-detect bench-recall bench-soak bench-week bench-hostile bench-probes chromium prometheus venv clean
 
 venv: $(VENV_STAMP)
 
@@ -41,10 +41,21 @@ lint: venv
 typecheck: venv
 	.venv/bin/mypy
 
-unit: venv chromium prometheus
-	$(PY) -m pytest -q
+# The layout's import contracts (tests/test_contracts.py): system/ imports nothing
+# else of memwarden, see/ nothing of find/ hold/ export/, hold/ and export/
+# nothing of each other, and no cycles.
+contracts: venv
+	$(PY) -m pytest -q -p no:randomly tests/test_contracts.py
 
-test: lint typecheck unit
+# Branch coverage of the whole suite, gunicorn's and the CLI's processes included
+# ([tool.coverage.run] in pyproject.toml), printed at the end.
+unit: venv chromium prometheus
+	rm -f .coverage .coverage.*
+	$(PY) -m coverage run -m pytest -q
+	$(PY) -m coverage combine -q
+	$(PY) -m coverage report
+
+test: lint typecheck contracts unit
 
 bench-overhead: venv
 	$(PY) benchmarks/overhead.py

@@ -27,8 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from memwarden.hold.orphans import subtree_pids
 from memwarden.system import probe as _probe
+from memwarden.system.proctree import subtree_pids
 
 __all__ = ["Footprint", "FootprintSampler", "cgroup_working_set", "measure"]
 

@@ -25,9 +25,9 @@ from memwarden.hold.orphans import (
     proc,
     set_child_subreaper,
     subtree,
-    subtree_pids,
     terminate,
 )
+from memwarden.system.proctree import subtree_pids
 
 from .test_recycle_gunicorn import HOLD_CONF, logged
 

@@ -51,7 +51,6 @@ __all__ = [
     "proc",
     "set_child_subreaper",
     "subtree",
-    "subtree_pids",
     "terminate_descendants",
 ]
 
@@ -93,11 +92,6 @@ def subtree(roots: Iterable[int], proc_root: str = "/proc") -> list[Proc]:
     """``roots`` and all their descendants, parents first."""
     return _with_descendants([p for pid in roots if (p := proc(pid, proc_root)) is not None],
                              proc_root)
-
-
-def subtree_pids(pid: int, proc_root: str = "/proc") -> tuple[int, ...]:
-    """The descendants of ``pid`` (not itself), quietly: none if it is gone."""
-    return tuple(proctree.descendants([pid], proc_root) or ())
 
 
 def _uptime_ticks(proc_root: str) -> int | None:

@@ -40,7 +40,7 @@ from memwarden import events
 from memwarden.footprint import Footprint, measure
 from memwarden.hold import exits
 from memwarden.hold import perform as actions
-from memwarden.hold.orphans import OrphanReaper, subtree_pids
+from memwarden.hold.orphans import OrphanReaper
 from memwarden.hold.policy import (
     HARD_LIMIT,
     Escalation,
@@ -51,6 +51,7 @@ from memwarden.hold.policy import (
 from memwarden.hold.slots import RecycleSlots
 from memwarden.settings import Settings
 from memwarden.system import probe as _probe
+from memwarden.system.proctree import subtree_pids
 from memwarden.system.safe_kill import ProcessRef, process_ref, send_signal
 
 __all__ = ["TICK_SECONDS", "Watchdog"]

@@ -18,7 +18,7 @@ import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-__all__ = ["Stat", "children", "descendants", "parse_stat", "read_stat"]
+__all__ = ["Stat", "children", "descendants", "parse_stat", "read_stat", "subtree_pids"]
 
 OnError = Callable[[str, OSError], None]
 
@@ -151,3 +151,8 @@ def descendants(roots: Iterable[int], proc_root: str = "/proc",
         found.extend(nxt)
         frontier = nxt
     return found
+
+
+def subtree_pids(pid: int, proc_root: str = "/proc") -> tuple[int, ...]:
+    """The descendants of ``pid`` (not itself), quietly: none if it is gone."""
+    return tuple(descendants([pid], proc_root) or ())
