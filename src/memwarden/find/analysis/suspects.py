@@ -13,7 +13,7 @@ from memwarden.find.analysis.config import AnalysisConfig
 from memwarden.find.analysis.model import Suspect, SuspectKind, Verdict
 from memwarden.find.analysis.records import AllocationWindow
 from memwarden.find.analysis.resources import resource_suspects
-from memwarden.find.analysis.routes import route_suspects
+from memwarden.find.analysis.route_suspects import route_suspects
 from memwarden.find.analysis.sites import allocation_suspects
 from memwarden.find.analysis.verdict import LifeAssessment
 
