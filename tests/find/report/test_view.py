@@ -11,9 +11,9 @@ from find.analysis.synthetic import MIB, Route, SyntheticWorker, linear_leak, to
 from memwarden.find.analysis import AnalysisConfig, Report, Suspect, analyze_lines
 from memwarden.find.analysis.units import format_count
 from memwarden.find.report import build_comparison_view, build_view
-from memwarden.find.report.model import Plot, ReportView
 from memwarden.find.report.plots import CENSUS_POINTS, MEMORY_POINTS, MIN_BLOCKS_SPAN, MIN_RSS_SPAN
 from memwarden.find.report.view import FLAG_CONFIDENCE, MAX_ROUTE_ROWS
+from memwarden.find.report.view_model import Plot, ReportView
 from memwarden.find.report.words import exact_bytes
 
 from .logs import hardened_report, realistic_report

@@ -13,8 +13,8 @@ from memwarden.find.report.html import (
     render_html,
     render_view,
 )
-from memwarden.find.report.model import ComparisonView, ReportView
 from memwarden.find.report.view import build_view
+from memwarden.find.report.view_model import ComparisonView, ReportView
 
 __all__ = [
     "ComparisonView",

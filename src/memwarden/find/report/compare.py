@@ -5,14 +5,14 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 from memwarden.find.analysis.model import Report
-from memwarden.find.report.model import (
+from memwarden.find.report.view import build_view
+from memwarden.find.report.view_model import (
     SIDE_BY_SIDE,
     ComparisonRow,
     ComparisonView,
     EntryView,
     ReportView,
 )
-from memwarden.find.report.view import build_view
 
 __all__ = ["build_comparison_view"]
 

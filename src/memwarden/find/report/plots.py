@@ -13,10 +13,11 @@ from typing import Literal
 
 from memwarden.find.analysis.model import LifeSeries, SeriesPoint
 from memwarden.find.analysis.units import format_bytes, format_count, format_signed_bytes
-from memwarden.find.report.actions import marker_detail as action_detail
-from memwarden.find.report.actions import marker_label as action_label
+from memwarden.find.report.actions_view import marker_detail as action_detail
+from memwarden.find.report.actions_view import marker_label as action_label
 from memwarden.find.report.downsample import minmax_indices
-from memwarden.find.report.model import (
+from memwarden.find.report.scale import Axis, AxisKind, axis_for
+from memwarden.find.report.view_model import (
     Band,
     BarChart,
     BarPanel,
@@ -29,7 +30,6 @@ from memwarden.find.report.model import (
     Series,
     WorkerView,
 )
-from memwarden.find.report.scale import Axis, AxisKind, axis_for
 from memwarden.find.report.words import (
     describe_marker,
     exact_bytes,

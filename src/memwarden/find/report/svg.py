@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from memwarden.find.report.markup import Markup, html, join
-from memwarden.find.report.model import BarChart, Plot
 from memwarden.find.report.scale import Axis
+from memwarden.find.report.view_model import BarChart, Plot
 
 __all__ = ["bars_svg", "confidence_svg", "plot_svg"]
 

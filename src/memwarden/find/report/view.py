@@ -21,8 +21,9 @@ from memwarden.find.analysis.model import (
     WorkerSummary,
 )
 from memwarden.find.analysis.units import format_count, format_signed_bytes
-from memwarden.find.report.actions import actions_view
-from memwarden.find.report.model import (
+from memwarden.find.report.actions_view import actions_view
+from memwarden.find.report.plots import life_view, route_chart
+from memwarden.find.report.view_model import (
     SINGLE,
     Footprint,
     PlotSizes,
@@ -34,7 +35,6 @@ from memwarden.find.report.model import (
     VerdictView,
     WorkerView,
 )
-from memwarden.find.report.plots import life_view, route_chart
 from memwarden.find.report.words import is_bytes_kind, life_label, marker_detail, optional_text
 
 __all__ = ["FLAG_CONFIDENCE", "MAX_ROUTE_ROWS", "build_view"]

@@ -11,7 +11,7 @@ from memwarden.find.analysis.actions import KINDS, breakdown_text, describe_acti
 from memwarden.find.analysis.model import ActionCount, ActionMarker, ActionMode, ActionSummary
 from memwarden.find.analysis.records import ActionEvent
 from memwarden.find.analysis.units import format_bytes, format_count
-from memwarden.find.report.model import ActionCell, ActionEventView, ActionRow, ActionsView
+from memwarden.find.report.view_model import ActionCell, ActionEventView, ActionRow, ActionsView
 from memwarden.find.report.words import mark_sentence
 
 __all__ = ["MAX_TIMELINE_ROWS", "actions_view", "marker_detail", "marker_label"]

@@ -8,9 +8,9 @@ import pytest
 
 from memwarden.find.analysis import Report, analyze_lines
 from memwarden.find.report import build_comparison_view, build_view, render_html
-from memwarden.find.report.actions import MAX_TIMELINE_ROWS
-from memwarden.find.report.model import ReportView
+from memwarden.find.report.actions_view import MAX_TIMELINE_ROWS
 from memwarden.find.report.plots import MAX_MARKER_LABEL, MAX_MARKERS, MAX_WOULD_LINES
+from memwarden.find.report.view_model import ReportView
 
 from .hostile import EVIL, hostile_report
 from .logs import dry_run_lines, dry_run_report, hardened_report, realistic_report
