@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,19 +20,21 @@ MiB = 1024 * 1024
 def child() -> Iterator[subprocess.Popen[bytes]]:
     # The child keeps touching its 20 MiB: an idle buffer is what the kernel's
     # cold-page reclaim (DAMON runs on these machines) takes away first.
+    # It says when the buffer is written: an RSS threshold would also be met by
+    # whatever else the interpreter loads first (a coverage tracer, say).
     proc = subprocess.Popen([sys.executable, "-c",
                              "import time\nx = bytearray(b'y' * (20 * 1024 * 1024))\n"
+                             "print('ready', flush=True)\n"
                              "for _ in range(600):\n    x[::4096] = x[1::4096]\n"
-                             "    time.sleep(0.1)"])
+                             "    time.sleep(0.1)"], stdout=subprocess.PIPE)
     try:
-        deadline = time.monotonic() + 10
-        while int(Path(f"/proc/{proc.pid}/statm").read_text().split()[1]) * 4096 < 20 * MiB:
-            assert time.monotonic() < deadline
-            time.sleep(0.02)
+        assert proc.stdout is not None and proc.stdout.readline() == b"ready\n"
         yield proc
     finally:
         proc.kill()
         proc.wait()
+        if proc.stdout is not None:
+            proc.stdout.close()
 
 
 def test_measure_adds_the_descendants_pss(child: subprocess.Popen[bytes]) -> None:
