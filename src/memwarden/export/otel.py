@@ -134,7 +134,7 @@ def _exporter(timeout: float | None = None) -> Any:
     return OTLPMetricExporter(timeout=timeout, preferred_temporality=cumulative)
 
 
-class _Worker:
+class _Readings:
     """What the callbacks read: fresh /proc readings, and the meter's last census."""
 
     def __init__(self, settings: Settings) -> None:
@@ -196,14 +196,14 @@ class _Sink:
     def __init__(self) -> None:
         self.pid = -1
         self.provider: MeterProvider | None = None
-        self.worker: _Worker | None = None
+        self.worker: _Readings | None = None
         self.counters: dict[str, Any] = {}
         self.flush_each = False  # the master has no export thread: flush per event
         # Every pool made in this process, or before fork in the master: each
         # provider started from now on exports its refusal counters at 0.
         self.pools: set[str] = set()
 
-    def start(self, provider: MeterProvider, worker: _Worker | None) -> None:
+    def start(self, provider: MeterProvider, worker: _Readings | None) -> None:
         self.pid = os.getpid()
         self.provider = provider
         self.worker = worker
@@ -345,7 +345,7 @@ def start_worker(settings: Settings, service_name: str | None = None) -> None:
     from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
 
     _probe.configure(settings.proc_root, settings.sys_root)
-    worker = _Worker(settings)
+    worker = _Readings(settings)
     reader = PeriodicExportingMetricReader(_exporter())
     provider = MeterProvider(resource=_resource("worker", service_name),
                              metric_readers=[reader], shutdown_on_exit=False)

@@ -139,7 +139,7 @@ class _Call(Generic[T]):
         return self._result  # type: ignore[return-value]
 
 
-class _Worker:
+class _LoopThread:
     """The loop, its thread and what must be closed with it, for one process."""
 
     def __init__(self) -> None:
@@ -248,7 +248,7 @@ class _Worker:
                              exc_info=True)
 
 
-_state: _Worker | None = None
+_state: _LoopThread | None = None
 _state_lock = threading.Lock()
 _atexit_registered = False
 _gauges_registered = False
@@ -289,7 +289,7 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
-def _current() -> _Worker:
+def _current() -> _LoopThread:
     """This process's worker loop, created on first use (and after fork)."""
     worker = _state
     if worker is not None and worker.pid == os.getpid() and not worker.closing:
@@ -298,7 +298,7 @@ def _current() -> _Worker:
         return _current_locked()
 
 
-def _current_locked() -> _Worker:
+def _current_locked() -> _LoopThread:
     global _state, _atexit_registered
     worker = _state
     if worker is not None and worker.pid == os.getpid() and not worker.closing:
@@ -307,7 +307,7 @@ def _current_locked() -> _Worker:
         # Fork without the at-fork hook (it runs for os.fork and multiprocessing).
         _inherited.append(worker.loop)
         _release_inherited_fds(worker.loop)
-    worker = _state = _Worker()
+    worker = _state = _LoopThread()
     if not _atexit_registered:
         # Registered once: the registration (and this flag) are inherited by forks.
         atexit.register(_shutdown_at_exit)
@@ -329,7 +329,7 @@ def _register_gauges() -> None:
     gauge("loop.held", _count_held)
 
 
-def _live_worker() -> _Worker | None:
+def _live_worker() -> _LoopThread | None:
     worker = _state
     if worker is None or worker.pid != os.getpid() or worker.loop.is_closed():
         return None
@@ -428,7 +428,7 @@ class Held(Generic[T]):
         self._value: T | None = None
         self._entered = False
         self._exit_error: BaseException | None = None
-        self._worker: _Worker | None = None
+        self._worker: _LoopThread | None = None
 
     def __repr__(self) -> str:
         state = "open" if self.is_open else "closed" if self._entered else "new"
