@@ -227,8 +227,12 @@ def test_decide_is_consistent(footprint: int | None, requests: int,
     over_now = fp >= 800 or requests >= 1000 or (fp >= 600 and idle_for is not None
                                                  and idle_for >= 5.0)
     assert (d.action is Action.NOW) == over_now
-    if d.action is Action.AT_IDLE:
-        assert 600 <= fp < 800 and (idle_for is None or idle_for < 5.0)
+    # Over the idle limit only, not idle long enough: wait for idleness.
+    assert (d.action is Action.AT_IDLE) == (not over_now and 600 <= fp < 800)
+    assert (d.action is Action.NONE) == (not over_now and fp < 600)
+    if d.action is not Action.NONE:
+        assert d.reason == ("hard_limit" if fp >= 950 else "soft_limit" if fp >= 800
+                            else "max_requests" if requests >= 1000 else "idle")
     fields = d.fields()
     assert all(v is not None for v in fields.values())
 

@@ -31,10 +31,22 @@ def test_bounded_noise_is_flat() -> None:
 
 
 def test_growth_under_the_floor_is_reported_as_such() -> None:
+    # 3 per request: every window grows (at least half the floor), the whole
+    # series by less than the floor.
+    rng = random.Random(3)
+    ys = [3.0 * i + rng.uniform(-5, 5) for i in range(1000)]
+    trend = assess_trend(_xs(1000), ys, TrendRule(floor=4.0))
+    assert trend.state == "below_floor"
+    assert trend.window_growth == (True, True, True, True)
+    assert trend.slope == pytest.approx(3.0, rel=0.02)
+
+
+def test_growth_under_half_the_floor_grows_in_no_window() -> None:
     rng = random.Random(3)
     ys = [1.0 * i + rng.uniform(-5, 5) for i in range(1000)]
     trend = assess_trend(_xs(1000), ys, TrendRule(floor=4.0))
-    assert trend.state in ("below_floor", "flat")
+    assert trend.state == "flat"
+    assert trend.window_growth == (False, False, False, False)
 
 
 def test_a_cache_that_fills_then_stops_is_a_plateau() -> None:
@@ -50,21 +62,28 @@ def test_growth_only_at_the_end_is_late() -> None:
 def test_saturating_growth_is_slowing() -> None:
     # A cache that fills ever more slowly (random keys): each window grows less.
     ys = [100_000.0 * (1 - 0.997 ** i) for i in range(1000)]
-    assert assess_trend(_xs(1000), ys, RULE).state in ("slowing", "plateau")
+    trend = assess_trend(_xs(1000), ys, RULE)
+    assert trend.state == "slowing"
+    assert trend.window_growth == (True, True, True, True)
+    assert list(trend.window_slopes) == sorted(trend.window_slopes, reverse=True)
 
 
 def test_garbage_freed_by_full_collections_is_not_growth() -> None:
     # Ramps of uncollected garbage that a full collection drops back: every
     # window rises inside, but its floor returns to the old floor.
     ys = [20.0 * (i % 120) for i in range(1000)]
-    assert assess_trend(_xs(1000), ys, RULE).state != "growing"
+    trend = assess_trend(_xs(1000), ys, RULE)
+    # Only the first window, with no earlier floor to return to, can count.
+    assert trend.window_growth == (True, False, False, False)
+    assert trend.state == "plateau" and trend.floor_drops == 3
 
 
 def test_sparse_series_judged_from_window_end_points() -> None:
     rising = assess_trend(_xs(8), [14.0 + 3 * i for i in range(8)], TrendRule(0.01, 3.0))
     assert rising.sparse and rising.state == "growing"
     flat = assess_trend(_xs(8), [14.0, 15, 14, 14, 15, 14, 14, 14], TrendRule(0.01, 3.0))
-    assert flat.state != "growing"
+    assert flat.sparse and flat.window_growth == (True, False, False, False)
+    assert flat.state == "plateau"
 
 
 def test_steps_do_not_make_a_window_grow_when_rises_are_required() -> None:
@@ -75,8 +94,8 @@ def test_steps_do_not_make_a_window_grow_when_rises_are_required() -> None:
         for i in range(start, 200):
             ys[i] += 500.0
     stepped = assess_trend(_xs(200), ys, TrendRule(floor=1.0, min_rises=3))
-    assert stepped.state != "growing"
     assert stepped.window_rises == (1, 1, 1, 1)
+    assert stepped.state == "flat" and stepped.window_growth == (False, False, False, False)
     steady = assess_trend(_xs(200), [2.0 * i for i in range(200)],
                           TrendRule(floor=1.0, min_rises=3))
     assert steady.state == "growing"
