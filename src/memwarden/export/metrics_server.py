@@ -55,7 +55,7 @@ def _alive(ref: ProcessRef) -> bool:
 
 
 def footprint_args(settings: Settings) -> list[str]:
-    from memwarden.export.prometheus import footprint_kind
+    from memwarden.export.prom_metrics import footprint_kind
 
     kind, descendants = footprint_kind(settings)
     return [kind] + ([] if descendants else ["--no-descendants"])
@@ -204,17 +204,17 @@ def main(argv: list[str] | None = None) -> int:
     if not args.host.strip():
         parser.error("--host is empty; an empty address would mean every interface")
 
-    from memwarden.export import prometheus
+    from memwarden.export import prom_collect, prom_metrics
     from memwarden.see.logs import JsonFormatter
 
     handler = logging.StreamHandler()
     handler.setFormatter(JsonFormatter())
     logging.basicConfig(level=logging.INFO, handlers=[handler])
-    os.environ[prometheus.ENV_DIR] = args.dir  # before prometheus_client is imported
-    prometheus._client()
+    os.environ[prom_metrics.ENV_DIR] = args.dir  # before prometheus_client is imported
+    prom_metrics._client()
     from prometheus_client import start_http_server
 
-    registry = prometheus.make_registry(args.dir, args.proc_root, args.sys_root,
+    registry = prom_collect.make_registry(args.dir, args.proc_root, args.sys_root,
                                         footprint=args.footprint,
                                         descendants=not args.no_descendants)
     try:

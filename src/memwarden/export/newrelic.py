@@ -144,7 +144,7 @@ def start_worker(settings: Settings) -> bool:
 
         # Before the app is imported, so that the agent instruments its framework.
         newrelic.agent.initialize()
-    from memwarden.export.prometheus import footprint_kind
+    from memwarden.export.prom_metrics import footprint_kind
 
     _state.pid = os.getpid()
     _state.started = time.monotonic()
@@ -252,7 +252,7 @@ def _observe(fields: dict[str, Any]) -> None:
 
 
 def _census_metrics(fields: dict[str, Any], census: dict[str, Any]) -> dict[str, float]:
-    from memwarden.export.prometheus import footprint
+    from memwarden.export.prom_metrics import footprint
 
     out: dict[str, float] = {}
     rss, pss = fields.get("rss_bytes"), fields.get("pss_bytes")

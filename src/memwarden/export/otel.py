@@ -138,7 +138,7 @@ class _Readings:
     """What the callbacks read: fresh /proc readings, and the meter's last census."""
 
     def __init__(self, settings: Settings) -> None:
-        from memwarden.export.prometheus import footprint_kind
+        from memwarden.export.prom_metrics import footprint_kind
 
         self.kind, self.footprint_descendants = footprint_kind(settings)
         self.descendants = settings.census_descendants or self.footprint_descendants
@@ -175,7 +175,7 @@ class _Readings:
             desc = p.descendants_memory()
             if desc is not None and desc.pss_bytes is not None:
                 desc_pss = out["memwarden.memory.descendants.pss"] = desc.pss_bytes
-        from memwarden.export.prometheus import footprint
+        from memwarden.export.prom_metrics import footprint
 
         total = footprint(self.kind, rss, rollup.pss_bytes if rollup is not None else None,
                           desc_pss, self.footprint_descendants)

@@ -34,27 +34,65 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import fcntl
 import glob
 import logging
 import math
 import os
 import sys
 import tempfile
-import time
-from collections.abc import Awaitable, Callable, Iterable, Iterator, MutableMapping
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from memwarden.export import metrics_server as _metrics_server
 from memwarden.export import sinks as _exporters
 from memwarden.export.metrics_server import main
+from memwarden.export.prom_collect import (
+    ASGIApp,
+    Environ,
+    Receive,
+    Scope,
+    Send,
+    StartResponse,
+    WSGIApp,
+    _worker_registry,
+)
+from memwarden.export.prom_collect import MemwardenCollector as MemwardenCollector
+from memwarden.export.prom_collect import make_registry as make_registry
+from memwarden.export.prom_files import _directory, _Master
+from memwarden.export.prom_files import _locked as _locked
+from memwarden.export.prom_files import compact as compact
+from memwarden.export.prom_files import mark_worker_dead as mark_worker_dead
+from memwarden.export.prom_metrics import (
+    _NOT_KINDS,
+    BLOCKS,
+    CENSUS,
+    DESCENDANTS_PSS,
+    FOOTPRINT,
+    LIMIT,
+    OOM_KILLS,
+    POOL_REFUSALS,
+    PSS,
+    RECYCLES,
+    REQUESTS,
+    RSS,
+    SHED,
+    USS,
+    WOULD_POOL_REFUSALS,
+    WOULD_RECYCLES,
+    WOULD_SHED,
+    _client,
+    _help,
+    footprint,
+    footprint_kind,
+)
+from memwarden.export.prom_metrics import ENV_DIR as ENV_DIR
+from memwarden.export.prom_metrics import METRICS as METRICS
 from memwarden.see import census as _census
 from memwarden.see import meter as _meter
 from memwarden.settings import Settings
 from memwarden.system import probe as _probe
 
 if TYPE_CHECKING:
-    from prometheus_client.metrics_core import Metric
     from prometheus_client.registry import CollectorRegistry
 
 __all__ = [
@@ -73,103 +111,6 @@ __all__ = [
 ]
 
 _log = logging.getLogger("memwarden.exporters.prometheus")
-
-ENV_DIR = "PROMETHEUS_MULTIPROC_DIR"
-LOCK_FILE = ".memwarden.lock"
-_ARCHIVED_TYPES = ("counter", "histogram", "summary")
-
-FOOTPRINT = "memwarden_worker_footprint_bytes"
-RSS = "memwarden_worker_rss_bytes"
-PSS = "memwarden_worker_pss_bytes"
-USS = "memwarden_worker_uss_bytes"
-DESCENDANTS_PSS = "memwarden_worker_descendants_pss_bytes"
-BLOCKS = "memwarden_worker_allocated_blocks"
-CENSUS = "memwarden_worker_census"
-LIMIT = "memwarden_worker_limit_bytes"
-REQUESTS = "memwarden_requests"
-RECYCLES = "memwarden_recycles"
-SHED = "memwarden_shed_requests"
-WOULD_RECYCLES = "memwarden_would_recycles"
-WOULD_SHED = "memwarden_would_shed_requests"
-POOL_REFUSALS = "memwarden_pool_refusals"
-WOULD_POOL_REFUSALS = "memwarden_would_pool_refusals"
-OOM_KILLS = "memwarden_oom_kills"
-CGROUP_USAGE = "memwarden_cgroup_memory_usage_bytes"
-CGROUP_LIMIT = "memwarden_cgroup_memory_limit_bytes"
-CGROUP_OOM_KILLS = "memwarden_cgroup_oom_kills"
-
-# Every series memwarden exposes (exposition names), with its type and meaning.
-METRICS: dict[str, tuple[str, str]] = {
-    FOOTPRINT: ("gauge", "The worker's footprint as recycling sees it: its own RSS (or PSS, "
-                         "MEMWARDEN_FOOTPRINT=pss) plus its descendants' PSS."),
-    RSS: ("gauge", "Resident set size of the worker process."),
-    PSS: ("gauge", "Proportional set size of the worker (shared pages divided among sharers)."),
-    USS: ("gauge", "Unique set size of the worker (pages no other process maps)."),
-    DESCENDANTS_PSS: ("gauge", "Summed PSS of the worker's descendant processes."),
-    BLOCKS: ("gauge", "Memory blocks allocated by the worker's Python allocator."),
-    CENSUS: ("gauge", "Live resources of one kind in the worker (threads, fds, children, "
-                      "asyncio tasks, tracked objects...)."),
-    LIMIT: ("gauge", "Footprint at which the worker is recycled."),
-    REQUESTS + "_total": ("counter", "Requests measured, all workers of this server."),
-    RECYCLES + "_total": ("counter", "Workers recycled, by reason."),
-    SHED + "_total": ("counter", "Requests refused by memory-based load shedding."),
-    WOULD_RECYCLES + "_total": ("counter", "Recycles decided in dry-run (not done), by reason."),
-    WOULD_SHED + "_total": ("counter", "Requests dry-run shedding would have refused."),
-    POOL_REFUSALS + "_total": ("counter", "Acquires a bounded resource pool refused with "
-                                          "PoolTimeout, by pool."),
-    WOULD_POOL_REFUSALS + "_total": ("counter", "Acquires dry-run pool limits would have "
-                                                "refused (served beyond max_size), by pool."),
-    OOM_KILLS + "_total": ("counter", "Workers killed by the kernel's OOM killer, as seen "
-                                      "by the master."),
-    CGROUP_USAGE: ("gauge", "Memory in use by the server's cgroup."),
-    CGROUP_LIMIT: ("gauge", "Memory limit of the server's cgroup (absent when unlimited)."),
-    CGROUP_OOM_KILLS + "_total": ("counter", "OOM kills the kernel counted in the server's "
-                                             "cgroup."),
-}
-
-# Census keys exported as their own gauges, or not at all (gc.* names churn).
-_NOT_KINDS = frozenset({"blocks", "children_pss_bytes"})
-
-
-def _client() -> None:
-    _exporters.require("prometheus_client", "prometheus")
-
-
-def _untyped(module: str) -> Any:
-    """A prometheus_client module whose functions carry no annotations."""
-    import importlib
-
-    return importlib.import_module(module)
-
-
-def _help(name: str) -> str:
-    return METRICS.get(name, METRICS.get(name + "_total", ("", name)))[1]
-
-
-def footprint(kind: str, rss: int | None, pss: int | None, descendants_pss: int | None,
-              descendants: bool = True) -> int | None:
-    """Own memory (``kind``: "rss" or "pss", the other one if it is missing) plus the
-    descendants' PSS: the same sum as memwarden.footprint, which recycling compares."""
-    own = (pss if pss is not None else rss) if kind == "pss" else (
-        rss if rss is not None else pss)
-    if own is None:
-        return None
-    return own + ((descendants_pss or 0) if descendants else 0)
-
-
-def footprint_kind(settings: Settings) -> tuple[str, bool]:
-    """What the footprint counts (MEMWARDEN_FOOTPRINT, MEMWARDEN_FOOTPRINT_DESCENDANTS)."""
-    kind = getattr(settings, "footprint", "rss")
-    return ("pss" if kind == "pss" else "rss"), bool(
-        getattr(settings, "footprint_descendants", True))
-
-
-# -- the master ------------------------------------------------------------------------
-
-class _Master:
-    pid = -1
-    directory = ""
-    made_directory = False  # a temporary one, removed when the master exits
 
 
 def setup_master(settings: Settings) -> str:
@@ -206,134 +147,6 @@ def setup_master(settings: Settings) -> str:
     _sink.ensure_counters()
     _exporters.add_sink(_sink)
     return directory
-
-
-def _directory() -> str:
-    directory = os.environ.get(ENV_DIR)
-    if not directory:
-        raise RuntimeError(f"{ENV_DIR} is not set: call memwarden.exporters.setup_master() "
-                           "in the gunicorn master before the workers fork")
-    return directory
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-@contextlib.contextmanager
-def _locked(directory: str, *, shared: bool, timeout: float = 5.0) -> Iterator[bool]:
-    """Hold the directory's lock; yields False if it could not be had in time."""
-    fd = os.open(os.path.join(directory, LOCK_FILE), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC,
-                 0o644)
-    try:
-        mode = fcntl.LOCK_SH if shared else fcntl.LOCK_EX
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                fcntl.flock(fd, mode | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() > deadline:
-                    yield False
-                    return
-                time.sleep(0.005)
-        try:
-            yield True
-        finally:
-            fcntl.flock(fd, fcntl.LOCK_UN)
-    finally:
-        os.close(fd)
-
-
-def _split(path: str) -> tuple[str, str, int | None]:
-    """(type, gauge mode or "", pid or None) from a multiprocess file name."""
-    parts = os.path.basename(path)[:-3].split("_")
-    if parts[0] == "gauge" and len(parts) == 3:
-        typ, mode, raw = parts
-    elif len(parts) == 2:
-        typ, mode, raw = parts[0], "", parts[1]
-    else:
-        return parts[0], "", None
-    return typ, mode, int(raw) if raw.isdigit() else None
-
-
-def compact(directory: str, dead: Iterable[int] = (),
-            alive: Callable[[int], bool] = _pid_alive) -> int:
-    """Fold the files of dead processes into the archives; returns the files removed.
-
-    Live-gauge files of dead processes are deleted (their series must go);
-    counter, histogram and summary files are merged into ``<type>_archive.db``
-    so that totals never go backwards. Other gauge modes are left alone.
-    """
-    _client()
-    multiprocess = _untyped("prometheus_client.multiprocess")
-    mmap_dict = _untyped("prometheus_client.mmap_dict")
-
-    dead_set = set(dead)
-    me = os.getpid()
-    folds: dict[str, list[str]] = {}
-    live_gauges: list[str] = []
-    for path in glob.glob(os.path.join(directory, "*.db")):
-        typ, mode, pid = _split(path)
-        if pid is None or pid == me:
-            continue
-        if pid not in dead_set and alive(pid):
-            continue
-        if typ == "gauge" and mode.startswith("live"):
-            live_gauges.append(path)
-        elif typ in _ARCHIVED_TYPES:
-            folds.setdefault(typ, []).append(path)
-    if not folds and not live_gauges:
-        return 0
-    removed = 0
-    with _locked(directory, shared=False) as held:
-        if not held:
-            _log.warning("memwarden could not lock %s to fold dead workers' metrics; "
-                         "will retry at the next worker exit", directory)
-            return 0
-        for path in live_gauges:
-            with contextlib.suppress(FileNotFoundError):
-                os.remove(path)
-                removed += 1
-        for typ, paths in folds.items():
-            archive = os.path.join(directory, f"{typ}_archive.db")
-            sources = ([archive] if os.path.exists(archive) else []) + paths
-            merged = multiprocess.MultiProcessCollector.merge(sources, accumulate=False)
-            tmp = os.path.join(directory, f".{typ}_archive.tmp")
-            with contextlib.suppress(FileNotFoundError):
-                os.remove(tmp)
-            out = mmap_dict.MmapedDict(tmp)
-            try:
-                for metric in merged:
-                    for sample in metric.samples:
-                        key = mmap_dict.mmap_key(metric.name, sample.name, list(sample.labels),
-                                       list(sample.labels.values()), metric.documentation)
-                        out.write_value(key, sample.value, 0.0)
-            finally:
-                out.close()
-            # Rename, then delete: a scrape (shut out by the lock meanwhile) sees
-            # either the old archive and the dead files or the new archive alone.
-            os.replace(tmp, archive)
-            for path in paths:
-                with contextlib.suppress(FileNotFoundError):
-                    os.remove(path)
-                    removed += 1
-    return removed
-
-
-def mark_worker_dead(pid: int) -> None:
-    """In the master (``child_exit``): remove a dead worker's series, keep its counts."""
-    if _Master.pid != os.getpid():
-        return
-    _untyped("prometheus_client.multiprocess").mark_process_dead(pid, _Master.directory)
-    removed = compact(_Master.directory, dead=(pid,))
-    _log.debug("folded metrics of dead worker", extra={"worker_pid": pid, "files": removed})
 
 
 # -- the metrics listener beside the master (memwarden.export.metrics_server) ---------
@@ -522,146 +335,6 @@ def start_worker(settings: Settings) -> None:
         fields["pss_bytes"] = rollup.pss_bytes
         fields["uss_bytes"] = rollup.uss_bytes
     _sink.publish(fields, _census.census(p, descendants=settings.census_descendants))
-
-
-# -- scraping -----------------------------------------------------------------------
-
-_FRESH = (RSS, PSS, USS, DESCENDANTS_PSS, FOOTPRINT)
-
-
-class MemwardenCollector:
-    """Merges the directory's files; refreshes live workers' memory from /proc.
-
-    Register it in a registry of your own to add memwarden's metrics to an
-    existing endpoint (it reads every metric in the directory, yours too):
-    ``registry.register(MemwardenCollector(os.environ["PROMETHEUS_MULTIPROC_DIR"]))``.
-    """
-
-    def __init__(self, directory: str, proc_root: str = "/proc", sys_root: str = "/sys",
-                 *, fresh: bool = True, footprint: str = "rss", descendants: bool = True
-                 ) -> None:
-        self.directory = directory
-        self.footprint = footprint
-        self.proc_root = proc_root
-        self.sys_root = sys_root
-        self.fresh = fresh
-        self.descendants = descendants
-        self._probes: dict[int, _probe.Probe] = {}  # each logs a degraded probe once
-        self._own = _probe.Probe(proc_root, sys_root)
-
-    def collect(self) -> Iterator[Metric]:
-        multiprocess = _untyped("prometheus_client.multiprocess")
-
-        with _locked(self.directory, shared=True, timeout=30.0) as held:
-            if not held:
-                raise RuntimeError(f"could not lock {self.directory} for a scrape")
-            files = glob.glob(os.path.join(self.directory, "*.db"))
-            metrics = list(multiprocess.MultiProcessCollector.merge(files, accumulate=True))
-        proc_ok = os.path.isdir(f"{self.proc_root}/{os.getpid()}")
-        readings: dict[int, dict[str, int] | None] = {}
-        for metric in metrics:
-            if metric.type == "gauge" and metric.name.startswith("memwarden_worker_"):
-                self._refresh(metric, readings, proc_ok)
-            yield metric
-        for pid in [p for p in self._probes if p not in readings]:
-            del self._probes[pid]
-        yield from self._cgroup()
-
-    def _refresh(self, metric: Metric, readings: dict[int, dict[str, int] | None],
-                 proc_ok: bool) -> None:
-        kept = []
-        for sample in metric.samples:
-            raw = sample.labels.get("pid", "")
-            if not (proc_ok and raw.isdigit()):
-                kept.append(sample)
-                continue
-            pid = int(raw)
-            if pid not in readings:
-                readings[pid] = self._read(pid)
-            now = readings[pid]
-            if now is None:
-                continue  # the process is gone: so is its series
-            if self.fresh and metric.name in now:
-                sample = sample._replace(value=float(now[metric.name]))
-            kept.append(sample)
-        metric.samples = kept
-
-    def _read(self, pid: int) -> dict[str, int] | None:
-        """Memory of one worker now, or None when its process no longer exists."""
-        if not os.path.isdir(f"{self.proc_root}/{pid}"):
-            return None
-        out: dict[str, int] = {}
-        if not self.fresh:
-            return out
-        try:
-            with open(f"{self.proc_root}/{pid}/statm", "rb") as fh:
-                out[RSS] = int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-        except (OSError, ValueError, IndexError):
-            pass
-        p = self._probes.get(pid)
-        if p is None:
-            p = self._probes[pid] = _probe.Probe(self.proc_root, self.sys_root, pid=pid)
-        rollup = p.smaps_rollup()
-        if rollup is not None:
-            out[PSS] = rollup.pss_bytes
-            out[USS] = rollup.uss_bytes
-        if self.descendants:
-            desc = p.descendants_memory()
-            if desc is not None and desc.pss_bytes is not None:
-                out[DESCENDANTS_PSS] = desc.pss_bytes
-        total = footprint(self.footprint, out.get(RSS), out.get(PSS), out.get(DESCENDANTS_PSS),
-                          self.descendants)
-        if total is not None and (DESCENDANTS_PSS in out or not self.descendants):
-            out[FOOTPRINT] = total
-        return out
-
-    def _cgroup(self) -> Iterator[Metric]:
-        from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily
-
-        group = self._own.cgroup_memory()
-        if group is None:
-            return
-        if group.current_bytes is not None:
-            yield GaugeMetricFamily(CGROUP_USAGE, _help(CGROUP_USAGE), group.current_bytes)
-        if group.limit_bytes is not None:
-            yield GaugeMetricFamily(CGROUP_LIMIT, _help(CGROUP_LIMIT), group.limit_bytes)
-        if group.oom_kills is not None:
-            yield CounterMetricFamily(CGROUP_OOM_KILLS, _help(CGROUP_OOM_KILLS),
-                                      group.oom_kills)
-
-
-def make_registry(directory: str | None = None, proc_root: str = "/proc",
-                  sys_root: str = "/sys", *, footprint: str = "rss", descendants: bool = True
-                  ) -> CollectorRegistry:
-    """A registry holding only the multiprocess directory's metrics (never the global one)."""
-    _client()
-    from prometheus_client import CollectorRegistry
-
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(MemwardenCollector(directory or _directory(), proc_root, sys_root,
-                                         footprint=footprint, descendants=descendants))
-    return registry
-
-
-_registry: list[CollectorRegistry] = []
-
-
-def _worker_registry() -> CollectorRegistry:
-    if not _registry:
-        s = Settings.from_env()
-        kind, descendants = footprint_kind(s)
-        _registry.append(make_registry(None, s.proc_root, s.sys_root, footprint=kind,
-                                       descendants=descendants))
-    return _registry[0]
-
-
-Environ = dict[str, Any]
-StartResponse = Callable[..., Any]
-WSGIApp = Callable[[Environ, StartResponse], Iterable[bytes]]
-Scope = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
-Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
 class WsgiMetricsRoute:
