@@ -1,10 +1,5 @@
 """Public entry point: the names of :mod:`memwarden.see.asgi`, importable from
 here as before."""
 
-from memwarden.see.asgi import (
-    AsgiMemoryTracker,
-)
-
-__all__ = [
-    "AsgiMemoryTracker",
-]
+from memwarden.see.asgi import *  # noqa: F403
+from memwarden.see.asgi import __all__ as __all__

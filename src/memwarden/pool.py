@@ -1,18 +1,5 @@
 """Public entry point: the names of :mod:`memwarden.hold.pool`, importable from
 here as before."""
 
-from memwarden.hold.pool import (
-    Lease,
-    Pool,
-    PoolClosed,
-    PoolStats,
-    PoolTimeout,
-)
-
-__all__ = [
-    "Lease",
-    "Pool",
-    "PoolClosed",
-    "PoolStats",
-    "PoolTimeout",
-]
+from memwarden.hold.pool import *  # noqa: F403
+from memwarden.hold.pool import __all__ as __all__
