@@ -19,13 +19,19 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 __all__ = [
+    "DEATH_CAUSES",
+    "DIED_OOM_KILL",
+    "DIED_SIGNAL",
+    "DIED_TIMEOUT",
     "HARD_LIMIT",
     "IDLE",
     "MAX_REQUESTS",
     "RECYCLE_REASONS",
     "SOFT_LIMIT",
+    "DeathInFlight",
     "Event",
     "OomKill",
+    "OrphansReaped",
     "PoolDeclared",
     "PoolRefusal",
     "Recycle",
@@ -92,7 +98,35 @@ class WorkerLimit:
     limit_bytes: int | None
 
 
-Event = Recycle | Shed | PoolRefusal | PoolDeclared | OomKill | WorkerLimit
+@dataclass(frozen=True)
+class OrphansReaped:
+    """Processes left behind by a worker (a browser, a tool server) that were
+    terminated (or, with ``dry_run``, that would have been)."""
+
+    count: int
+    dry_run: bool = False
+
+
+# How a worker died with a request in flight: fixed words, as for recycle reasons.
+DIED_TIMEOUT = "timeout"
+DIED_OOM_KILL = "oom_kill"
+DIED_SIGNAL = "signal"
+DEATH_CAUSES = (DIED_TIMEOUT, DIED_OOM_KILL, DIED_SIGNAL)
+
+
+@dataclass(frozen=True)
+class DeathInFlight:
+    """A worker died (``cause``: one of DEATH_CAUSES) while serving a request;
+    the master read which one from the worker's in-flight slot."""
+
+    cause: str
+    route: str
+    request_id: str
+    seconds: float
+
+
+Event = (Recycle | Shed | PoolRefusal | PoolDeclared | OomKill | WorkerLimit
+         | OrphansReaped | DeathInFlight)
 Subscriber = Callable[[Event], object]
 
 _subscribers: list[Subscriber] = []
