@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from memwarden.see import context as _context
+from memwarden.see import inflight_slot as _inflight
 from memwarden.see import redact as _redact
 from memwarden.see.context import _reset_request, _set_request
 from memwarden.see.meter import RequestMeter, clean_label
@@ -62,12 +63,17 @@ def _request_headers(scope: Scope) -> tuple[bytes | None, bytes | None]:
 class _Bound:
     """The request as the context knows it: its id, and its scope while it runs."""
 
-    __slots__ = ("_private", "request_id", "scope")
+    __slots__ = ("_private", "request_id", "scope", "slot")
 
     def __init__(self, request_id: str, scope: Scope) -> None:
         self.request_id = request_id
         self.scope: Scope | None = scope
         self._private: tuple[tuple[str, str], ...] | None = None
+        self.slot = -1  # its in-flight record, when the master gave this worker some
+
+    def route_now(self) -> str:
+        """The route as far as the router knows it now (for a request cut short)."""
+        return asgi_route(self.scope or {})
 
     def private_texts(self) -> tuple[tuple[str, str], ...]:
         """Worked out on the first line logged during the request, then kept."""
@@ -102,6 +108,11 @@ class AsgiMemoryTracker:
         end: tuple[float, int | None, int | None] | None = None
         meter = self.meter
         begin = meter.start()
+        slots = _inflight.writer
+        if slots is not None:
+            raw_path = scope.get("path")
+            bound.slot = slots.begin(request_id, method,
+                                     raw_path if isinstance(raw_path, str) else "/", begin)
 
         async def tracking_send(message: Message) -> None:
             nonlocal status, end
@@ -126,6 +137,8 @@ class AsgiMemoryTracker:
             if error is not None:  # the server logs it after the request ended
                 _redact.remember_failure(bound)
             meter.finish(begin, request_id, method, asgi_route(scope), status, error, end)
+            if bound.slot >= 0:
+                _inflight.end(bound.slot)
             bound.scope = None  # it may stay bound in a context a task copied
             try:
                 _reset_request(token)

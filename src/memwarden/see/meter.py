@@ -26,7 +26,8 @@ from memwarden.see.request_log import RequestLineWriter
 from memwarden.settings import Settings
 from memwarden.system import probe as _probe
 
-__all__ = ["RequestMeter", "RequestObserver", "add_observer", "clean_label", "remove_observer"]
+__all__ = ["RequestMeter", "RequestObserver", "add_observer", "clean_label", "remove_observer",
+           "set_window_hook"]
 
 REQUEST_LOGGER = "memwarden.request"
 _MAX_LABEL = 200
@@ -46,6 +47,16 @@ def add_observer(observer: RequestObserver) -> None:
 def remove_observer(observer: RequestObserver) -> None:
     if observer in _observers:
         _observers.remove(observer)
+
+
+# Called with the worker's request count after each request while allocation
+# sites are sampled (see/alloc_sites.py); None, the usual case, costs one lookup.
+_window_hook: Callable[[int], None] | None = None
+
+
+def set_window_hook(hook: Callable[[int], None] | None) -> None:
+    global _window_hook
+    _window_hook = hook
 
 
 def clean_label(value: str) -> str:
@@ -197,6 +208,8 @@ class RequestMeter:
             now, rss, blocks = end or self.readings()
             worker = _worker
             worker.seq += 1
+            if _window_hook is not None:
+                _window_hook(worker.seq)
             last_rss, last_blocks = worker.rss, worker.blocks
             worker.rss, worker.blocks = rss, blocks
             # Whole microseconds (duration_ms / 1000 is the same float as

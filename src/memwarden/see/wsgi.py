@@ -14,6 +14,7 @@ from types import TracebackType
 from typing import Any
 
 from memwarden.see import context as _context
+from memwarden.see import inflight_slot as _inflight
 from memwarden.see import redact as _redact
 from memwarden.see.context import _reset_request, _set_request
 from memwarden.see.meter import RequestMeter, clean_label
@@ -56,7 +57,7 @@ class _Request:
     """
 
     __slots__ = ("_error", "_inner", "_private", "begin", "environ", "meter", "method",
-                 "request_id", "route", "start_response", "status", "token")
+                 "request_id", "route", "slot", "start_response", "status", "token")
 
     def __init__(self, meter: RequestMeter | None, environ: Environ, start_response: StartResponse,
                  request_id: str, method: str, begin: float) -> None:
@@ -69,6 +70,7 @@ class _Request:
         self.status: int | None = None
         self.route: str | None = None
         self.begin = begin
+        self.slot = -1  # its in-flight record, when the master gave this worker some
         self._inner: Iterable[bytes] = ()
         self._error: BaseException | None = None
         # _private stays unset until a line asks for it: nothing per request.
@@ -84,6 +86,10 @@ class _Request:
         self.route = wsgi_route(self.environ or {})
         return self.start_response(status_line, [*headers, ("X-Request-ID", self.request_id)],
                                    exc_info)
+
+    def route_now(self) -> str:
+        """The route as far as the framework knows it now (for a request cut short)."""
+        return self.route or wsgi_route(self.environ or {})
 
     def private_texts(self) -> tuple[tuple[str, str], ...]:
         """Worked out on the first line logged during the request, then kept."""
@@ -118,6 +124,8 @@ class _Request:
                     _redact.remember_failure(self)
                 meter.finish(self.begin, self.request_id, self.method,
                              self.route or wsgi_route(self.environ or {}), self.status, error)
+                if self.slot >= 0:
+                    _inflight.end(self.slot)
             finally:
                 # The request may stay bound in a context a thread or task copied.
                 self.environ = None
@@ -147,6 +155,10 @@ class MemoryTracker:
             method = clean_label(str(method))
         meter = self.meter
         request = _Request(meter, environ, start_response, request_id, method, meter.start())
+        slots = _inflight.writer
+        if slots is not None:
+            request.slot = slots.begin(request_id, method, environ.get("PATH_INFO") or "/",
+                                       request.begin)
         request.token = _set_request(request)
         try:
             request._inner = self.app(environ, request.tracking_start_response)
