@@ -49,6 +49,7 @@ __all__ = [
     "pre_fork",
     "pre_request",
     "when_ready",
+    "worker_abort",
     "worker_exit",
 ]
 
@@ -64,6 +65,7 @@ logconfig_dict = gunicorn_logconfig(memwarden_settings.log_level, memwarden_sett
 # The pid of the master whose setup ran: a worker inherits it and never runs it.
 _master_setup = [0]
 _hooks_checked = [0]
+_summary_logged = [0]
 
 
 def _guarded(hook: F) -> F:
@@ -136,7 +138,25 @@ def when_ready(server: Any) -> None:
     _check_hooks(server)  # when a config of one's own replaced the two before
     from memwarden.hold import hooks as hold
 
-    hold.when_ready(server, memwarden_settings)
+    try:
+        hold.when_ready(server, memwarden_settings)
+    finally:
+        _log_summary(server)
+
+
+def _log_summary(server: Any) -> None:
+    """``memwarden check``'s summary, once per master, after the watchdog's start line
+    (whose warnings it names rather than repeats)."""
+    if _summary_logged[0] == os.getpid():
+        return
+    _summary_logged[0] = os.getpid()
+    try:
+        from memwarden.check_start import log_start_summary
+        from memwarden.hook_calls import LOST
+
+        log_start_summary(server, memwarden_settings, {name: globals()[name] for name in LOST})
+    except Exception:
+        _log.exception("memwarden could not log its start summary; continuing")
 
 
 @_guarded
@@ -214,6 +234,14 @@ def post_worker_init(worker: Any) -> None:
             hold.post_worker_init(worker, memwarden_settings, asgi)
         finally:
             _exporters.post_worker_init(worker, memwarden_settings)
+
+
+@_guarded
+def worker_abort(worker: Any) -> None:
+    # gunicorn's timeout: the worker keeps its request in flight for the master.
+    from memwarden.hold import hooks as hold
+
+    hold.worker_abort(worker)
 
 
 @_guarded
