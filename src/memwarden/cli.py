@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.metadata
 import json
 import os
 import sys
@@ -55,9 +56,11 @@ def _html_renderer(stderr: TextIO) -> Callable[[Report], str] | None:
         # Imported by name: the renderer is a separate, optional part.
         renderer: Callable[[Report], str] = importlib.import_module(HTML_RENDERER).render_html
     except (ImportError, AttributeError) as exc:
+        # The renderer ships with memwarden (no extra): missing, the install is broken.
         print(f"memwarden analyze: --html needs the HTML report renderer ({HTML_RENDERER}), "
-              f"which is not available here: {exc}. Install memwarden[report], or leave out "
-              f"--html.", file=stderr)
+              f"which is not available here: {exc}. It is part of memwarden itself: reinstall "
+              f"memwarden (pip install --force-reinstall memwarden), or leave out --html.",
+              file=stderr)
         return None
     return renderer
 
@@ -108,8 +111,8 @@ def _analyze(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
               f"{exc.strerror or exc}", file=err)
         return EXIT_ERROR
     except ImportError as exc:  # a missing optional dependency of the renderer
-        print(f"memwarden analyze: the HTML report needs {exc.name or exc}; "
-              f"install memwarden[report]", file=err)
+        print(f"memwarden analyze: the HTML report needs {exc.name or exc}, which memwarden "
+              f"ships; reinstall memwarden (pip install --force-reinstall memwarden)", file=err)
         return EXIT_ERROR
     if args.fail_on_leak and report.verdict == "leak":
         return EXIT_LEAK
@@ -138,15 +141,26 @@ COMMANDS: tuple[Command, ...] = (
             add_analyze_arguments, run_analyze),
     Command("audit", "run an app under gunicorn on 127.0.0.1, drive traffic, report leaks",
             _lazy_arguments("memwarden.find.audit_cli"), _lazy_run("memwarden.find.audit_cli")),
+    Command("check", "before a deploy: every setting, the memory limit and caps, the actions, "
+                     "the exporters, and what would make protection ineffective",
+            _lazy_arguments("memwarden.check_cli"), _lazy_run("memwarden.check_cli")),
     Command("demo", "audit the reference agent service and show what memwarden finds",
             _lazy_arguments("memwarden.find.demo"), _lazy_run("memwarden.find.demo")),
 )
+
+
+def _version() -> str:
+    try:
+        return importlib.metadata.version("memwarden")
+    except importlib.metadata.PackageNotFoundError:  # a source tree not installed
+        return "unknown (not installed)"
 
 
 def build_parser(commands: Sequence[Command] = COMMANDS) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="memwarden",
         description="See, find and hold memory leaks in long-running Python web workers.")
+    parser.add_argument("--version", action="version", version=f"memwarden {_version()}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for command in commands:
         sub = subparsers.add_parser(command.name, help=command.help, description=command.help)
