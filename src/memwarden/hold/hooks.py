@@ -13,6 +13,8 @@ should call them from the hooks of the same name (or call
   replaces.
 - ``pre_request`` / ``post_request`` (worker): requests in flight, for sync
   and gthread workers (an ASGI app gets a middleware instead).
+- ``worker_abort`` (worker, on gunicorn's timeout SIGABRT): keep the request
+  in flight for the master's ``death_in_flight`` line, by its route template.
 - ``worker_exit`` (worker): terminate the worker's descendants.
 - ``child_exit`` (master): log a killed worker, end its orphans, pass its
   slot on.
@@ -47,6 +49,7 @@ __all__ = [
     "pre_fork",
     "pre_request",
     "when_ready",
+    "worker_abort",
     "worker_exit",
     "wrap_app",
 ]
@@ -107,6 +110,8 @@ def post_fork(server: Any, worker: Any) -> None:
     _slots = watchdog.slots if watchdog is not None else None
     if _slots is not None:
         _slots.adopt(getattr(worker, "age", -1))
+    if watchdog is not None:
+        watchdog.inflight.adopt(worker)
 
 
 def wrap_app(worker: Any, app: Any, settings: Settings, asgi: bool) -> Any:
@@ -192,6 +197,12 @@ def post_request(worker: Any, req: Any) -> None:
     recycler = _recycler
     if recycler is not None:
         recycler.end(getattr(req, "path", None))
+
+
+def worker_abort(worker: Any) -> None:
+    from memwarden.see import inflight_slot
+
+    inflight_slot.abort()
 
 
 def worker_exit(server: Any, worker: Any, settings: Settings) -> None:

@@ -23,8 +23,9 @@ Each tick (at most every ``TICK_SECONDS``), for each worker:
 
 and then the cgroup's OOM-kill counter and the orphans' pending kills.
 ``child_exit`` logs a worker that died by a signal (``worker_killed``: the
-signal, whether the OOM killer did it, who sent it), ends its orphans and
-passes its recycle slot on.
+signal, whether the OOM killer did it, who sent it) and the request it was
+serving if it died in one (``death_in_flight``, :mod:`memwarden.hold.inflight`),
+ends its orphans and passes its recycle slot on.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from memwarden import events
 from memwarden.footprint import Footprint, measure
 from memwarden.hold import exits
 from memwarden.hold import perform as actions
+from memwarden.hold.inflight import InflightWatch
 from memwarden.hold.orphans import OrphanReaper
 from memwarden.hold.policy import (
     HARD_LIMIT,
@@ -74,6 +76,7 @@ class Watchdog:
         self.orphans: OrphanReaper | None = None
         self.escalator = HardLimitEscalator(settings.grace_seconds or 30.0)
         self._oom: exits.OomTracker | None = None
+        self.inflight = InflightWatch(settings.proc_root, settings.sys_root)
         self._last_tick = -1.0
         self._footprints: dict[int, Footprint] = {}
         # Each worker as first seen: what the hard limit signals, and what tells a
@@ -140,6 +143,7 @@ class Watchdog:
             self.orphans.shutdown()
         if self.slots is not None:
             self.slots.close()
+        self.inflight.close()
 
     # -- figures --------------------------------------------------------------------
 
@@ -195,6 +199,7 @@ class Watchdog:
         for pid in [p for p in self._refs if p not in workers]:
             del self._refs[pid]  # its child_exit was missed
             self._stale.discard(pid)
+        self.inflight.sample(workers)
         for pid, worker in workers.items():
             if self.slots is not None:
                 self.slots.seen(getattr(worker, "age", -1), pid)
@@ -273,6 +278,7 @@ class Watchdog:
             self.slots.prepare(getattr(worker, "age", -1))
         if self.orphans is not None:
             self.orphans.forking(getattr(worker, "age", -1))
+        self.inflight.pre_fork(worker)
 
     def child_exit(self, worker: Any) -> None:
         pid = getattr(worker, "pid", None)
@@ -280,8 +286,12 @@ class Watchdog:
             return
         raw = exits.pop_status(pid)
         status = exits.ExitStatus.from_wait(raw) if raw is not None else None
+        oom = False
+        if status is not None and status.signal == signal.SIGKILL and self._oom is not None:
+            oom = self._oom.claim()
         if status is not None and status.signal is not None and status.signal != signal.SIGTERM:
-            self._log_killed(worker, pid, status)
+            self._log_killed(worker, pid, status, oom)
+        self.inflight.died(worker, status, oom)
         workers = self._workers()
         workers.pop(pid, None)
         if self.orphans is not None:
@@ -293,10 +303,7 @@ class Watchdog:
         self._refs.pop(pid, None)
         self._stale.discard(pid)
 
-    def _log_killed(self, worker: Any, pid: int, status: exits.ExitStatus) -> None:
-        oom = False
-        if status.signal == signal.SIGKILL:
-            oom = self._oom.claim() if self._oom is not None else False
+    def _log_killed(self, worker: Any, pid: int, status: exits.ExitStatus, oom: bool) -> None:
         if self.escalator.killed(pid) and self.settings.recycle == actions.ON:
             by = "memwarden_hard_limit"
         elif oom:

@@ -1,0 +1,164 @@
+"""The request in flight when a worker died, named by the master: real gunicorn.
+
+A gunicorn timeout, a SIGKILL mid-request, the OOM killer (where a memory
+cgroup can be made here), and the deaths that must leave no line: a worker
+killed while idle, a worker that recycled.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from support import REPO, Gunicorn, gunicorn
+
+from hold.test_recycle_gunicorn import logged, wait_for
+
+HOLD_CONF = str(REPO / "tests" / "apps" / "hold_conf.py")
+MiB = 1024 * 1024
+QUIET = {"MEMWARDEN_SOFT_LIMIT": "off", "MEMWARDEN_IDLE_LIMIT": "off",
+         "MEMWARDEN_HARD_LIMIT": "off"}
+FIELDS = {"timestamp", "level", "logger", "message", "pid", "cause", "signal", "request_id",
+          "method", "route", "seconds", "footprint_start_bytes", "footprint_last_bytes"}
+
+
+def _in_background(server: Gunicorn, path: str, request_id: str) -> threading.Thread:
+    """Send a request that will not get its answer (its worker dies)."""
+    def send() -> None:
+        with contextlib.suppress(Exception):
+            server.request("GET", path, headers={"X-Request-ID": request_id}, timeout=30)
+
+    thread = threading.Thread(target=send, daemon=True)
+    thread.start()
+    return thread
+
+
+def deaths(server: Gunicorn) -> list[dict[str, Any]]:
+    return logged(server, "memwarden.recycle", "death_in_flight")
+
+
+def test_a_gunicorn_timeout_names_the_request_by_its_route(tmp_path: Path) -> None:
+    with gunicorn("hold_app:app", tmp_path, args=["-w", "1", "--timeout", "2"],
+                  config=HOLD_CONF, env=QUIET) as server:
+        [victim] = server.worker_pids(expect=1)
+        assert server.request("GET", "/pid")[0] == 200  # an earlier request, finished
+        began = time.monotonic()
+        _in_background(server, "/sleep?s=30", "stuck-1").join(30)
+        [line] = wait_for(lambda: deaths(server), timeout=20, what="death_in_flight")
+        took = time.monotonic() - began
+        # The replacement serves, and a finished request never makes a line.
+        assert server.request("GET", "/pid")[0] == 200
+        time.sleep(0.5)
+        assert len(deaths(server)) == 1
+    assert line["pid"] == victim and line["cause"] == "timeout"
+    assert line["signal"] == "SIGABRT"  # gunicorn's first signal; the handler exits the worker
+    assert line["request_id"] == "stuck-1" and line["method"] == "GET"
+    assert line["route"] == "/sleep"  # Flask's rule, read in the worker as it was aborted
+    assert 2.0 <= line["seconds"] <= took + 0.5
+    assert line["level"] == "ERROR" and line["logger"] == "memwarden.recycle"
+    assert set(line) <= FIELDS
+    # RSS at its start (after one request) and the master's last reading during it.
+    assert 10 * MiB < line["footprint_start_bytes"] < 2000 * MiB
+    assert 10 * MiB < line["footprint_last_bytes"] < 2000 * MiB
+
+
+def test_a_worker_killed_mid_request_names_it_and_an_idle_one_names_nothing(
+        tmp_path: Path) -> None:
+    with gunicorn("hold_app:app", tmp_path, args=["-w", "1"], config=HOLD_CONF,
+                  env=QUIET) as server:
+        [victim] = server.worker_pids(expect=1)
+        # A query that must never reach a log line.
+        thread = _in_background(server, "/sleep?s=30&mb=50&token=hunter2", "mid-1")
+        time.sleep(1.5)  # in the app by now, and master ticks read its RSS during it
+        os.kill(victim, signal.SIGKILL)
+        thread.join(30)
+        [line] = wait_for(lambda: deaths(server), timeout=20, what="death_in_flight")
+        # The replacement, killed idle: worker_killed, and no second death line.
+        [idle] = [p for p in wait_for(lambda: [p for p in server.worker_pids(expect=1)
+                                               if p != victim], timeout=20)]
+        assert server.request("GET", "/pid")[0] == 200
+        # The client has its answer before the worker closes the request: wait
+        # for its line, written when the request has ended.
+        wait_for(lambda: [x for x in logged(server, "memwarden.request", "request")
+                          if x["pid"] == idle], what="the idle worker's request line")
+        os.kill(idle, signal.SIGKILL)
+        wait_for(lambda: [x for x in logged(server, "memwarden.recycle", "worker_killed")
+                          if x["pid"] == idle], what="the idle worker's worker_killed")
+        time.sleep(0.5)
+        found = deaths(server)
+        text = server.log_path.read_text()
+    assert len(found) == 1, found
+    assert line["pid"] == victim and line["cause"] == "signal" and line["signal"] == "SIGKILL"
+    assert line["request_id"] == "mid-1" and line["method"] == "GET"
+    assert line["route"] == "/sleep"  # the path, made safe by the master: no query
+    assert 1.0 <= line["seconds"] < 30
+    assert "hunter2" not in text
+    # It kept 50 MiB before it slept: the master's reading during it shows them.
+    assert line["footprint_last_bytes"] >= line["footprint_start_bytes"] + 40 * MiB
+
+
+def test_a_recycled_worker_names_nothing(tmp_path: Path) -> None:
+    env = {**QUIET, "MEMWARDEN_MAX_REQUESTS": "3"}
+    with gunicorn("hold_app:app", tmp_path, args=["-w", "1"], config=HOLD_CONF,
+                  env=env) as server:
+        [first] = server.worker_pids(expect=1)
+        for _ in range(3):
+            assert server.request("GET", "/pid")[0] == 200
+        wait_for(lambda: first not in server.worker_pids(), timeout=20, what="the recycle")
+        assert server.request("GET", "/pid")[0] == 200
+        time.sleep(0.5)
+        assert deaths(server) == []
+
+
+@contextlib.contextmanager
+def memory_cgroup(limit: int) -> Iterator[Path]:
+    """A child memory cgroup (v1 here) with ``limit`` bytes; skips when none can be made."""
+    line = next((x for x in Path("/proc/self/cgroup").read_text().splitlines()
+                 if ":memory:" in x), None)
+    if line is None:
+        pytest.skip("no cgroup v1 memory controller here (a v2-only host needs a "
+                    "delegated subtree to make one)")
+    group = Path("/sys/fs/cgroup/memory") / line.split(":", 2)[2].lstrip("/") / (
+        f"memwarden-test-{uuid.uuid4().hex[:8]}")
+    try:
+        group.mkdir()
+        (group / "memory.limit_in_bytes").write_text(str(limit))
+        with contextlib.suppress(OSError):
+            (group / "memory.memsw.limit_in_bytes").write_text(str(limit))
+    except OSError as exc:
+        pytest.skip(f"cannot make a memory cgroup here: {exc}")
+    try:
+        yield group
+    finally:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                group.rmdir()
+                break
+            except OSError:
+                time.sleep(0.1)
+
+
+def test_an_oom_kill_names_the_request_that_outgrew_the_limit(tmp_path: Path) -> None:
+    env = {**QUIET, "MEMWARDEN_RECYCLE": "off"}
+    with memory_cgroup(200 * MiB) as group:
+        env["HOLD_TEST_CGROUP"] = str(group)
+        with gunicorn("hold_app:app", tmp_path, args=["-w", "1"], config=HOLD_CONF,
+                      env=env) as server:
+            [victim] = server.worker_pids(expect=1)
+            assert server.request("GET", "/pid")[0] == 200
+            _in_background(server, "/leak?mb=400", "big-1").join(30)
+            [line] = wait_for(lambda: deaths(server), timeout=20, what="death_in_flight")
+            [killed] = logged(server, "memwarden.recycle", "worker_killed")
+    assert killed["oom_kill"] is True
+    assert line["pid"] == victim and line["cause"] == "oom_kill" and line["signal"] == "SIGKILL"
+    assert line["request_id"] == "big-1" and line["route"] == "/leak"
+    assert isinstance(line["footprint_start_bytes"], int)
