@@ -148,14 +148,43 @@ def test_queries_use_the_datasource_variable_and_defined_variables() -> None:
 
 
 def test_the_fleet_is_on_the_dashboard() -> None:
-    """Footprint per worker, recycles, shedding, census kinds, from exported metrics only."""
+    """Footprint per worker, recycles, shedding, deaths, census counts and bytes."""
     used = {m for e in exprs() for m in metrics_in(e)}
-    assert used <= set(METRICS), used - set(METRICS)
     assert {"memwarden_worker_footprint_bytes", "memwarden_worker_limit_bytes",
             "memwarden_recycles_total", "memwarden_shed_requests_total",
-            "memwarden_worker_census", "memwarden_oom_kills_total"} <= used
+            "memwarden_worker_census_count", "memwarden_worker_census_bytes",
+            "memwarden_oom_kills_total", "memwarden_worker_deaths_total"} <= used
     footprint = next(p for p in board()["panels"] if p["title"] == "Footprint per worker")
-    assert "pid" in footprint["targets"][0]["legendFormat"]
+    assert "{{slot}}" in footprint["targets"][0]["legendFormat"]
+
+
+def test_every_query_names_only_metrics_memwarden_exports() -> None:
+    """Each query and variable names at least one metric, all of them among the
+    exporter's definitions (prom_metrics.METRICS, exposition names)."""
+    queries = exprs() + [v["definition"] for v in board()["templating"]["list"]
+                         if v["type"] == "query"]
+    for expr in queries:
+        used = metrics_in(expr)
+        assert used, expr
+        assert used <= set(METRICS), (expr, used - set(METRICS))
+
+
+def test_workers_are_named_by_slot_never_by_pid() -> None:
+    """A pid changes at every recycle: no query or legend may key a series on it."""
+    for p in board()["panels"]:
+        for t in p["targets"]:
+            assert "pid" not in t["expr"] + t.get("legendFormat", ""), (p["title"], t)
+
+
+def test_the_footprint_is_described_as_memwarden_measures_it_by_default() -> None:
+    """RSS by default (MEMWARDEN_FOOTPRINT), PSS only when asked: the board says so."""
+    from memwarden.settings import Settings
+
+    assert Settings().footprint == "rss"
+    footprint = next(p for p in board()["panels"] if p["title"] == "Footprint per worker")
+    for text in (footprint["description"], board()["description"]):
+        assert "RSS" in text and "MEMWARDEN_FOOTPRINT=pss" in text, text
+        assert "PSS of each worker" not in text
 
 
 def test_every_panel_says_what_it_shows_and_in_what_unit() -> None:

@@ -25,6 +25,7 @@ from typing import Any, TypeVar
 import pytest
 from support import REPO, free_port, gunicorn, wait_for_port
 
+from memwarden.events import DEATH_CAUSES
 from memwarden.export import RECYCLE_REASONS
 from memwarden.export.prometheus import footprint_kind
 from memwarden.settings import Settings
@@ -37,6 +38,7 @@ INSTALL_HINT = ("apt-get install -y prometheus (Debian's package provides the pr
                 "server and promtool; the Makefile's `prometheus` target installs it)")
 T = TypeVar("T")
 ZEROS = dict.fromkeys(RECYCLE_REASONS, 0.0)  # every reason's series, before any recycle
+SLOTS = {"0", "1"}  # the slots of a server of two workers, whatever its recycles
 # What the footprint counts by default (recycling's setting, MEMWARDEN_FOOTPRINT).
 KIND = footprint_kind(Settings())[0]
 
@@ -106,8 +108,21 @@ class PrometheusServer:
         result: list[dict[str, Any]] = data["result"]
         return result
 
-    def by_pid(self, expr: str) -> dict[int, float]:
-        return {int(s["metric"]["pid"]): float(s["value"][1]) for s in self.query(expr)}
+    def by_slot(self, expr: str) -> dict[str, float]:
+        """One value per worker slot; fails if a slot has two series or one has a pid."""
+        found = [(s["metric"]["slot"], float(s["value"][1])) for s in self.query(expr)]
+        assert len(found) == len(dict(found)), found
+        assert not [s for s in self.query(expr) if "pid" in s["metric"]], expr
+        return dict(found)
+
+    def slot_pids(self) -> dict[str, int]:
+        return {slot: int(pid) for slot, pid in self.by_slot("memwarden_worker_pid").items()}
+
+    def series(self, match: str, start: float) -> list[dict[str, str]]:
+        """Every series of ``match`` seen since ``start`` (a Unix time), live or not."""
+        found: list[dict[str, str]] = self.api("series", **{"match[]": match,
+                                                             "start": f"{start:.3f}"})
+        return found
 
     def by_reason(self, expr: str) -> dict[str, float]:
         """One value per reason; fails if a reason has two series."""
@@ -160,22 +175,25 @@ def close(a: float, b: float, rel: float, floor: float) -> bool:
 
 
 def check_against_proc(prom: PrometheusServer, pids: set[int]) -> None:
-    """Every live worker has exactly one series, and its values are its /proc's."""
+    """Every live worker has exactly one series, under its slot, and its values are its
+    /proc's."""
     # Two scrapes after the traffic stopped: the latest samples are from idle workers.
     time.sleep(2.5)
-    rss = prom.by_pid("memwarden_worker_rss_bytes")
-    pss = prom.by_pid("memwarden_worker_pss_bytes")
-    desc = prom.by_pid("memwarden_worker_descendants_pss_bytes")
-    foot = prom.by_pid("memwarden_worker_footprint_bytes")
-    threads = prom.by_pid('memwarden_worker_census{kind="threads"}')
-    assert set(rss) == set(pss) == set(foot) == set(threads) == pids
+    holder = prom.slot_pids()
+    assert set(holder.values()) == pids and set(holder) == SLOTS, holder
+    rss = prom.by_slot("memwarden_worker_rss_bytes")
+    pss = prom.by_slot("memwarden_worker_pss_bytes")
+    desc = prom.by_slot("memwarden_worker_descendants_pss_bytes")
+    foot = prom.by_slot("memwarden_worker_footprint_bytes")
+    threads = prom.by_slot('memwarden_worker_census_count{kind="threads"}')
+    assert set(rss) == set(pss) == set(foot) == set(threads) == SLOTS
     assert len(prom.query("memwarden_worker_rss_bytes")) == len(pids)
-    for pid in pids:
-        assert close(rss[pid], proc_rss(pid), 0.02, 1 << 20), (pid, rss[pid], proc_rss(pid))
-        assert close(pss[pid], proc_rollup(pid)["Pss"], 0.05, 2 << 20), (pid, pss[pid])
-        own = pss[pid] if KIND == "pss" else rss[pid]
-        assert foot[pid] == own + desc[pid]
-        assert threads[pid] == proc_threads(pid)
+    for slot, pid in holder.items():
+        assert close(rss[slot], proc_rss(pid), 0.02, 1 << 20), (pid, rss[slot], proc_rss(pid))
+        assert close(pss[slot], proc_rollup(pid)["Pss"], 0.05, 2 << 20), (pid, pss[slot])
+        own = pss[slot] if KIND == "pss" else rss[slot]
+        assert foot[slot] == own + desc[slot]
+        assert threads[slot] == proc_threads(pid)
 
 
 def send_pairs(port_request: Callable[[], object], pairs: int) -> int:
@@ -193,7 +211,8 @@ def send_pairs(port_request: Callable[[], object], pairs: int) -> int:
 
 @pytest.mark.timeout(180)
 def test_real_prometheus_sees_one_series_per_live_worker_across_recycles(tmp_path: Path) -> None:
-    """One series per live worker with its /proc values; recycled workers vanish, counts stay."""
+    """One series per worker slot with its live worker's /proc values; a recycled
+    worker's replacement continues its slot's series (no series per pid), counts stay."""
     tool("prometheus")
     metrics_port = free_port()
     directory = tmp_path / "multiproc"
@@ -205,6 +224,7 @@ def test_real_prometheus_sees_one_series_per_live_worker_across_recycles(tmp_pat
                   args=["-w", "2", "--max-requests", str(max_requests)]) as g:
         wait_for_port(metrics_port, proc=g.proc)
         with prometheus(tmp_path, [f"127.0.0.1:{metrics_port}"], [RULES]) as prom:
+            started = time.time() - 60
             first = set(g.worker_pids(expect=2))
             # Before any recycle, every reason's series is there at 0, done and dry-run.
             wait_until("every reason's series at 0", lambda: (
@@ -220,7 +240,10 @@ def test_real_prometheus_sees_one_series_per_live_worker_across_recycles(tmp_pat
                 'increase(memwarden_recycles_total{reason="soft_limit"}[1m]) > 0') or None,
                 timeout=15)
             wait_until("a series for both workers", lambda: (
-                set(prom.by_pid("memwarden_worker_rss_bytes")) == first) or None)
+                set(prom.slot_pids().values()) == first) or None)
+            # Every cause of death is there at 0 before the first death.
+            assert {s["metric"]["cause"]: float(s["value"][1]) for s in prom.query(
+                "memwarden_worker_deaths_total")} == dict.fromkeys(DEATH_CAUSES, 0.0)
             check_against_proc(prom, first)
 
             # Recycle every worker (gunicorn's max_requests), then check again.
@@ -229,9 +252,15 @@ def test_real_prometheus_sees_one_series_per_live_worker_across_recycles(tmp_pat
                 sent += send_pairs(lambda: g.request("GET", "/slow"), 1)
             second = set(g.worker_pids(expect=2))
             assert not second & first, "every worker should have been recycled"
-            wait_until("the dead workers' series to go", lambda: (
-                set(prom.by_pid("memwarden_worker_rss_bytes")) == second) or None)
+            wait_until("the new workers to hold the slots", lambda: (
+                set(prom.slot_pids().values()) == second) or None)
             check_against_proc(prom, second)
+            # Four worker processes over the run, two series: one per slot, none per pid.
+            for name in ("memwarden_worker_rss_bytes", "memwarden_worker_footprint_bytes",
+                         'memwarden_worker_census_count{kind="threads"}'):
+                seen = prom.series(name, started)
+                assert sorted(s["slot"] for s in seen) == sorted(SLOTS), seen
+                assert not [s for s in seen if "pid" in s], seen
 
             # Counters of dead workers were folded, not lost: the totals still add up.
             def totals() -> tuple[float, float, float] | None:
@@ -255,9 +284,9 @@ def test_real_prometheus_sees_one_series_per_live_worker_across_recycles(tmp_pat
             # Asked to, the app serves the same metrics itself, outside the request tracker.
             status, headers, body = g.request("GET", "/metrics")
             assert status == 200 and headers["content-type"].startswith("text/plain")
-            pids = set(map(int, re.findall(r'memwarden_worker_rss_bytes\{pid="(\d+)"\}',
-                                           body.decode())))
-            assert pids <= second | set(g.worker_pids())
+            slots = set(re.findall(r'memwarden_worker_rss_bytes\{slot="(\d+)"\}',
+                                   body.decode()))
+            assert slots and slots <= SLOTS, body.decode()
             assert not [x for x in g.lines("memwarden.request") if x.get("route") == "/metrics"]
 
             # The rules load and evaluate on the real server.
@@ -308,7 +337,8 @@ def test_asgi_workers_serve_the_metrics_route(tmp_path: Path) -> None:
             status, _, body = g.request("GET", "/internal/metrics")
             assert status == 200
             text = body.decode()
-            seen = set(map(int, re.findall(r'memwarden_worker_rss_bytes\{pid="(\d+)"\}', text)))
+            seen = {int(pid) for pid in re.findall(
+                r'memwarden_worker_pid\{slot="[01]"\} (\d+)(?:\.0)?$', text, re.M)}
             return text if seen == pids else None
         text = wait_until("both workers in the scrape", both, timeout=20)
         assert "memwarden_requests_total" in text

@@ -9,6 +9,7 @@ import subprocess
 import pytest
 from support import REPO
 
+from memwarden.events import DEATH_CAUSES
 from memwarden.export.prometheus import METRICS
 from memwarden.hold import policy as recycle
 
@@ -36,7 +37,7 @@ def test_rules_file_is_valid() -> None:
     """promtool check rules: YAML, PromQL and templates all parse."""
     result = run("check", "rules", RULES.name)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "SUCCESS: 9 rules found" in result.stdout
+    assert "SUCCESS: 12 rules found" in result.stdout
 
 
 def test_promtool_unit_tests_pass() -> None:
@@ -51,9 +52,11 @@ def test_every_alert_has_a_unit_test() -> None:
     tested = set(re.findall(r"alertname: (\w+)", TESTS.read_text()))
     assert alerts == tested
     assert alerts == {"MemwardenWorkerFootprintPredictedOverLimit",
+                      "MemwardenWorkerFootprintGrowing",
                       "MemwardenCgroupMemoryPredictedFull", "MemwardenRecycleRateRising",
-                      "MemwardenOOMKill", "MemwardenShedding", "MemwardenPoolRefusing",
-                      *DRY_RUN_ALERTS}
+                      "MemwardenOOMKill", "MemwardenWorkerTimeouts",
+                      "MemwardenWorkerKilledMidRequest", "MemwardenShedding",
+                      "MemwardenPoolRefusing", *DRY_RUN_ALERTS}
 
 
 def test_rules_use_only_metrics_the_exporter_exposes() -> None:
@@ -62,6 +65,31 @@ def test_rules_use_only_metrics_the_exporter_exposes() -> None:
     assert used <= set(METRICS), used - set(METRICS)
     assert {"memwarden_would_recycles_total", "memwarden_would_shed_requests_total",
             "memwarden_pool_refusals_total", "memwarden_would_pool_refusals_total"} <= used
+
+
+def test_workers_are_matched_by_slot_never_by_pid() -> None:
+    """A pid changes at every recycle; the exporter labels a worker's series by slot."""
+    for path in (RULES, TESTS):
+        code = "\n".join(line.split("#", 1)[0] for line in path.read_text().splitlines())
+        assert "pid" not in code, path.name
+    assert "on (job, instance, slot)" in RULES.read_text()
+
+
+def test_death_causes_are_the_ones_memwarden_counts() -> None:
+    for path in (RULES, TESTS):
+        used = set(re.findall(r'cause="(\w+)"', path.read_text()))
+        assert used and used <= set(DEATH_CAUSES), (path.name, used - set(DEATH_CAUSES))
+    assert {"timeout", "signal"} <= set(re.findall(r'cause="(\w+)"', RULES.read_text()))
+
+
+def test_the_footprint_is_described_as_memwarden_measures_it_by_default() -> None:
+    """RSS by default (MEMWARDEN_FOOTPRINT), PSS only when asked: no rule says PSS alone."""
+    from memwarden.settings import Settings
+
+    assert Settings().footprint == "rss"
+    text = RULES.read_text()
+    assert "PSS with descendants" not in text and "PSS of a worker" not in text
+    assert text.count("its own RSS, or PSS with MEMWARDEN_FOOTPRINT=pss") >= 2
 
 
 def test_recycle_reasons_are_the_ones_memwarden_records() -> None:

@@ -9,6 +9,7 @@ import os
 from collections.abc import Awaitable, Callable, Iterable, Iterator, MutableMapping
 from typing import TYPE_CHECKING, Any
 
+from memwarden.export.prom_slots import pids_by_slot
 from memwarden.settings import Settings
 from memwarden.system import probe as _probe
 
@@ -25,7 +26,9 @@ from memwarden.export.prom_metrics import (
     FOOTPRINT,
     PSS,
     RSS,
+    SLOT,
     USS,
+    WORKER_PID,
     _client,
     _help,
     _untyped,
@@ -41,7 +44,9 @@ _FRESH = (RSS, PSS, USS, DESCENDANTS_PSS, FOOTPRINT)
 
 
 class MemwardenCollector:
-    """Merges the directory's files; refreshes live workers' memory from /proc.
+    """Merges the directory's files; refreshes live workers' memory from /proc, and
+    names each worker's series by its slot (``slot="0"``), not its pid, so that a
+    recycle continues a series instead of starting one.
 
     Register it in a registry of your own to add memwarden's metrics to an
     existing endpoint (it reads every metric in the directory, yours too):
@@ -68,14 +73,17 @@ class MemwardenCollector:
                 raise RuntimeError(f"could not lock {self.directory} for a scrape")
             files = glob.glob(os.path.join(self.directory, "*.db"))
             metrics = list(multiprocess.MultiProcessCollector.merge(files, accumulate=True))
+            slots = pids_by_slot(self.directory)
         proc_ok = os.path.isdir(f"{self.proc_root}/{os.getpid()}")
         readings: dict[int, dict[str, int] | None] = {}
         for metric in metrics:
             if metric.type == "gauge" and metric.name.startswith("memwarden_worker_"):
                 self._refresh(metric, readings, proc_ok)
+                _by_slot(metric, slots)
             yield metric
         for pid in [p for p in self._probes if p not in readings]:
             del self._probes[pid]
+        yield from _worker_pids(slots, readings)
         yield from self._cgroup()
 
     def _refresh(self, metric: Metric, readings: dict[int, dict[str, int] | None],
@@ -139,6 +147,38 @@ class MemwardenCollector:
         if group.oom_kills is not None:
             yield CounterMetricFamily(CGROUP_OOM_KILLS, _help(CGROUP_OOM_KILLS),
                                       group.oom_kills)
+
+
+
+def _by_slot(metric: Metric, slots: dict[int, int]) -> None:
+    """Replace each sample's ``pid`` label with its worker's ``slot``. A pid without
+    a slot (one that could not take one, or a process not started as a worker)
+    keeps its pid label."""
+    renamed = []
+    for sample in metric.samples:
+        raw = sample.labels.get("pid", "")
+        slot = slots.get(int(raw)) if raw.isdigit() else None
+        if slot is not None:
+            labels = {k: v for k, v in sample.labels.items() if k != "pid"}
+            labels[SLOT] = str(slot)
+            sample = sample._replace(labels=labels)
+        renamed.append(sample)
+    metric.samples = renamed
+
+
+def _worker_pids(slots: dict[int, int], readings: dict[int, dict[str, int] | None]
+                 ) -> Iterator[Metric]:
+    """Which pid holds each slot now: the way from a series to the request lines."""
+    from prometheus_client.metrics_core import GaugeMetricFamily
+
+    live = sorted((slot, pid) for pid, slot in slots.items()
+                  if pid in readings and readings[pid] is not None)
+    if not live:
+        return
+    family = GaugeMetricFamily(WORKER_PID, _help(WORKER_PID), labels=[SLOT])
+    for slot, pid in live:
+        family.add_metric([str(slot)], pid)
+    yield family
 
 
 def make_registry(directory: str | None = None, proc_root: str = "/proc",

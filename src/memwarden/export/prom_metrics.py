@@ -4,13 +4,10 @@ reports, and loading prometheus_client in multiprocess mode."""
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from memwarden.export import sinks as _exporters
 from memwarden.settings import Settings
-
-if TYPE_CHECKING:
-    pass
 
 _log = logging.getLogger("memwarden.exporters.prometheus")
 
@@ -24,7 +21,10 @@ PSS = "memwarden_worker_pss_bytes"
 USS = "memwarden_worker_uss_bytes"
 DESCENDANTS_PSS = "memwarden_worker_descendants_pss_bytes"
 BLOCKS = "memwarden_worker_allocated_blocks"
-CENSUS = "memwarden_worker_census"
+CENSUS_COUNT = "memwarden_worker_census_count"
+CENSUS_BYTES = "memwarden_worker_census_bytes"
+WORKER_PID = "memwarden_worker_pid"
+DEATHS = "memwarden_worker_deaths"
 LIMIT = "memwarden_worker_limit_bytes"
 REQUESTS = "memwarden_requests"
 RECYCLES = "memwarden_recycles"
@@ -40,15 +40,17 @@ CGROUP_OOM_KILLS = "memwarden_cgroup_oom_kills"
 
 # Every series memwarden exposes (exposition names), with its type and meaning.
 METRICS: dict[str, tuple[str, str]] = {
-    FOOTPRINT: ("gauge", "The worker's footprint as recycling sees it: its own RSS (or PSS, "
-                         "MEMWARDEN_FOOTPRINT=pss) plus its descendants' PSS."),
+    FOOTPRINT: ("gauge", "The worker's footprint as recycling sees it: its own RSS (PSS "
+                         "with MEMWARDEN_FOOTPRINT=pss) plus its descendants' PSS."),
     RSS: ("gauge", "Resident set size of the worker process."),
     PSS: ("gauge", "Proportional set size of the worker (shared pages divided among sharers)."),
     USS: ("gauge", "Unique set size of the worker (pages no other process maps)."),
     DESCENDANTS_PSS: ("gauge", "Summed PSS of the worker's descendant processes."),
     BLOCKS: ("gauge", "Memory blocks allocated by the worker's Python allocator."),
-    CENSUS: ("gauge", "Live resources of one kind in the worker (threads, fds, children, "
-                      "asyncio tasks, tracked objects...)."),
+    CENSUS_COUNT: ("gauge", "Live resources of one kind in the worker (threads, fds, "
+                            "children, asyncio tasks, tracked objects...)."),
+    CENSUS_BYTES: ("gauge", "Census readings in bytes (census keys ending in _bytes)."),
+    WORKER_PID: ("gauge", "The pid of the worker holding the slot now."),
     LIMIT: ("gauge", "Footprint at which the worker is recycled."),
     REQUESTS + "_total": ("counter", "Requests measured, all workers of this server."),
     RECYCLES + "_total": ("counter", "Workers recycled, by reason."),
@@ -61,6 +63,9 @@ METRICS: dict[str, tuple[str, str]] = {
                                                 "refused (served beyond max_size), by pool."),
     OOM_KILLS + "_total": ("counter", "Workers killed by the kernel's OOM killer, as seen "
                                       "by the master."),
+    DEATHS + "_total": ("counter", "Workers that died by cause: timeout (gunicorn's worker "
+                                   "timeout) and signal with a request in flight, oom_kill "
+                                   "(every OOM kill the master saw)."),
     CGROUP_USAGE: ("gauge", "Memory in use by the server's cgroup."),
     CGROUP_LIMIT: ("gauge", "Memory limit of the server's cgroup (absent when unlimited)."),
     CGROUP_OOM_KILLS + "_total": ("counter", "OOM kills the kernel counted in the server's "
@@ -69,6 +74,14 @@ METRICS: dict[str, tuple[str, str]] = {
 
 # Census keys exported as their own gauges, or not at all (gc.* names churn).
 _NOT_KINDS = frozenset({"blocks", "children_pss_bytes"})
+# The label that names a worker: its slot, reused across recycles (prom_slots).
+SLOT = "slot"
+
+
+def census_metric(kind: str) -> str:
+    """The gauge a census key goes to: bytes apart from counts, so that no series
+    name mixes units (a key in bytes ends in ``_bytes``)."""
+    return CENSUS_BYTES if kind.endswith("_bytes") else CENSUS_COUNT
 
 
 def _client() -> None:

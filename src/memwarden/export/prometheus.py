@@ -7,9 +7,12 @@ prometheus_client's multiprocess mode, done the way a recycling server needs:
   merges them. The master sets the directory before anything imports
   prometheus_client (the library picks its mode at import) and empties it
   once, at start.
-- Per-worker gauges use the ``liveall`` mode: one series per worker, labelled
-  ``pid``. When a worker dies the master (``child_exit``) deletes its gauge
-  files, so its series leave the scrape at once.
+- Per-worker gauges use the ``liveall`` mode: one file per worker, keyed by
+  pid. A scrape labels each worker's series with its slot instead
+  (:mod:`memwarden.export.prom_slots`: 0 to N-1, reused by the replacement),
+  so that recycles do not make new series. When a worker dies the master
+  (``child_exit``) deletes its gauge files, so its series leave the scrape at
+  once, until its replacement takes the slot.
 - Counter and histogram files of dead workers are not deleted (the totals
   would go backwards): the master folds them into one ``*_archive.db`` file per
   type. A server that recycles workers all day therefore keeps a handful of
@@ -36,14 +39,15 @@ import asyncio
 import contextlib
 import glob
 import logging
-import math
 import os
 import sys
 import tempfile
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
+from memwarden import events
 from memwarden.export import metrics_server as _metrics_server
+from memwarden.export import prom_slots as _prom_slots
 from memwarden.export import sinks as _exporters
 from memwarden.export.metrics_server import main
 from memwarden.export.prom_collect import (
@@ -62,31 +66,13 @@ from memwarden.export.prom_files import _directory, _Master
 from memwarden.export.prom_files import _locked as _locked
 from memwarden.export.prom_files import compact as compact
 from memwarden.export.prom_files import mark_worker_dead as mark_worker_dead
-from memwarden.export.prom_metrics import (
-    _NOT_KINDS,
-    BLOCKS,
-    CENSUS,
-    DESCENDANTS_PSS,
-    FOOTPRINT,
-    LIMIT,
-    OOM_KILLS,
-    POOL_REFUSALS,
-    PSS,
-    RECYCLES,
-    REQUESTS,
-    RSS,
-    SHED,
-    USS,
-    WOULD_POOL_REFUSALS,
-    WOULD_RECYCLES,
-    WOULD_SHED,
-    _client,
-    _help,
-    footprint,
-    footprint_kind,
-)
 from memwarden.export.prom_metrics import ENV_DIR as ENV_DIR
 from memwarden.export.prom_metrics import METRICS as METRICS
+from memwarden.export.prom_metrics import REQUESTS as REQUESTS
+from memwarden.export.prom_metrics import _client, footprint_kind
+from memwarden.export.prom_metrics import footprint as footprint
+from memwarden.export.prom_sink import _Sink as _Sink
+from memwarden.export.prom_sink import _sink, on_event
 from memwarden.see import census as _census
 from memwarden.see import meter as _meter
 from memwarden.settings import Settings
@@ -146,6 +132,7 @@ def setup_master(settings: Settings) -> str:
     # The master's counters start at 0, so that increase() sees the first event.
     _sink.ensure_counters()
     _exporters.add_sink(_sink)
+    events.subscribe(on_event)  # workers' deaths by cause, seen in the master
     return directory
 
 
@@ -176,153 +163,12 @@ def master_exit() -> None:
 
 # -- the workers --------------------------------------------------------------------
 
-class _Sink:
-    """prometheus_client metrics of this process; created lazily, reset over fork."""
-
-    def __init__(self) -> None:
-        self._counters: dict[str, Any] | None = None
-        self._gauges: dict[str, Any] | None = None
-        self._limit: Any = None
-        self._worker_pid = -1
-        self.kind = ("rss", True)
-
-    def ensure_counters(self) -> dict[str, Any]:
-        # Counters may be made in the master: after fork, prometheus_client sees
-        # the new pid and moves every value to the worker's own files.
-        if self._counters is None:
-            from prometheus_client import Counter
-
-            self._counters = {
-                REQUESTS: Counter(REQUESTS, _help(REQUESTS), registry=None),
-                RECYCLES: Counter(RECYCLES, _help(RECYCLES), ["reason"], registry=None),
-                SHED: Counter(SHED, _help(SHED), registry=None),
-                WOULD_RECYCLES: Counter(WOULD_RECYCLES, _help(WOULD_RECYCLES), ["reason"],
-                                        registry=None),
-                WOULD_SHED: Counter(WOULD_SHED, _help(WOULD_SHED), registry=None),
-                POOL_REFUSALS: Counter(POOL_REFUSALS, _help(POOL_REFUSALS), ["pool"],
-                                       registry=None),
-                WOULD_POOL_REFUSALS: Counter(WOULD_POOL_REFUSALS, _help(WOULD_POOL_REFUSALS),
-                                             ["pool"], registry=None),
-                OOM_KILLS: Counter(OOM_KILLS, _help(OOM_KILLS), registry=None),
-            }
-            # Every reason at 0, so that increase() sees its first recycle. Zeros
-            # add nothing when files are merged or folded into the archive.
-            for reason in _exporters.RECYCLE_REASONS:
-                self._counters[RECYCLES].labels(reason=reason)
-                self._counters[WOULD_RECYCLES].labels(reason=reason)
-        return self._counters
-
-    def gauges(self) -> dict[str, Any] | None:
-        """The worker's live gauges; None in the master (it is not a worker)."""
-        if self._gauges is None:
-            if self._worker_pid != os.getpid():
-                return None
-            from prometheus_client import Gauge
-
-            self._gauges = {
-                name: Gauge(name, _help(name), ["kind"] if name == CENSUS else [],
-                            multiprocess_mode="liveall", registry=None)
-                for name in (FOOTPRINT, RSS, PSS, USS, DESCENDANTS_PSS, BLOCKS, CENSUS)
-            }
-        return self._gauges
-
-    def start_worker(self) -> None:
-        self._worker_pid = os.getpid()
-        self._gauges = None
-        self._limit = None
-        self.ensure_counters()
-        self.gauges()
-        limit = _exporters.worker_limit()
-        if limit is not None:
-            self.set_worker_limit(limit)
-
-    # -- the Sink protocol
-    def record_recycle(self, reason: str) -> None:
-        self.ensure_counters()[RECYCLES].labels(reason=reason).inc()
-
-    def record_shed(self, count: int) -> None:
-        self.ensure_counters()[SHED].inc(count)
-
-    def record_would_recycle(self, reason: str) -> None:
-        self.ensure_counters()[WOULD_RECYCLES].labels(reason=reason).inc()
-
-    def record_would_shed(self, count: int) -> None:
-        self.ensure_counters()[WOULD_SHED].inc(count)
-
-    def record_pool_refusal(self, pool: str) -> None:
-        self.ensure_counters()[POOL_REFUSALS].labels(pool=pool).inc()
-
-    def record_would_pool_refusal(self, pool: str) -> None:
-        self.ensure_counters()[WOULD_POOL_REFUSALS].labels(pool=pool).inc()
-
-    def declare_pool(self, pool: str) -> None:
-        # Made in the master before fork, the series move to each worker's file
-        # with the other counters.
-        counters = self.ensure_counters()
-        counters[POOL_REFUSALS].labels(pool=pool)
-        counters[WOULD_POOL_REFUSALS].labels(pool=pool)
-
-    def record_oom_kill(self, count: int) -> None:
-        self.ensure_counters()[OOM_KILLS].inc(count)
-
-    def set_worker_limit(self, limit_bytes: int | None) -> None:
-        if self._worker_pid != os.getpid():
-            return  # in the master: kept by exporters, published by each worker
-        if self._limit is None:
-            if limit_bytes is None:
-                return
-            from prometheus_client import Gauge
-
-            # Made only once a limit exists: a 0 would look like a limit crossed.
-            self._limit = Gauge(LIMIT, _help(LIMIT), multiprocess_mode="liveall",
-                                registry=None)
-        # Multiprocess gauges cannot be removed; NaN compares false in every alert.
-        self._limit.set(math.nan if limit_bytes is None else limit_bytes)
-
-    # -- publishing
-    def observe(self, fields: dict[str, Any]) -> None:
-        """After each request: one counter increment; the gauges on census cadence."""
-        counters = self._counters
-        if counters is not None:
-            counters[REQUESTS].inc()
-        census = fields.get("census")
-        if census is not None:
-            self.publish(fields, census)
-
-    def publish(self, fields: dict[str, Any], census: dict[str, int | float]) -> None:
-        gauges = self.gauges()
-        if gauges is None:
-            return
-        rss = fields.get("rss_bytes")
-        pss = fields.get("pss_bytes")
-        uss = fields.get("uss_bytes")
-        descendants = census.get("children_pss_bytes")
-        total = fields.get("footprint_bytes")  # measured by recycling, when it runs
-        if not isinstance(total, int):
-            total = footprint(self.kind[0], rss, pss, _int(descendants), self.kind[1])
-        for name, value in ((RSS, rss), (PSS, pss), (USS, uss), (DESCENDANTS_PSS, descendants),
-                            (FOOTPRINT, total),
-                            (BLOCKS, fields.get("blocks", census.get("blocks")))):
-            if value is not None:
-                gauges[name].set(value)
-        kinds = gauges[CENSUS]
-        for kind, value in census.items():
-            if kind in _NOT_KINDS or kind.startswith("gc."):
-                continue
-            kinds.labels(kind=kind).set(value)
-
-
-def _int(value: int | float | None) -> int | None:
-    return None if value is None else int(value)
-
-
-_sink = _Sink()
 
 
 def start_worker(settings: Settings) -> None:
     """In a new worker (``post_fork``): publish a first census, then on the meter's cadence."""
     _client()
-    _directory()
+    _prom_slots.claim(_directory())  # before any gauge: the scrape names it by slot
     _sink.start_worker()
     _sink.kind = footprint_kind(settings)
     _exporters.add_sink(_sink)
