@@ -17,7 +17,9 @@ from pathlib import Path
 import pytest
 from support import descendants, gunicorn
 
+from memwarden import events
 from memwarden.hold.orphans import (
+    OrphanReaper,
     Proc,
     alive,
     children,
@@ -128,12 +130,38 @@ def test_an_exiting_process_ends_all_its_descendants() -> None:
         time.sleep(0.3)
         from memwarden.hold.orphans import subtree, children
         pids = [p.pid for p in subtree(children(os.getpid()))]
+        from memwarden import events
+        heard = []
+        events.subscribe(heard.append)
         terminate_descendants(0.5)
         alive = [p for p in pids if os.path.exists(f"/proc/{p}")
                  and open(f"/proc/{p}/stat").read().rsplit(")", 1)[1].split()[0] != "Z"]
-        print(json.dumps({"pids": len(pids), "alive": alive}))
+        print(json.dumps({"pids": len(pids), "alive": alive, "heard": [repr(e) for e in heard]}))
     """)
-    assert found == {"pids": 5, "alive": []}
+    assert found == {"pids": 5, "alive": [],
+                     "heard": ["OrphansReaped(count=5, dry_run=False)"]}
+
+
+@pytest.mark.parametrize(("mode", "heard", "ends_it"), [
+    ("on", [events.OrphansReaped(1)], True),
+    ("dry-run", [events.OrphansReaped(1, dry_run=True)], False),
+    ("off", [], False),
+])
+def test_the_master_publishes_the_orphans_it_ends_or_would_end(
+        mode: str, heard: list[events.Event], ends_it: bool) -> None:
+    gone_worker = 2**22 + 4321  # no such process: the worker was killed
+    received: list[events.Event] = []
+    with spawned(["sleep", "30"]) as (left,):
+        reaper = OrphanReaper(grace=5.0, mode=mode)  # no start(): this process stays as it is
+        reaper.record(gone_worker, [left.pid])
+        events.subscribe(received.append)
+        try:
+            reaper.worker_exited(gone_worker, known=set())
+            reaper.tick(known=set())  # a later tick neither repeats the line nor the event
+        finally:
+            events.unsubscribe(received.append)
+        assert received == heard
+        assert (left.wait(5) == -signal.SIGTERM) if ends_it else left.poll() is None
 
 
 def test_find_orphans_rules() -> None:

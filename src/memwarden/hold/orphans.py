@@ -39,6 +39,7 @@ import signal
 import time
 from collections.abc import Callable, Iterable, Mapping
 
+from memwarden import events
 from memwarden.hold import perform as actions
 from memwarden.system import proctree
 from memwarden.system.safe_kill import ProcessRef, process_ref, send_signal
@@ -162,14 +163,22 @@ def terminate_descendants(grace: float, mode: str = actions.ON,
         fields = {"pid": me, "descendants": len(procs), "pids": [p.pid for p in procs][:50],
                   "grace_seconds": grace}
 
-        def deed() -> None:
+        def end_them() -> None:
             termed, killed = terminate(procs, grace, proc_root)
             actions.emit(_log, "descendants_terminated",
                          {"pid": me, "terminated": termed, "killed": killed})
 
-        actions.perform(mode, _log, "terminate_descendants", fields, deed)
+        _reaped(actions.perform(mode, _log, "terminate_descendants", fields, end_them),
+                mode, len(procs))
     except Exception:
         _log.exception("memwarden could not terminate the worker's descendants")
+
+
+def _reaped(done: bool, mode: str, count: int) -> None:
+    """Publish what :func:`memwarden.hold.perform.perform` did with ``count`` processes:
+    ended them (on) or logged that it would have (dry-run); off publishes nothing."""
+    if done or mode == actions.DRY_RUN:
+        events.publish(events.OrphansReaped(count, dry_run=not done))
 
 
 def find_orphans(master_children: Mapping[int, Proc], known: set[int],
@@ -302,13 +311,15 @@ class OrphanReaper:
         fields = {"pid": self._pid, "worker_pids": owners, "orphans": len(procs),
                   "pids": [p.pid for p in procs][:50], "grace_seconds": self.grace}
 
-        def deed() -> None:
+        def end_them() -> None:
             due = self._clock() + self.grace
             for p in procs:
                 if _signal(p, signal.SIGTERM, self.proc_root):
                     self._pending[p] = due
 
-        if not actions.perform(self.mode, _log, "terminate_orphans", fields, deed):
+        done = actions.perform(self.mode, _log, "terminate_orphans", fields, end_them)
+        _reaped(done, self.mode, len(procs))
+        if not done:
             # dry-run: treat them as the master's own from now on, so that the
             # line is not repeated on every tick
             for p in procs:

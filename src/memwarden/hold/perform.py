@@ -1,7 +1,7 @@
 """Where a protective action is performed: one place for ``on``, ``dry-run``, ``off``.
 
 Recycling, shedding and orphan reaping each decide elsewhere, then call
-:func:`perform` with the log line's fields and a callable that does the deed.
+:func:`perform` with the log line's fields and a callable that acts.
 ``on`` logs ``<message>`` and does it; ``dry-run`` logs ``would_<message>``
 with the same figures and does nothing; ``off`` does neither.
 """
@@ -36,7 +36,7 @@ def emit(logger: logging.Logger, message: str, fields: dict[str, Any],
 
 
 def perform(mode: str, logger: logging.Logger, message: str, fields: dict[str, Any],
-            deed: Callable[[], None], level: int = logging.INFO) -> bool:
+            act: Callable[[], None], level: int = logging.INFO) -> bool:
     """Log and do (``on``), log ``would_<message>`` (``dry-run``), or nothing. True if done."""
     if mode == OFF:
         return False
@@ -44,5 +44,5 @@ def perform(mode: str, logger: logging.Logger, message: str, fields: dict[str, A
         emit(logger, f"would_{message}", fields, level)
         return False
     emit(logger, message, fields, level)
-    deed()
+    act()
     return True

@@ -62,8 +62,8 @@ class Recycler:
         self._in_flight = 0
         self._last_end = clock()
         self._done = False
-        self._told: set[str] = set()  # reasons already logged as deferred / dry-run
-        self._would = 0  # dry-run: decisions logged as would_recycle
+        self._logged: set[str] = set()  # reasons already logged as deferred / dry-run
+        self._dry_run_recycles = 0  # dry-run: decisions logged as would_recycle
         self._thread: threading.Thread | None = None
         self._quit = threading.Event()
 
@@ -89,7 +89,7 @@ class Recycler:
 
     def would_recycles(self) -> int:
         """Dry-run: recycles decided and logged as ``would_recycle`` (one per reason)."""
-        return self._would
+        return self._dry_run_recycles
 
     @property
     def recycling(self) -> bool:
@@ -142,11 +142,11 @@ class Recycler:
             if self._done:
                 return
             if self.mode == actions.DRY_RUN:
-                if reason not in self._told:
-                    self._told.add(reason)
-                    self._would += 1
+                if reason not in self._logged:
+                    self._logged.add(reason)
+                    self._dry_run_recycles += 1
                     actions.emit(_log, "would_recycle", fields)
-                    _count_recycle(reason, would=True)
+                    events.publish(events.Recycle(reason, dry_run=True))
                 return
             if self.mode == actions.OFF:
                 return
@@ -154,8 +154,8 @@ class Recycler:
                 if not decision.bypasses_rolling:
                     slot = self.slots.acquire()
                     if slot is None:
-                        if reason not in self._told:
-                            self._told.add(reason)
+                        if reason not in self._logged:
+                            self._logged.add(reason)
                             actions.emit(_log, "recycle_deferred",
                                          {**fields, "why": "other workers are recycling"})
                         return
@@ -165,7 +165,7 @@ class Recycler:
             self._done = True
         self._quit.set()
         actions.perform(self.mode, _log, "recycle", fields, self._stop_worker)
-        _count_recycle(reason)
+        events.publish(events.Recycle(reason))
 
     # -- idle timer --------------------------------------------------------------------
 
@@ -190,10 +190,6 @@ class Recycler:
 
     def close(self) -> None:
         self._quit.set()
-
-
-def _count_recycle(reason: str, would: bool = False) -> None:
-    events.publish(events.Recycle(reason, dry_run=would))
 
 
 Scope = MutableMapping[str, Any]
