@@ -2,9 +2,10 @@
 
 A Theil-Sen slope (the median of pairwise slopes: a few spikes or steps do
 not move it) with a Mann-Kendall trend test whose variance is inflated by
-the residuals' autocorrelation. Memory series are strongly autocorrelated
-(every point carries all the allocations before it), and a test that treats
-them as independent points calls noise a trend.
+the residuals' autocorrelation (Yue and Wang's effective sample size).
+Memory series are strongly autocorrelated (every point carries all the
+allocations before it), and a test that treats them as independent points
+calls noise a trend.
 
 Pure Python and deterministic: the same series always gives the same
 answer, so a report can be reproduced from its log.
@@ -103,11 +104,17 @@ def normal_cdf(z: float) -> float:
 def variance_inflation(residuals: Sequence[float]) -> float:
     """How much autocorrelation inflates the variance of a trend statistic.
 
-    ``1 + 2 * sum((1 - k/n) * rho_k)`` over the initial run of positive
-    autocorrelations (Hamed and Rao's correction, truncated the way Geyer's
-    initial positive sequence is). Negative autocorrelation (noise that
-    cancels out, as allocator noise does) never tightens the test: the
-    factor is at least 1.
+    ``n / n_eff = 1 + 2 * sum((1 - k/n) * rho_k)`` with ``rho_k`` the
+    autocorrelations of the detrended series: Yue and Wang's (2004)
+    effective-sample-size correction of the Mann-Kendall variance. Yue and
+    Wang take ``rho_k = rho_1 ** k`` (an AR(1) series); here the sample
+    autocorrelations are summed over their initial positive run instead (the
+    way Geyer's initial positive sequence is truncated), which is the same
+    for AR(1) noise and does not understate slower-decaying noise. (Hamed and
+    Rao's 1998 correction is a different one: rank autocorrelations, only the
+    significant ones, weighted by (n-k)(n-k-1)(n-k-2).) Negative
+    autocorrelation (noise that cancels out, as allocator noise does) never
+    tightens the test: the factor is at least 1.
     """
     n = len(residuals)
     if n < 4:
