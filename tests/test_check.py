@@ -160,6 +160,23 @@ def test_every_setting_is_listed_with_its_source(tmp_path: Path) -> None:
         "orphans dry-run (MEMWARDEN_PROTECT=dry-run)")
 
 
+def test_observe_only_and_dry_run_are_said_not_failed(tmp_path: Path) -> None:
+    """Rollout steps 1 and 2 are choices: the last line says so, and the exit code is 0
+    unless a warning stops what dry-run would show."""
+    proc = check(tmp_path, env={**fake_v2(tmp_path, "max"), "MEMWARDEN_PROTECT": "off"})
+    assert proc.returncode == 0 and warnings(proc) == []
+    assert lines_of(proc)[-1] == "protection: off, observe only (every action is off), no warnings"
+    env = {**fake_v2(tmp_path / "l", str(GIB)), "MEMWARDEN_PROTECT": "dry-run"}
+    proc = check(tmp_path, env=env)
+    assert proc.returncode == 0
+    assert lines_of(proc)[-1] == ("protection: dry-run, nothing acts (actions log would_...), "
+                                  "no warnings")
+    # Without a limit a dry-run of recycling has nothing to show either.
+    proc = check(tmp_path, env={**fake_v2(tmp_path / "n", "max"), "MEMWARDEN_PROTECT": "dry-run"})
+    assert proc.returncode == 1
+    assert lines_of(proc)[-1] == "protection: NOT effective: recycling by memory"
+
+
 def test_an_unknown_variable_is_named_with_the_closest_setting(tmp_path: Path) -> None:
     env = {**fake_v2(tmp_path, str(GIB)), "MEMWARDEN_SOFT_LIMT": "1GiB"}
     proc = check(tmp_path, env=env)

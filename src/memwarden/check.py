@@ -111,8 +111,13 @@ class Summary:
         if lost:
             return "protection: NOT effective: " + "; ".join(dict.fromkeys(lost))
         warned = len(self.findings)
-        return (f"protection: effective ({warned} warning(s) that do not stop it)" if warned
-                else "protection: effective, no warnings")
+        tail = (f" ({warned} warning(s) that do not stop it)" if warned else ", no warnings")
+        modes = {a["mode"] for a in self.actions.values()}
+        # Off and dry-run are choices (rollout steps), not failures: said, not exit 1.
+        if "on" not in modes:
+            return ("protection: off, observe only (every action is off)" if modes == {"off"}
+                    else "protection: dry-run, nothing acts (actions log would_...)") + tail
+        return "protection: effective" + tail
 
     def lines(self) -> list[str]:
         """The whole summary for ``memwarden check``."""
