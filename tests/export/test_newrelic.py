@@ -3,11 +3,13 @@ what the agent recorded: transaction attributes, custom metrics, custom events."
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -22,6 +24,7 @@ from memwarden.export.newrelic import (
     EVENT_ATTRIBUTES,
     EVENT_TYPE,
     FOOTPRINT_ATTRIBUTE,
+    HANDED_ACTIONS,
     METRICS,
 )
 from memwarden.settings import Settings, SettingsError
@@ -133,6 +136,41 @@ def test_wsgi_under_newrelic_admin(tmp_path: Path) -> None:
     # The master recorded nothing; the log line the alert conditions read is there.
     assert master not in recorded.methods
     assert killed and killed[0]["killed_by"] == "unknown" and killed[0]["oom_kill"] is False
+    assert connects(tmp_path) == []
+
+
+def test_a_death_in_flight_is_sent_by_the_next_worker(tmp_path: Path) -> None:
+    """A worker SIGKILLed mid-request: the master logs death_in_flight and hands the
+    event to the worker it forks next, which sends it with its first request, once."""
+    env = agent_env(tmp_path)
+    with AgentGunicorn("hold_app:app", tmp_path, admin=True, args=["-w", "1"],
+                       env=env) as g:
+        [victim] = g.worker_pids(expect=1)
+
+        def stuck() -> None:
+            with contextlib.suppress(Exception):
+                g.request("GET", "/sleep?s=30", headers={"X-Request-ID": "nr-dead-1"})
+
+        thread = threading.Thread(target=stuck, daemon=True)
+        thread.start()
+        time.sleep(1.0)
+        os.kill(victim, signal.SIGKILL)
+        thread.join(30)
+        [death] = _wait(lambda: g.lines("memwarden.recycle", "death_in_flight"))
+        [nxt] = _wait(lambda: [p for p in g.worker_pids(expect=1) if p != victim])
+        for _ in range(2):
+            assert g.request("GET", "/pid")[0] == 200
+        master = g.proc.pid
+    recorded = wait_for_shutdown(tmp_path, [nxt])
+    sent = [e for e in recorded.actions() if e["action"] in HANDED_ACTIONS]
+    assert death["request_id"] == "nr-dead-1" and death["cause"] == "signal"
+    assert len(sent) == 1, sent
+    [event] = sent
+    assert (event["action"], event["cause"], event["route"], event["request_id"]) == (
+        "death_in_flight", "signal", "/sleep", "nr-dead-1")
+    assert event["seconds"] == death["seconds"] and event["pid"] == nxt
+    assert set(event) <= set(EVENT_ATTRIBUTES)
+    assert master not in recorded.methods
     assert connects(tmp_path) == []
 
 

@@ -31,7 +31,12 @@ forked after its application was activated, so activating it in the master
 would silence every worker. The master's own events (a worker killed at the
 hard limit, an OOM kill) reach New Relic as memwarden's JSON log lines
 (``worker_killed``, ``recycle`` with ``reason`` ``hard_limit``) through log
-forwarding, or as OTLP counters (``MEMWARDEN_OTEL``).
+forwarding, or as OTLP counters (``MEMWARDEN_OTEL``). A worker that died
+with a request in flight is the exception: the master hands the event to the
+next worker it forks (:mod:`memwarden.handoff`), which sends it with its
+first request as a :data:`EVENT_TYPE` event of action ``death_in_flight``
+(:data:`HANDED_ACTIONS`), with the dead request's ``cause``, ``route``,
+``request_id`` and ``seconds``; its ``pid`` is the sending worker's.
 """
 
 from __future__ import annotations
@@ -42,12 +47,15 @@ import sys
 import time
 from typing import Any
 
+from memwarden import events as _events
+from memwarden import handoff as _handoff
 from memwarden.export import sinks as _exporters
 from memwarden.see import meter as _meter
 from memwarden.settings import Settings
 
 __all__ = [
-    "ATTRIBUTES", "CENSUS_PREFIX", "EVENT_ACTIONS", "EVENT_ATTRIBUTES", "EVENT_TYPE", "METRICS",
+    "ATTRIBUTES", "CENSUS_PREFIX", "EVENT_ACTIONS", "EVENT_ATTRIBUTES", "EVENT_TYPE",
+    "HANDED_ACTIONS", "METRICS",
     "active", "census_metric_name", "check_extra", "post_worker_init", "start_worker",
     "wrap_app",
 ]
@@ -88,8 +96,11 @@ _NOT_KINDS = frozenset({"blocks", "children_pss_bytes", "blocks_collected",
 EVENT_TYPE = "MemwardenAction"
 # What workers send. An OOM kill is seen only by the master, which sends nothing.
 EVENT_ACTIONS = ("recycle", "shed", "pool_refusal")
+# What a worker sends for the master: a worker that died with a request in flight.
+HANDED_ACTIONS = ("death_in_flight",)
 EVENT_ATTRIBUTES = ("action", "dry_run", "reason", "pool", "count", "pid", "seq",
-                    "footprint_bytes", "rss_bytes", "limit_bytes", "uptime_s")
+                    "footprint_bytes", "rss_bytes", "limit_bytes", "uptime_s",
+                    "cause", "route", "request_id", "seconds")
 
 
 def check_extra() -> None:
@@ -115,6 +126,7 @@ class _State:
         self.footprint: int | None = None
         self.rss: int | None = None
         self.children_pss: int | None = None
+        self.handed: list[_events.DeathInFlight] = []  # from the master, not sent yet
 
     def on(self) -> bool:
         return self.pid == os.getpid()
@@ -150,6 +162,9 @@ def start_worker(settings: Settings) -> bool:
     _state.started = time.monotonic()
     _state.kind, _state.footprint_descendants = footprint_kind(settings)
     _state.footprint = _state.rss = _state.children_pss = None
+    # Taken now, before the app could fork a process of its own (which would
+    # make this worker forget them): sent with the first request.
+    _state.handed = [e for e in _handoff.take() if isinstance(e, _events.DeathInFlight)]
     _meter.add_observer(_observe)
     _exporters.add_sink(_sink)
     return True
@@ -224,6 +239,8 @@ class _LastBodyAfterApp:
 def _observe(fields: dict[str, Any]) -> None:
     if not _state.on():
         return
+    if _state.handed:
+        _send_handed()
     from newrelic.api.transaction import current_transaction  # type: ignore[import-untyped]
 
     rss = fields.get("rss_bytes")
@@ -327,6 +344,13 @@ def _event(action: str, dry_run: bool, **extra: Any) -> None:
     application = _application()
     if application.enabled:
         application.record_custom_event(EVENT_TYPE, params)
+
+
+def _send_handed() -> None:
+    handed, _state.handed = _state.handed, []
+    for death in handed:
+        _event("death_in_flight", False, cause=death.cause, route=death.route,
+               request_id=death.request_id, seconds=death.seconds)
 
 
 class _Sink:

@@ -31,7 +31,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from memwarden import events
+from memwarden import events, handoff
 from memwarden.footprint import measure
 from memwarden.hold import perform as actions
 from memwarden.hold.exits import ExitStatus
@@ -131,7 +131,9 @@ class InflightWatch:
             if last is not None and last[0] >= record.started:
                 fields["footprint_last_bytes"] = last[1]
             actions.emit(_log, "death_in_flight", fields, logging.ERROR)
-            events.publish(events.DeathInFlight(cause[0], route, record.request_id, seconds))
+            death = events.DeathInFlight(cause[0], route, record.request_id, seconds)
+            events.publish(death)
+            handoff.keep(death)  # for an exporter that sends from workers only
         finally:
             self._close(age)  # type: ignore[arg-type]
 
