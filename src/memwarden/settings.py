@@ -345,10 +345,16 @@ class Settings:
         return cls(**values)
 
 
+# Read and checked by the module that uses them, not part of Settings: the
+# allocation-site producer's switches (memwarden.alloc_sites).
+READ_ELSEWHERE = ("MEMWARDEN_TRACEMALLOC", "MEMWARDEN_TRACEMALLOC_EVERY",
+                  "MEMWARDEN_TRACEMALLOC_WORKERS")
+
+
 def unknown_variables(environ: Mapping[str, str]) -> list[tuple[str, str | None]]:
     """Each ``MEMWARDEN_*`` name in ``environ`` that is no setting, with the closest
     setting's name (None when nothing is close), sorted by name."""
-    known = [s.env for s in SETTINGS]
+    known = [s.env for s in SETTINGS] + list(READ_ELSEWHERE)
     unknown = sorted(name for name in environ
                      if name.upper().startswith(PREFIX) and name not in known)
     # Compared without the prefix, which every name shares and would make any two close.
