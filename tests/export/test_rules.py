@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+from pathlib import Path
 
 import pytest
 from support import REPO
@@ -90,6 +91,36 @@ def test_the_footprint_is_described_as_memwarden_measures_it_by_default() -> Non
     text = RULES.read_text()
     assert "PSS with descendants" not in text and "PSS of a worker" not in text
     assert text.count("its own RSS, or PSS with MEMWARDEN_FOOTPRINT=pss") >= 2
+
+
+def otlp_rules() -> str:
+    """The rules docs/exporters.md gives for metrics that arrive over OTLP."""
+    text = (REPO / "docs" / "exporters.md").read_text()
+    section = text.split("### The same alerts on OTLP metrics", 1)[1]
+    return section.split("```yaml\n", 1)[1].split("```", 1)[0]
+
+
+def otlp_name(name: str, kind: str, unit: str) -> str:
+    """Prometheus's OTLP translation: dots to underscores, By as _bytes, no {unit},
+    _total on counters."""
+    out = name.replace(".", "_") + ("_bytes" if unit == "By" else "")
+    return out + ("_total" if kind == "counter" else "")
+
+
+def test_the_otlp_alert_examples_parse_and_use_the_names_otlp_brings(tmp_path: Path) -> None:
+    from memwarden.export.otel import INSTRUMENTS
+
+    path = tmp_path / "otlp.rules.yml"
+    path.write_text(otlp_rules())
+    result = subprocess.run([promtool(), "check", "rules", str(path)], capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
+    names = {otlp_name(n, kind, unit) for n, (kind, unit, _) in INSTRUMENTS.items()}
+    used = set(re.findall(r"\bmemwarden_[a-z_]+(?=[\[{ ])", otlp_rules()))
+    assert used and used <= names, used - names
+    alerts = set(re.findall(r"- alert: (\w+)", otlp_rules()))
+    assert alerts <= set(re.findall(r"^\s*- alert: (\w+)", RULES.read_text(), re.M))
+    assert "pid" not in otlp_rules()
 
 
 def test_recycle_reasons_are_the_ones_memwarden_records() -> None:
