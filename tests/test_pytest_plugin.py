@@ -642,6 +642,82 @@ def test_limit_growth_runs_under_pytest_memray_which_tracks_every_run(
     ], consecutive=False)
 
 
+# -- protective actions heard on the bus ---------------------------------------------
+
+POOLS = """
+    import asyncio
+    import os
+    import pytest
+    from memwarden.pool import Pool, PoolTimeout
+
+    async def make():
+        return object()
+
+    async def close(resource):
+        pass
+
+    async def refuse_one(mode):
+        pool = Pool(make, close, max_size=1, acquire_timeout=0, name="mcp", mode=mode)
+        async with pool.acquire():
+            try:
+                async with pool.acquire():
+                    pass
+            except PoolTimeout:
+                pass
+        await pool.close()
+"""
+
+
+def test_tests_that_made_a_pool_refuse_are_named_with_what_it_did(
+        pytester: pytest.Pytester) -> None:
+    junit = pytester.path / "junit.xml"
+    result = run_inner(pytester, POOLS + """
+    def test_refused():
+        asyncio.run(refuse_one("on"))
+        asyncio.run(refuse_one("on"))
+
+    def test_quiet():
+        pass
+
+    def test_would_refuse():
+        asyncio.run(refuse_one("dry-run"))
+    """, f"--junitxml={junit}")
+    result.assert_outcomes(passed=3)
+    result.stdout.re_match_lines([
+        r"-+ memwarden: protective actions during tests -+",
+        r"test_inner.py::test_refused: pool_refuse \(mcp\) x2$",
+        r"test_inner.py::test_would_refuse: would_pool_refuse \(mcp\) x1$",
+    ])
+    assert "test_quiet:" not in result.stdout.str()
+    # -rA shows each passing test's sections: the actions are the refusing tests' own.
+    result.stdout.re_match_lines([r"-+ memwarden actions -+", r"pool_refuse \(mcp\) x2$"])
+    assert ('<property name="memwarden_actions" value="would_pool_refuse (mcp) x1" />'
+            in junit.read_text())
+
+
+def test_a_leak_report_says_which_protective_actions_the_test_set_off(
+        pytester: pytest.Pytester) -> None:
+    result = run_inner(pytester, POOLS + """
+    PIPES = []
+
+    @pytest.mark.no_leaks(settle=0.2)
+    def test_leaky():
+        asyncio.run(refuse_one("on"))
+        PIPES.append(os.pipe())
+
+    def teardown_module():
+        for read_end, write_end in PIPES:
+            os.close(read_end)
+            os.close(write_end)
+    """)
+    result.assert_outcomes(passed=1, errors=1)
+    result.stdout.re_match_lines([
+        r".*memwarden no_leaks: leaked fds \+2 .*",
+        r"\s+fds: \d+ -> \d+ \(\+2\): pipe:.*",
+        r"\s+protective actions during the test: pool_refuse \(mcp\) x1$",
+    ])
+
+
 # -- registration and pure helpers ------------------------------------------------------
 
 

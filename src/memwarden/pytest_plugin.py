@@ -9,8 +9,13 @@ within the same fixtures and fails when a metric grew in *every* measured run,
 the rule CPython's refleak hunter uses so that one-off growth (a cache warming
 up, an interned string) is not called a leak (:mod:`memwarden.pytest_growth`).
 
+Every test also hears the protective actions (recycles, sheds, pool refusals,
+orphans reaped) published in this process while it runs: its report and a
+no_leaks failure name them, and the session ends with a list of the tests
+that had any (:mod:`memwarden.pytest_actions`).
+
 The plugin loads through the ``pytest11`` entry point and costs a marker lookup
-per test when neither marker nor fixture is used.
+and a bus subscription per test when neither marker nor fixture is used.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from collections.abc import Generator, Iterator
 import pytest
 
 # limit_growth lives in its own module; its hook is registered from here.
+from memwarden.pytest_actions import ActionLog
 from memwarden.pytest_growth import _grew_every_run as _grew_every_run
 from memwarden.pytest_growth import pytest_pyfunc_call as pytest_pyfunc_call
 from memwarden.pytest_leaks import Leak as Leak
@@ -30,6 +36,9 @@ from memwarden.see import census as _census
 __all__ = ["Leak", "LeakCheck"]
 
 _CALL_PASSED = pytest.StashKey[bool]()
+_ACTIONS = pytest.StashKey[ActionLog]()
+# (test id, its actions) for the session's closing list.
+_ACTED = pytest.StashKey[list[tuple[str, str]]]()
 
 
 @pytest.fixture(autouse=True)
@@ -67,7 +76,11 @@ def _guard(request: pytest.FixtureRequest, marker: pytest.Mark | None) -> Iterat
                     f"not one of {', '.join(DEFAULT_KINDS)}, a tracked kind or a gauge",
                     pytrace=False)
     if found:
-        pytest.fail(check.message(found), pytrace=False)
+        message = check.message(found)
+        actions = request.node.stash.get(_ACTIONS, None)
+        if actions:
+            message += f"\n  protective actions during the test: {actions.summary()}"
+        pytest.fail(message, pytrace=False)
 
 
 @pytest.fixture
@@ -111,10 +124,36 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 @pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None
+                            ) -> Generator[None, object, object]:
+    # Listen from setup to teardown: fixtures act too (a pool closed, a server shed).
+    actions = item.stash[_ACTIONS] = ActionLog()
+    actions.start()
+    try:
+        return (yield)
+    finally:
+        actions.stop()
+
+
+@pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(
     item: pytest.Item, call: pytest.CallInfo[None]
 ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    actions = item.stash.get(_ACTIONS, None)
+    if call.when == "teardown" and actions:
+        item.user_properties.append(("memwarden_actions", actions.summary()))
+        item.config.stash.setdefault(_ACTED, []).append((item.nodeid, actions.summary()))
     report = yield
     if report.when == "call":
         item.stash[_CALL_PASSED] = report.passed
+        if actions:
+            report.sections.append(("memwarden actions", actions.summary()))
     return report
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    acted = terminalreporter.config.stash.get(_ACTED, [])
+    if acted:
+        terminalreporter.write_sep("-", "memwarden: protective actions during tests")
+        for nodeid, summary in acted:
+            terminalreporter.write_line(f"{nodeid}: {summary}")
