@@ -163,11 +163,19 @@ def test_every_setting_is_listed_with_its_source(tmp_path: Path) -> None:
 def test_observe_only_and_dry_run_are_said_not_failed(tmp_path: Path) -> None:
     """Rollout steps 1 and 2 are choices: the last line says so, and the exit code is 0
     unless a warning stops what dry-run would show."""
-    proc = check(tmp_path, env={**fake_v2(tmp_path, "max"), "MEMWARDEN_PROTECT": "off"})
+    proc = check(tmp_path, "--max-requests", "1000",
+                 env={**fake_v2(tmp_path, "max"), "MEMWARDEN_PROTECT": "off"})
     assert proc.returncode == 0 and warnings(proc) == []
     assert lines_of(proc)[-1] == "protection: off, observe only (every action is off), no warnings"
+    # Without gunicorn's max_requests nothing restarts a leaking worker: said, not failed.
+    proc = check(tmp_path, env={**fake_v2(tmp_path / "m", "max"), "MEMWARDEN_PROTECT": "off"})
+    assert proc.returncode == 0
+    assert warnings(proc) == [
+        "warning: memwarden's recycling is off and gunicorn's max_requests is 0: nothing "
+        "restarts a leaking worker; keep gunicorn's max_requests (e.g. 1000, jitter 100) until "
+        "memwarden's recycling is on (docs/rollout.md)"]
     env = {**fake_v2(tmp_path / "l", str(GIB)), "MEMWARDEN_PROTECT": "dry-run"}
-    proc = check(tmp_path, env=env)
+    proc = check(tmp_path, "--max-requests", "1000", env=env)
     assert proc.returncode == 0
     assert lines_of(proc)[-1] == ("protection: dry-run, nothing acts (actions log would_...), "
                                   "no warnings")
@@ -351,7 +359,8 @@ def test_gunicorn_logs_the_summary_once_in_the_master(tmp_path: Path) -> None:
         "MEMWARDEN_SYS_ROOT"]
     assert messages[7].startswith("warning: gunicorn max_requests=1000 is set beside")
     assert messages[-1] == "protection: NOT effective: recycling by memory"
-    assert [x["level"] for x in summary][-1] == "WARNING"
+    assert [x["level"] for x in summary][-1] == "INFO"  # the warnings carry the level
+    assert [x["protection_effective"] for x in summary] == [False] * len(summary)
     # The no-limit warning is the watchdog's own line, once; the summary names it.
     no_limit = [x for x in everything if "cannot recycle workers by memory" in x["message"]]
     assert [x["logger"] for x in no_limit] == ["memwarden.recycle"]

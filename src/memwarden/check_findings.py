@@ -4,8 +4,9 @@ whether it leaves a protection unable to act.
 A finding that names what it makes ineffective (``ineffective``) fails the
 check (exit 1): no limit to recycle against, a threshold that cannot resolve,
 a replaced hook that carries a protective action. The others (an unknown
-variable, gunicorn's ``max_requests`` beside memwarden's, loop tracking off
-under asyncio) leave protection working and only warn.
+variable, gunicorn's ``max_requests`` beside memwarden's or missing while
+memwarden's recycling does not act, loop tracking off under asyncio) leave
+protection working and only warn.
 """
 
 from __future__ import annotations
@@ -70,6 +71,13 @@ def _hook_finding(settings: Settings, hooks: Mapping[str, Callable[..., Any] | N
 
 
 def _max_requests_finding(settings: Settings, gunicorn_max: int) -> Finding | None:
+    if settings.recycle != "on" and gunicorn_max <= 0:
+        # Rollout steps 1 and 2: gunicorn's count is the only backstop left.
+        return Finding("no_backstop",
+                       f"memwarden's recycling is {settings.recycle} and gunicorn's "
+                       "max_requests is 0: nothing restarts a leaking worker; keep gunicorn's "
+                       "max_requests (e.g. 1000, jitter 100) until memwarden's recycling is on "
+                       "(docs/rollout.md)")
     if gunicorn_max <= 0 or settings.recycle != "on":
         return None
     text = (f"gunicorn max_requests={gunicorn_max} is set beside memwarden's recycling (on): "

@@ -60,8 +60,8 @@ def start_lines(summary: Summary) -> list[tuple[int, str]]:
     if elsewhere:
         said = "; ".join(dict.fromkeys(_ELSEWHERE[f.kind] for f in elsewhere))
         lines.append((logging.INFO, f"also warned at start in their own lines: {said}"))
-    level = logging.WARNING if summary.exit_code else logging.INFO
-    lines.append((level, summary.verdict_line()))
+    # INFO: the warnings that lead to it carry the level, each once.
+    lines.append((logging.INFO, summary.verdict_line()))
     return lines
 
 
