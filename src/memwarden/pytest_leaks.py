@@ -11,10 +11,7 @@ from dataclasses import dataclass
 
 import pytest
 
-# limit_growth lives in its own module; its hook is registered from here.
-from memwarden.pytest_growth import _grew_every_run as _grew_every_run
 from memwarden.pytest_growth import _num, _signed
-from memwarden.pytest_growth import pytest_pyfunc_call as pytest_pyfunc_call
 from memwarden.pytest_snapshot import (
     DEFAULT_KINDS,
     _alive,
