@@ -9,10 +9,11 @@ A slot is a file in the multiprocess directory, held by an exclusive
 ``flock`` for the life of the worker and naming its pid. The lock belongs to
 the worker's open file description, so it goes with the process however it
 dies (SIGKILL included); close-on-exec keeps it out of programs the worker
-starts. The bound: there are never more slots than workers alive at once
-(gunicorn starts a replacement only after a worker has exited, except while
-``TTIN`` or a reload briefly runs extra workers), plus any child a worker
-forks without exec (it shares the lock until it exits).
+starts. The bound: there are never more slots than workers alive at once,
+plus any child a worker forks without exec (it shares the lock until it
+exits). gunicorn starts a replacement only after a worker has exited, so
+recycles keep 0 to N-1; a HUP reload runs the new workers beside the old
+for a moment, so after one the slots may be any of 0 to 2N-1.
 """
 
 from __future__ import annotations
