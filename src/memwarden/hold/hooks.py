@@ -7,7 +7,9 @@ should call them from the hooks of the same name (or call
 - ``when_ready`` (master): start the :class:`~memwarden.hold.watchdog.Watchdog`.
 - ``pre_fork`` (master): recycle-slot descriptions for the new worker; note
   when it forks.
-- ``post_fork`` (worker): keep its own slot descriptions; note the worker count.
+- ``post_fork`` (worker): keep its own slot descriptions and in-flight records;
+  note the worker count; start allocation-site sampling when asked
+  (:mod:`memwarden.alloc_sites`).
 - ``post_worker_init`` (worker): shedding and activity middleware, the
   recycler and its idle timer; release the slot of the recycle this worker
   replaces.
@@ -28,7 +30,7 @@ import os
 import signal
 from typing import Any
 
-from memwarden import events
+from memwarden import alloc_sites, events
 from memwarden.footprint import FootprintSampler, cgroup_working_set
 from memwarden.hold import perform as actions
 from memwarden.hold.policy import limit_basis, resolve_limits
@@ -80,6 +82,7 @@ def when_ready(server: Any, settings: Settings) -> None:
     global _watchdog
     # The settings loaded before gunicorn set its logging up: their warning waited.
     warn_unknown_variables()
+    alloc_sites.configure()
     _watchdog = Watchdog(settings)
     _watchdog.start(server)
 
@@ -110,8 +113,10 @@ def post_fork(server: Any, worker: Any) -> None:
     _slots = watchdog.slots if watchdog is not None else None
     if _slots is not None:
         _slots.adopt(getattr(worker, "age", -1))
+    index = watchdog.inflight.index(worker) if watchdog is not None else None
     if watchdog is not None:
         watchdog.inflight.adopt(worker)
+    alloc_sites.start_in_worker(index)
 
 
 def wrap_app(worker: Any, app: Any, settings: Settings, asgi: bool) -> Any:
