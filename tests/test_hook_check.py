@@ -95,6 +95,15 @@ def test_every_replaced_hook_is_reported_in_one_order() -> None:
                                 "on_exit": gunicorn_conf.on_exit}) == ["child_exit", "on_exit"]
 
 
+def test_every_hook_of_memwarden_is_checked() -> None:
+    """A hook memwarden's config defines and LOST leaves out would be replaced unseen."""
+    defined = {name for name in gunicorn_conf.__all__ if callable(getattr(gunicorn_conf, name))
+               and name not in ("memwarden_settings", "logconfig_dict")}
+    assert defined == set(LOST)
+    configured = {**everything_of_ours(), "worker_abort": own_cleanup_only}
+    assert replaced_hooks(configured) == ["worker_abort"]
+
+
 def test_hooks_that_only_export_are_needed_only_while_exporting() -> None:
     assert "on_starting" not in needed(Settings())
     assert "nworkers_changed" not in needed(Settings())

@@ -46,6 +46,8 @@ LOST: dict[str, str] = {
     "pre_request": "requests in flight as recycling sees them (sync and gthread workers)",
     "post_request": "the memory check after each request: soft-limit and max-requests "
                     "recycling (sync and gthread workers)",
+    "worker_abort": "the request in flight at a gunicorn timeout, named in the master's "
+                    "death_in_flight line (the unwinding request clears its record first)",
     "worker_exit": "ending the exiting worker's child processes (orphans left running) "
                    "and its last metrics export",
     "child_exit": "ending the orphans of a killed worker, the log of how it died, and the "
