@@ -263,6 +263,21 @@ def test_gunicorn_max_requests_beside_recycling_is_explained(tmp_path: Path) -> 
     assert [w[:38] for w in warnings(proc)] == ["warning: gunicorn max_requests=200 is "]
 
 
+def test_gunicorn_cmd_args_count_as_gunicorn_reads_them(tmp_path: Path) -> None:
+    """The config file, then GUNICORN_CMD_ARGS, then the options given: gunicorn's order."""
+    (tmp_path / "conf.py").write_text(
+        "from memwarden.gunicorn_conf import *  # noqa: F403\nworkers = 5\n")
+    env = {**fake_v2(tmp_path, str(6 * GIB)),
+           "GUNICORN_CMD_ARGS": "-c conf.py --max-requests 700 -w 3"}
+    code, data = check_json(tmp_path, env=env)
+    assert data["config"] == "conf.py"
+    assert data["gunicorn"]["workers"] == 3 and data["gunicorn"]["max_requests"] == 700
+    assert data["caps"]["worker_share_bytes"] == 2 * GIB
+    assert [w["kind"] for w in data["warnings"]] == ["max_requests"] and code == 0
+    _, data = check_json(tmp_path, "-w", "2", env=env)
+    assert data["gunicorn"]["workers"] == 2 and data["caps"]["worker_share_bytes"] == 3 * GIB
+
+
 def test_loop_tracking_off_under_asyncio_is_a_warning(tmp_path: Path) -> None:
     env = fake_v2(tmp_path, str(GIB))
     proc = check(tmp_path, "-k", "uvicorn_worker.UvicornWorker", env=env)
