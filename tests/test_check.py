@@ -278,6 +278,15 @@ def test_gunicorn_cmd_args_count_as_gunicorn_reads_them(tmp_path: Path) -> None:
     assert data["gunicorn"]["workers"] == 2 and data["caps"]["worker_share_bytes"] == 3 * GIB
 
 
+def test_without_config_it_reads_gunicorn_conf_py_as_gunicorn_would(tmp_path: Path) -> None:
+    env = fake_v2(tmp_path, str(2 * GIB))
+    assert check_json(tmp_path, env=env)[1]["config"] == "python:memwarden.gunicorn_conf"
+    (tmp_path / "gunicorn.conf.py").write_text(
+        "from memwarden.gunicorn_conf import *  # noqa: F403\nworkers = 4\n")
+    _, data = check_json(tmp_path, env=env)
+    assert data["config"] == "gunicorn.conf.py" and data["gunicorn"]["workers"] == 4
+
+
 def test_loop_tracking_off_under_asyncio_is_a_warning(tmp_path: Path) -> None:
     env = fake_v2(tmp_path, str(GIB))
     proc = check(tmp_path, "-k", "uvicorn_worker.UvicornWorker", env=env)

@@ -30,6 +30,7 @@ from memwarden.settings import Settings, SettingsError
 __all__ = ["DEFAULT_CONFIG", "CheckError", "add_check_arguments", "run_check_command"]
 
 DEFAULT_CONFIG = "python:memwarden.gunicorn_conf"
+GUNICORN_DEFAULT = "gunicorn.conf.py"
 EXIT_ERROR = 2
 
 
@@ -44,7 +45,8 @@ def add_check_arguments(parser: argparse.ArgumentParser) -> None:
                              "is read, not imported, to tell whether it uses asyncio")
     parser.add_argument("-c", "--config", default=None, metavar="CONFIG",
                         help="the gunicorn config: python:MODULE or a file path (default: "
-                             f"the -c of GUNICORN_CMD_ARGS, else {DEFAULT_CONFIG})")
+                             f"the -c of GUNICORN_CMD_ARGS, else ./{GUNICORN_DEFAULT} if there "
+                             f"is one, as gunicorn does, else {DEFAULT_CONFIG})")
     parser.add_argument("-w", "--workers", type=int, default=None, metavar="N",
                         help="worker count, as gunicorn's -w (default: the config's)")
     parser.add_argument("-k", "--worker-class", default=None, metavar="CLASS",
@@ -96,7 +98,9 @@ def _gunicorn_config(args: argparse.Namespace) -> tuple[Any, str, str | None]:
         env_args = cfg.parser().parse_args(cfg.get_cmd_args_from_env())
     except SystemExit:
         raise CheckError("GUNICORN_CMD_ARGS cannot be parsed by gunicorn") from None
-    location = args.config or env_args.config or DEFAULT_CONFIG
+    # gunicorn's own default first: ./gunicorn.conf.py when there is one.
+    default = GUNICORN_DEFAULT if os.path.isfile(GUNICORN_DEFAULT) else DEFAULT_CONFIG
+    location = args.config or env_args.config or default
     if os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())  # gunicorn imports from its working directory
     try:
