@@ -26,6 +26,7 @@ from typing import Any
 
 import pytest
 
+from memwarden.pytest_markers import built_or_fail, marker_options, number, signed
 from memwarden.see import census as _census
 from memwarden.system import probe as _probe
 
@@ -43,14 +44,6 @@ else:
     _LOG_CAPTURE = (_LogCaptureHandler,)
 
 
-def _num(value: int | float) -> str:
-    return f"{value:g}" if isinstance(value, float) else str(value)
-
-
-def _signed(value: int | float) -> str:
-    return f"{value:+g}" if isinstance(value, float) else f"{value:+d}"
-
-
 @dataclass(frozen=True, slots=True)
 class _GrowthSpec:
     runs: int = 5
@@ -60,14 +53,9 @@ class _GrowthSpec:
 
     @classmethod
     def from_marker(cls, marker: pytest.Mark) -> _GrowthSpec:
-        if marker.args:
-            raise ValueError("keyword options only: "
-                             "limit_growth(runs=5, warmup=2, metric='blocks', min_growth=1)")
-        unknown = sorted(set(marker.kwargs) - _GROWTH_OPTIONS)
-        if unknown:
-            raise ValueError(f"unknown option(s) {', '.join(unknown)} "
-                             f"(options: {', '.join(sorted(_GROWTH_OPTIONS))})")
-        spec = cls(**marker.kwargs)
+        spec = cls(**marker_options(
+            marker, _GROWTH_OPTIONS,
+            "limit_growth(runs=5, warmup=2, metric='blocks', min_growth=1)"))
         for name in ("runs", "warmup"):
             value = getattr(spec, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
@@ -195,13 +183,13 @@ class _Repetition:
             pytest.fail(f"memwarden: limit_growth metric {spec.metric!r} is not blocks, rss "
                         f"or a census kind (known now: {known})", pytrace=False)
         measured = deltas[spec.warmup:]
-        shown = ", ".join(_signed(delta) for delta in measured)
+        shown = ", ".join(signed(delta) for delta in measured)
         item.user_properties.append(("memwarden.limit_growth", f"{spec.metric}: {shown}"))
         if _grew_every_run(measured, spec.min_growth):
-            warm = ", ".join(_signed(delta) for delta in deltas[:spec.warmup]) or "none"
+            warm = ", ".join(signed(delta) for delta in deltas[:spec.warmup]) or "none"
             pytest.fail(
                 f"memwarden limit_growth: {spec.metric} grew in all {spec.runs} runs: {shown}\n"
-                f"  (a run counts as growth at >= {_num(spec.min_growth)}; "
+                f"  (a run counts as growth at >= {number(spec.min_growth)}; "
                 f"warmup runs, not judged: {warm})",
                 pytrace=False)
 
@@ -217,15 +205,8 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> Generator[None, object, o
             "async, which it does not support. Drive the coroutine from a sync test "
             "(e.g. one asyncio.Runner kept in a fixture) or use no_leaks.",
             pytrace=False)
-    try:
-        spec = _GrowthSpec.from_marker(marker)
-        metric = _Metric(spec.metric)
-    except (TypeError, ValueError) as exc:
-        error = str(exc)
-    else:
-        error = ""
-    if error:  # failed outside the except block, so pytest shows no chained traceback
-        pytest.fail(f"memwarden: bad limit_growth marker: {error}", pytrace=False)
+    spec = built_or_fail("limit_growth", lambda: _GrowthSpec.from_marker(marker))
+    metric = built_or_fail("limit_growth", lambda: _Metric(spec.metric))
     body = pyfuncitem.obj
     repetition = _Repetition(body, spec, metric)
     # Outermost wrapper (tryfirst): every other implementation sees the

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from memwarden.pytest_growth import _num, _signed
+from memwarden.pytest_markers import marker_options, number, signed
 from memwarden.pytest_snapshot import (
     DEFAULT_KINDS,
     _alive,
@@ -60,8 +60,8 @@ class Leak:
 
     def line(self) -> str:
         """``fds: 12 -> 15 (+3): pipe:[123], anon_inode:[eventpoll], ...``"""
-        text = (f"{self.kind}: {_num(self.before)} -> {_num(self.after)} "
-                f"({_signed(self.after - self.before)})")
+        text = (f"{self.kind}: {number(self.before)} -> {number(self.after)} "
+                f"({signed(self.after - self.before)})")
         if self.names:
             shown = [_short(name) for name in self.names[:_MAX_NAMES]]
             more = len(self.names) - len(shown)
@@ -101,14 +101,8 @@ class LeakCheck:
     def from_marker(cls, marker: pytest.Mark | None) -> LeakCheck:
         if marker is None:
             return cls()
-        if marker.args:
-            raise ValueError("keyword options only: "
-                             "no_leaks(settle=2.0, ignore=(), kinds=None)")
-        unknown = sorted(set(marker.kwargs) - _NO_LEAKS_OPTIONS)
-        if unknown:
-            raise ValueError(f"unknown option(s) {', '.join(unknown)} "
-                             f"(options: {', '.join(sorted(_NO_LEAKS_OPTIONS))})")
-        return cls(**marker.kwargs)
+        return cls(**marker_options(marker, _NO_LEAKS_OPTIONS,
+                                    "no_leaks(settle=2.0, ignore=(), kinds=None)"))
 
     def _checked_kinds(self) -> list[str]:
         if self.kinds is not None:
@@ -175,7 +169,7 @@ class LeakCheck:
     def message(self, leaks: Iterable[Leak]) -> str:
         leaks = list(leaks)
         # The first line is what pytest's short summary shows: make it say what leaked.
-        summary = ", ".join(f"{leak.kind} {_signed(leak.amount)}" for leak in leaks)
+        summary = ", ".join(f"{leak.kind} {signed(leak.amount)}" for leak in leaks)
         lines = [f"memwarden no_leaks: leaked {summary} "
                  f"(still there after a {self.settle:g} s settle)"]
         lines += [f"  {leak.line()}" for leak in leaks]

@@ -30,6 +30,7 @@ from memwarden.pytest_growth import _grew_every_run as _grew_every_run
 from memwarden.pytest_growth import pytest_pyfunc_call as pytest_pyfunc_call
 from memwarden.pytest_leaks import Leak as Leak
 from memwarden.pytest_leaks import LeakCheck
+from memwarden.pytest_markers import built_or_fail
 from memwarden.pytest_snapshot import DEFAULT_KINDS
 from memwarden.see import census as _census
 
@@ -54,14 +55,7 @@ def _memwarden_no_leaks_guard(request: pytest.FixtureRequest) -> Iterator[LeakCh
 
 
 def _guard(request: pytest.FixtureRequest, marker: pytest.Mark | None) -> Iterator[LeakCheck]:
-    try:
-        check = LeakCheck.from_marker(marker)
-    except (TypeError, ValueError) as exc:
-        error = str(exc)
-    else:
-        error = ""
-    if error:  # failed outside the except block, so pytest shows no chained traceback
-        pytest.fail(f"memwarden: bad no_leaks marker: {error}", pytrace=False)
+    check = built_or_fail("no_leaks", lambda: LeakCheck.from_marker(marker))
     request.node.stash[_CALL_PASSED] = False
     check.start()
     yield check

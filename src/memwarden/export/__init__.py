@@ -258,8 +258,8 @@ def post_worker_init(worker: Any, settings: Settings | None = None) -> None:
         _log.exception("memwarden could not add the Prometheus metrics route")
 
 
-def worker_exit(server: Any, worker: Any) -> None:
-    """Worker exit: send the last OTLP export (bounded in time)."""
+def _flush_otel() -> None:
+    """Send the last OTLP export (bounded in time), if the exporter was imported."""
     import sys
 
     otel = sys.modules.get("memwarden.export.otel")
@@ -268,6 +268,11 @@ def worker_exit(server: Any, worker: Any) -> None:
             otel.shutdown()
         except Exception:
             _log.exception("memwarden could not flush the OTLP exporter")
+
+
+def worker_exit(server: Any, worker: Any) -> None:
+    """Worker exit: send the last OTLP export (bounded in time)."""
+    _flush_otel()
 
 
 def child_exit(server: Any, worker: Any) -> None:
@@ -293,9 +298,4 @@ def on_exit(server: Any) -> None:
             prometheus.master_exit()
         except Exception:
             _log.exception("memwarden could not stop the Prometheus metrics server")
-    otel = sys.modules.get("memwarden.export.otel")
-    if otel is not None:
-        try:
-            otel.shutdown()
-        except Exception:
-            _log.exception("memwarden could not flush the OTLP exporter")
+    _flush_otel()

@@ -183,6 +183,14 @@ StartResponse = Callable[..., Any]
 WSGIApp = Callable[[Environ, StartResponse], Iterable[bytes]]
 
 
+def _headers(shedder: Shedder, body: bytes) -> list[tuple[str, str]]:
+    """The 503's headers: JSON, not to be cached, and when to come back."""
+    return [("Content-Type", "application/json"),
+            ("Content-Length", str(len(body))),
+            ("Retry-After", str(shedder.retry_after)),
+            ("Cache-Control", "no-store")]
+
+
 class ShedMiddleware:
     """WSGI: 503 for new requests while the worker sheds; health checks pass."""
 
@@ -192,10 +200,7 @@ class ShedMiddleware:
         self.shedder = shedder
         self._health = frozenset(health_paths)
         self._body = shedder.body()
-        self._headers = [("Content-Type", "application/json"),
-                         ("Content-Length", str(len(self._body))),
-                         ("Retry-After", str(shedder.retry_after)),
-                         ("Cache-Control", "no-store")]
+        self._headers = _headers(shedder, self._body)
 
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO") or "/"
@@ -221,10 +226,8 @@ class AsgiShedMiddleware:
         self.shedder = shedder
         self._health = frozenset(health_paths)
         self._body = shedder.body()
-        self._headers = [(b"content-type", b"application/json"),
-                         (b"content-length", str(len(self._body)).encode()),
-                         (b"retry-after", str(shedder.retry_after).encode()),
-                         (b"cache-control", b"no-store")]
+        self._headers = [(name.lower().encode(), value.encode())
+                         for name, value in _headers(shedder, self._body)]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope.get("type") == "http":
