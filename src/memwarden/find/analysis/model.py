@@ -13,7 +13,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from memwarden.find.analysis.records import ActionEvent
+from memwarden.find.analysis.counters import InputStats
+from memwarden.find.analysis.records import ActionEvent, DeathInFlight
 
 __all__ = [
     "ActionCount",
@@ -22,6 +23,7 @@ __all__ = [
     "ActionSummary",
     "InputStats",
     "LifeSeries",
+    "OtherLives",
     "RecycleMarker",
     "Report",
     "RouteCost",
@@ -33,7 +35,7 @@ __all__ = [
 ]
 
 Verdict = Literal["leak", "no_leak", "inconclusive"]
-SuspectKind = Literal["route", "resource", "allocation", "type"]
+SuspectKind = Literal["route", "resource", "allocation", "type", "deaths"]
 ActionMode = Literal["on", "dry-run", "mixed"]
 
 
@@ -311,35 +313,16 @@ class RouteCost:
 
 
 @dataclass(frozen=True, slots=True)
-class InputStats:
-    """What the reader saw; see ``reader.ReadCounters`` for the buckets."""
+class OtherLives:
+    """The worker lives judged but not listed in ``workers`` (beyond the report's cap)."""
 
-    lines: int = 0
-    request_lines: int = 0
-    allocation_lines: int = 0
-    lifecycle_lines: int = 0
-    skipped_lines: int = 0
-    malformed_lines: int = 0
-    oversized_lines: int = 0
-    invalid_records: int = 0
-    invalid_fields: int = 0
-    unreadable_inputs: int = 0
-    action_lines: int = 0
+    count: int = 0
+    requests: int = 0
+    verdicts: tuple[tuple[str, int], ...] = ()  # verdict -> lives, most first
 
-    def to_json_dict(self) -> dict[str, int]:
-        return {
-            "lines": self.lines,
-            "request_lines": self.request_lines,
-            "allocation_lines": self.allocation_lines,
-            "lifecycle_lines": self.lifecycle_lines,
-            "action_lines": self.action_lines,
-            "skipped_lines": self.skipped_lines,
-            "malformed_lines": self.malformed_lines,
-            "oversized_lines": self.oversized_lines,
-            "invalid_records": self.invalid_records,
-            "invalid_fields": self.invalid_fields,
-            "unreadable_inputs": self.unreadable_inputs,
-        }
+    def to_json_dict(self) -> dict[str, Any]:
+        return {"count": self.count, "requests": self.requests,
+                "verdicts": dict(self.verdicts)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -357,6 +340,12 @@ class Report:
     series: tuple[LifeSeries, ...]
     input: InputStats
     actions: ActionSummary = ActionSummary()
+    # Deaths with a request in flight: the newest (at most 100), newest first,
+    # and how many per route, most first.
+    deaths: tuple[DeathInFlight, ...] = ()
+    deaths_by_route: tuple[tuple[str, int], ...] = ()
+    deaths_total: int = 0
+    other_lives: OtherLives = OtherLives()
 
     def to_json_dict(self) -> dict[str, Any]:
         """report.json: the DESIGN.md keys first, then the extras."""
@@ -372,6 +361,10 @@ class Report:
             "routes": [route.to_json_dict() for route in self.routes],
             "recycles": [marker.to_json_dict() for marker in self.recycles],
             "actions": self.actions.to_json_dict(),
+            "deaths": [death.to_json_dict() for death in self.deaths],
+            "deaths_by_route": dict(self.deaths_by_route),
+            "deaths_total": self.deaths_total,
+            "other_lives": self.other_lives.to_json_dict(),
         }
 
     def series_json_dict(self) -> dict[str, Any]:

@@ -13,30 +13,29 @@ and strings that reach the terminal lose their control characters.
 from __future__ import annotations
 
 import dataclasses
-import gzip
 import json
 import math
-import os
-import sys
-import zlib
-from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any, Protocol, TypeVar, cast
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, TypeVar, cast
 
 from memwarden.find.analysis.actions import ACTION_LINES, ActionKind
+from memwarden.find.analysis.counters import ReadCounters
 from memwarden.find.analysis.heavy_hitters import RouteCounts
+from memwarden.find.analysis.inputs import MAX_LINE_BYTES, _bounded_lines, read_path_lines
 from memwarden.find.analysis.records import (
     ActionEvent,
     AllocationWindow,
+    DeathInFlight,
     LifecycleEvent,
     Record,
     RequestRecord,
     SiteDiff,
 )
 
-__all__ = ["MAX_LINE_BYTES", "LineParser", "ReadCounters", "read_path_lines"]
+__all__ = ["MAX_LINE_BYTES", "LineParser", "ReadCounters", "decode_line", "read_path_lines"]
+# Kept importable from here, where they were first.
+_REEXPORTED = (_bounded_lines, ReadCounters)
 
-MAX_LINE_BYTES = 1 << 20
 REQUEST_LOGGER = "memwarden.request"
 ALLOCATION_LOGGER = "memwarden.tracemalloc"
 RECYCLE_LOGGER = "memwarden.recycle"
@@ -57,24 +56,19 @@ OTHER_ROUTES = "(other routes)"
 # and keeping magnitudes below 2**62 keeps every later sum exact enough.
 MAX_MAGNITUDE = float(2**62)
 _R = TypeVar("_R", bound=Record)
-_GZIP_MAGIC = b"\x1f\x8b"
 
 
-@dataclass(slots=True)
-class ReadCounters:
-    """What the reader saw. Every input line lands in exactly one bucket."""
+def _fast_loads() -> Callable[[bytes | str], Any] | None:
+    """orjson's decoder when installed (memwarden[fast]): about five times json's speed."""
+    try:
+        import orjson
+    except ImportError:
+        return None
+    loads: Callable[[bytes | str], Any] = orjson.loads
+    return loads
 
-    lines: int = 0
-    request_lines: int = 0
-    allocation_lines: int = 0
-    lifecycle_lines: int = 0    # recycle and worker_killed: they end a worker life
-    skipped_lines: int = 0      # not a memwarden line (other loggers, plain text, blank)
-    malformed_lines: int = 0    # looked like JSON and was not
-    oversized_lines: int = 0    # longer than MAX_LINE_BYTES
-    invalid_records: int = 0    # memwarden lines missing a required field
-    invalid_fields: int = 0     # optional fields dropped for a wrong type or value
-    unreadable_inputs: int = 0  # inputs cut short (truncated or corrupt gzip)
-    action_lines: int = 0       # the other protective-action lines (analysis.actions)
+
+_FAST_LOADS = _fast_loads()
 
 
 class _InvalidRecord(Exception):
@@ -113,6 +107,26 @@ def _reject_constant(_name: str) -> None:
     # NaN and Infinity are not JSON; Python's encoder writes them anyway.
     # Mapping them to None makes the field invalid rather than the line.
     return None
+
+
+# One decoder for every line, rather than json.loads building one per call.
+_DECODE = json.JSONDecoder(parse_constant=_reject_constant).decode
+
+
+def decode_line(raw: str | bytes) -> Any:
+    """The line's JSON value; ValueError or RecursionError when it is not JSON.
+
+    orjson reads the common line straight from bytes. What it refuses (NaN,
+    a number beyond 64 bits, bad UTF-8, deep nesting) goes to json, whose
+    reading is the contract: orjson only ever answers where both agree.
+    """
+    if _FAST_LOADS is not None and type(raw) is bytes:
+        try:
+            return _FAST_LOADS(raw)
+        except ValueError:
+            pass
+    text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
+    return _DECODE(text.strip().lstrip("\ufeff"))
 
 
 class _Fields:
@@ -193,19 +207,24 @@ class LineParser:
         if len(raw) > MAX_LINE_BYTES:
             counters.oversized_lines += 1
             return None
-        text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
-        text = text.strip().lstrip("\ufeff")
-        if not text.startswith("{"):
-            counters.skipped_lines += 1
-            return None
+        if not (raw[:1] == b"{" if type(raw) is bytes else raw[:1] == "{"):
+            text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
+            if not text.strip().lstrip("\ufeff").startswith("{"):
+                counters.skipped_lines += 1
+                return None
         try:
-            obj = json.loads(text, parse_constant=_reject_constant)
+            obj = decode_line(raw)
         except (ValueError, RecursionError):
             counters.malformed_lines += 1
             return None
         if not isinstance(obj, dict):
             counters.malformed_lines += 1
             return None
+        return self.parse_object(obj)
+
+    def parse_object(self, obj: Mapping[str, Any]) -> Record | None:
+        """The record of one decoded line (already counted in ``lines``)."""
+        counters = self.counters
         logger, message = obj.get("logger"), obj.get("message")
         try:
             if logger == REQUEST_LOGGER and message == "request":
@@ -217,6 +236,9 @@ class LineParser:
             elif logger == RECYCLE_LOGGER and message in ("recycle", "worker_killed"):
                 record = self._lifecycle(_Fields(obj, counters), message)
                 counters.lifecycle_lines += 1
+            elif logger == RECYCLE_LOGGER and message == "death_in_flight":
+                record = self._death(_Fields(obj, counters))
+                counters.death_lines += 1
             elif type(message) is str and (found := ACTION_LINES.get(message)) is not None \
                     and found[0].logger == logger:
                 record = self._action(_Fields(obj, counters), *found)
@@ -250,6 +272,19 @@ class LineParser:
             return overflow
         seen.add(name)
         return name
+
+    def census_of(self, obj: Mapping[str, Any]) -> dict[str, float] | None:
+        """A request line's census, within the caps on census names."""
+        return self._census(_Fields(obj, self.counters))
+
+    def count_route(self, key: str) -> None:
+        self._routes.add(key)
+
+    def kept_routes(self) -> set[str] | None:
+        """The route names the report keeps (None: all), the others being OTHER_ROUTES."""
+        if len(self._routes) <= MAX_DISTINCT_ROUTES:
+            return None
+        return self._routes.top(MAX_DISTINCT_ROUTES)
 
     def _census(self, fields: _Fields) -> dict[str, float] | None:
         raw = fields.raw("census")
@@ -333,6 +368,21 @@ class LineParser:
             oom_kill=fields.flag("oom_kill"), timestamp=fields.text("timestamp"),
             killed_by=fields.text("killed_by"))
 
+    def _death(self, fields: _Fields) -> DeathInFlight:
+        pid = fields.required_integer("pid")
+        cause = fields.text("cause")
+        if cause is None:
+            raise _InvalidRecord("cause")
+        route = fields.text("route") or "?"
+        return DeathInFlight(
+            pid=pid, cause=cause, route=route, method=fields.text("method"),
+            signal=fields.text("signal") if fields.raw("signal") is not None else None,
+            request_id=fields.text("request_id"),
+            seconds=fields.number("seconds", minimum=0.0),
+            footprint_start_bytes=fields.number("footprint_start_bytes", minimum=0.0),
+            footprint_last_bytes=fields.number("footprint_last_bytes", minimum=0.0),
+            timestamp=fields.text("timestamp"))
+
     def _action(self, fields: _Fields, kind: ActionKind, would: bool) -> ActionEvent:
         pid = fields.required_integer("pid")
         figures = []
@@ -343,56 +393,3 @@ class LineParser:
         return ActionEvent(pid=pid, action=kind.name, would=would,
                            detail=fields.text(kind.by) if kind.by is not None else None,
                            figures=tuple(figures), timestamp=fields.text("timestamp"))
-
-
-class _LineSource(Protocol):
-    def readline(self, size: int, /) -> bytes: ...
-
-
-def _bounded_lines(stream: _LineSource) -> Iterator[bytes | None]:
-    """Lines of at most MAX_LINE_BYTES; None stands for a longer line, skipped unread."""
-    while True:
-        line = stream.readline(MAX_LINE_BYTES + 1)
-        if not line:
-            return
-        if len(line) <= MAX_LINE_BYTES:
-            yield line
-            continue
-        # Too long: drain the rest of it in bounded chunks without keeping it.
-        while not line.endswith(b"\n"):
-            line = stream.readline(MAX_LINE_BYTES)
-            if not line:
-                break
-        yield None
-
-
-def _lines_of(stream: _LineSource, counters: ReadCounters) -> Iterator[bytes | None]:
-    try:
-        yield from _bounded_lines(stream)
-    except (EOFError, OSError, zlib.error):
-        # A gzip file cut short or corrupted: keep what was read before it.
-        counters.unreadable_inputs += 1
-
-
-def read_path_lines(path: str | os.PathLike[str],
-                    counters: ReadCounters) -> Iterator[bytes | None]:
-    """Lines of one log file ("-" for stdin), gunzipped when it starts with gzip's magic.
-
-    Opening errors (a missing file) propagate; errors while reading are counted.
-    """
-    if os.fspath(path) == "-":
-        stdin = sys.stdin.buffer
-        peek = getattr(stdin, "peek", None)
-        head = peek(2)[:2] if peek is not None else b""
-        if head == _GZIP_MAGIC:
-            with gzip.GzipFile(fileobj=stdin, mode="rb") as unzipped:
-                yield from _lines_of(unzipped, counters)
-        else:
-            yield from _lines_of(stdin, counters)
-        return
-    with open(path, "rb") as raw:
-        if raw.peek(2)[:2] == _GZIP_MAGIC:
-            with gzip.GzipFile(fileobj=raw, mode="rb") as unzipped:
-                yield from _lines_of(unzipped, counters)
-        else:
-            yield from _lines_of(raw, counters)

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 __all__ = [
     "ActionEvent",
     "AllocationWindow",
+    "DeathInFlight",
     "LifecycleEvent",
     "Record",
     "RequestRecord",
@@ -122,4 +123,51 @@ class ActionEvent:
         return None
 
 
-Record = RequestRecord | AllocationWindow | LifecycleEvent | ActionEvent
+@dataclass(frozen=True, slots=True)
+class DeathInFlight:
+    """A ``death_in_flight`` line: the master saw a worker die with a request running.
+
+    ``cause`` is "timeout", "oom_kill" or "signal"; ``seconds`` how long the
+    request had run; the footprints are the worker's at the request's start
+    and at the last reading before it died.
+    """
+
+    pid: int
+    cause: str
+    route: str
+    method: str | None = None
+    signal: str | None = None
+    request_id: str | None = None
+    seconds: float | None = None
+    footprint_start_bytes: float | None = None
+    footprint_last_bytes: float | None = None
+    timestamp: str | None = None
+
+    @property
+    def route_key(self) -> str:
+        return f"{self.method} {self.route}" if self.method else self.route
+
+    @property
+    def growth_bytes(self) -> float | None:
+        """What the footprint grew by while the request ran, when both ends are known."""
+        if self.footprint_start_bytes is None or self.footprint_last_bytes is None:
+            return None
+        return self.footprint_last_bytes - self.footprint_start_bytes
+
+    def to_json_dict(self) -> dict[str, Any]:
+        """One entry of report.json's ``deaths``: the line's fields, absent ones left out."""
+        out: dict[str, Any] = {"pid": self.pid, "cause": self.cause, "route": self.route_key}
+        for key in ("signal", "request_id", "seconds", "footprint_start_bytes",
+                    "footprint_last_bytes", "timestamp"):
+            value = getattr(self, key)
+            if value is None:
+                continue
+            if key.startswith("footprint"):
+                value = round(value)
+            elif key == "seconds":
+                value = round(value, 3)
+            out[key] = value
+        return out
+
+
+Record = RequestRecord | AllocationWindow | LifecycleEvent | ActionEvent | DeathInFlight

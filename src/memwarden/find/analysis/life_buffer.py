@@ -1,0 +1,181 @@
+"""One worker life's requests in bounded memory while the log streams by.
+
+A life's requests are held as columns of machine numbers (about 80 bytes a
+request rather than the 500 of a record object) and, past ``LIFE_POINTS``,
+thinned: neighbouring requests are merged in pairs, the later one kept with
+the earlier one's deltas added to its own, so the summed block and RSS
+deltas still add up to the life's total and a census sample is kept over a
+plain request. A life of a million requests is judged on 4,096 to 8,192 of
+them, spread evenly over it, which is plenty for a robust slope; a life
+shorter than ``LIFE_POINTS`` is judged on every request, as before.
+
+The split into lives follows ``lives.WorkerLife``'s rules; the seqs a life
+has seen are remembered up to ``SEEN_SEQS`` (a replacement process starts
+again at 1, so a low repeated seq is what tells a new life).
+"""
+
+from __future__ import annotations
+
+import math
+from array import array
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from memwarden.find.analysis.lives import REORDER_TOLERANCE, WorkerLife
+from memwarden.find.analysis.records import ActionEvent, LifecycleEvent, RequestRecord
+
+__all__ = ["COLUMNS", "LIFE_POINTS", "MAX_END_EVENTS", "OpenLife", "Row"]
+
+LIFE_POINTS = 8192
+SEEN_SEQS = 8192
+MAX_END_EVENTS = 16
+NAN = math.nan
+# The numeric columns, in the order of a row after (seq, route id).
+COLUMNS = ("status", "duration_ms", "rss_bytes", "rss_delta_bytes", "blocks_delta", "blocks",
+           "pss_bytes", "uss_bytes")
+_RSS_DELTA = 3
+_BLOCKS_DELTA = 4
+# (seq, route id, status, duration, rss, rss delta, blocks delta, blocks, pss, uss, census);
+# NaN stands for an absent number.
+Row = tuple[int, int, float, float, float, float, float, float, float, float,
+            Mapping[str, float] | None]
+
+
+def _opt(value: float) -> float | None:
+    return None if value != value else value  # NaN is the only value unequal to itself
+
+
+def _add(a: float, b: float) -> float:
+    if a != a:
+        return b
+    if b != b:
+        return a
+    return a + b
+
+
+class OpenLife:
+    """The requests, end events and marks of one life; see the module docstring."""
+
+    __slots__ = ("actions", "census", "cols", "end_events", "index", "marks", "max_seq",
+                 "min_seq", "order", "pid", "requests", "route_ids", "seen", "seqs")
+
+    def __init__(self, pid: int, index: int, order: int) -> None:
+        self.pid = pid
+        self.index = index
+        self.order = order  # global creation order: the report lists lives in it
+        self.requests = 0  # every request, kept or merged
+        self.seqs = array("q")
+        self.route_ids = array("l")
+        self.cols = [array("d") for _ in COLUMNS]
+        self.census: list[Mapping[str, float] | None] = []
+        self.end_events: list[LifecycleEvent] = []
+        self.marks: list[tuple[int, ActionEvent]] = []
+        self.seen: set[int] = set()
+        self.max_seq = 0
+        self.min_seq: int | None = None
+
+    def starts_new_life(self, seq: int) -> bool:
+        """``WorkerLife._starts_new_life`` with a bounded memory of seen seqs."""
+        if seq in self.seen:
+            return True
+        if seq < self.max_seq - REORDER_TOLERANCE and (self.min_seq is None
+                                                       or seq < self.min_seq):
+            return True
+        return bool(self.end_events) and seq <= REORDER_TOLERANCE and seq < self.max_seq
+
+    def add(self, row: Row) -> None:
+        seq = row[0]
+        self.requests += 1
+        if seq <= SEEN_SEQS:
+            self.seen.add(seq)
+        if seq > self.max_seq:
+            self.max_seq = seq
+        if self.min_seq is None or seq < self.min_seq:
+            self.min_seq = seq
+        self.seqs.append(seq)
+        self.route_ids.append(row[1])
+        cols = self.cols
+        cols[0].append(row[2])
+        cols[1].append(row[3])
+        cols[2].append(row[4])
+        cols[3].append(row[5])
+        cols[4].append(row[6])
+        cols[5].append(row[7])
+        cols[6].append(row[8])
+        cols[7].append(row[9])
+        self.census.append(row[10])
+        if len(self.seqs) >= LIFE_POINTS:
+            self._thin()
+
+    def _thin(self) -> None:
+        """Merge neighbours in pairs: half the points, the same sums of deltas."""
+        n = len(self.seqs) // 2 * 2
+        keep: list[int] = []
+        for i in range(0, n, 2):
+            # A census sample outlives a plain request.
+            kept, gone = (i, i + 1) if self.census[i] is not None \
+                and self.census[i + 1] is None else (i + 1, i)
+            for col in (_RSS_DELTA, _BLOCKS_DELTA):
+                values = self.cols[col]
+                values[kept] = _add(values[kept], values[gone])
+            keep.append(kept)
+        keep.extend(range(n, len(self.seqs)))
+        self.seqs = array("q", (self.seqs[i] for i in keep))
+        self.route_ids = array("l", (self.route_ids[i] for i in keep))
+        self.cols = [array("d", (col[i] for i in keep)) for col in self.cols]
+        self.census = [self.census[i] for i in keep]
+
+    def end(self, event: LifecycleEvent) -> None:
+        if len(self.end_events) < MAX_END_EVENTS:
+            self.end_events.append(event)
+
+    def mark(self, event: ActionEvent) -> None:
+        self.marks.append((self.max_seq, event))
+
+    @property
+    def thinned(self) -> bool:
+        return len(self.seqs) < self.requests
+
+    def worker_life(self, routes: Sequence[tuple[str, str | None]]) -> WorkerLife:
+        """The kept requests as a ``WorkerLife`` in seq order (``routes`` names the ids)."""
+        cols = self.cols
+        requests = []
+        for i in sorted(range(len(self.seqs)), key=self.seqs.__getitem__):
+            route, method = routes[self.route_ids[i]]
+            status = cols[0][i]
+            requests.append(RequestRecord(
+                pid=self.pid, seq=self.seqs[i], route=route, method=method,
+                status=None if status != status else int(status),
+                duration_ms=_opt(cols[1][i]), rss_bytes=_opt(cols[2][i]),
+                rss_delta_bytes=_opt(cols[3][i]), blocks_delta=_opt(cols[4][i]),
+                blocks=_opt(cols[5][i]), pss_bytes=_opt(cols[6][i]),
+                uss_bytes=_opt(cols[7][i]), census=self.census[i]))
+        life = WorkerLife(pid=self.pid, index=self.index, requests=requests,
+                          end_events=list(self.end_events), marks=list(self.marks))
+        life._max_seq = self.max_seq
+        return life
+
+    # -- plain JSON, for partial summaries -----------------------------------------------
+
+    def to_json(self) -> dict[str, Any]:
+        return {"pid": self.pid, "index": self.index, "order": self.order,
+                "requests": self.requests, "seqs": list(self.seqs),
+                "route_ids": list(self.route_ids),
+                "cols": [[None if v != v else v for v in col] for col in self.cols],
+                "census": self.census, "max_seq": self.max_seq}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any], route_ids: Sequence[int],
+                  end_events: list[LifecycleEvent], marks: list[tuple[int, ActionEvent]]
+                  ) -> OpenLife:
+        """Rebuild one life; ``route_ids`` maps the partial's route ids to this run's."""
+        life = cls(data["pid"], data["index"], data["order"])
+        life.requests = data["requests"]
+        life.seqs = array("q", data["seqs"])
+        life.route_ids = array("l", (route_ids[i] for i in data["route_ids"]))
+        life.cols = [array("d", (NAN if v is None else v for v in col)) for col in data["cols"]]
+        life.census = list(data["census"])
+        life.end_events = end_events
+        life.marks = marks
+        life.max_seq = data["max_seq"]
+        return life

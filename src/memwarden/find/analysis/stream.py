@@ -1,0 +1,267 @@
+"""One pass over the lines in bounded memory: each worker life judged when it ends.
+
+A life ends when its PID logs a request of a new process (the split rules
+of ``lives``) or when the input ends. Until then its requests are held in a
+``life_buffer.OpenLife`` (bounded, thinned past ``LIFE_POINTS``); once it
+is judged only its outcome is kept (``outcomes``), its summary and plotted
+series if it ranks among the lives the report lists, and its requests if
+it ranks among the ``MAX_POOL`` lives the suspects are computed from.
+Route costs are summed as the requests go by (``route_tally``). So memory
+grows with the number of workers running at once, never with lines.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from memwarden.find.analysis.actions import PLOTTED, ActionTally, from_lifecycle
+from memwarden.find.analysis.config import AnalysisConfig
+from memwarden.find.analysis.deaths import DeathTally
+from memwarden.find.analysis.life_buffer import OpenLife
+from memwarden.find.analysis.lives import WorkerLife
+from memwarden.find.analysis.model import (
+    ActionMarker,
+    LifeSeries,
+    RecycleMarker,
+    WorkerSummary,
+)
+from memwarden.find.analysis.outcomes import Kept, LifeOutcome, VerdictTally, priority
+from memwarden.find.analysis.reader import MAX_LINE_BYTES, LineParser, _InvalidRecord, decode_line
+from memwarden.find.analysis.records import (
+    ActionEvent,
+    AllocationWindow,
+    DeathInFlight,
+    LifecycleEvent,
+)
+from memwarden.find.analysis.request_row import RouteNames, request_row
+from memwarden.find.analysis.route_tally import RouteTally
+from memwarden.find.analysis.series import life_series
+from memwarden.find.analysis.units import requests_asked
+from memwarden.find.analysis.verdict import LifeAssessment, assess_life
+
+__all__ = ["MAX_PLOTTED_ACTIONS", "MAX_POOL", "MAX_SERIES", "MAX_WORKERS", "StreamAnalysis"]
+
+MAX_PLOTTED_ACTIONS = 1000
+MAX_WORKERS = 500   # lives listed in report.json's workers
+MAX_SERIES = 40     # lives whose memory the HTML report plots
+MAX_POOL = 16       # lives whose requests the suspects are computed from
+MAX_ORPHANS = 1000  # recycle and kill lines of a PID with no request before them
+MAX_WINDOWS = 4096  # allocation_sites lines; thinned evenly past it
+REQUEST_LOGGER = "memwarden.request"
+NAN = float("nan")
+
+# (pid, timestamp) -> keep the line? (--since, --until, --worker)
+LineFilter = Callable[[int, "str | None"], bool]
+
+
+def marker(event: LifecycleEvent, life: int | None, seq: int | None) -> RecycleMarker:
+    return RecycleMarker(pid=event.pid, life=life, seq=seq, event=event.kind,
+                         reason=event.reason, footprint_bytes=event.footprint_bytes,
+                         limit_bytes=event.limit_bytes, signal=event.signal,
+                         oom_kill=event.oom_kill, timestamp=event.timestamp)
+
+
+def _action_markers(life: WorkerLife) -> tuple[ActionMarker, ...]:
+    return tuple(ActionMarker(pid=life.pid, life=life.index, seq=seq, action=event.action,
+                              would=event.would, reason=event.detail,
+                              footprint_bytes=event.figure("footprint_bytes"),
+                              limit_bytes=event.figure("limit_bytes"),
+                              timestamp=event.timestamp)
+                 for seq, event in life.marks)
+
+
+def summary(assessment: LifeAssessment, open_life: OpenLife) -> WorkerSummary:
+    life = assessment.life
+    rss = [r.rss_bytes for r in life.requests if r.rss_bytes is not None]
+    rss_fit = assessment.rss.fit if assessment.rss is not None else None
+    heap = assessment.heap if assessment.heap is not None else assessment.blocks
+    blocks_fit = heap.fit if heap is not None else None
+    return WorkerSummary(
+        pid=life.pid, life=life.index, requests=open_life.requests,
+        first_seq=open_life.min_seq or 0, last_seq=open_life.max_seq,
+        rss_start_bytes=round(rss[0]) if rss else None,
+        rss_end_bytes=round(rss[-1]) if rss else None,
+        slope_bytes_per_request=rss_fit.slope if rss_fit is not None else None,
+        blocks_per_request=blocks_fit.slope if blocks_fit is not None else None,
+        verdict=assessment.verdict, reason=assessment.reason, ended_by=life.ended_by,
+        heap_signal=assessment.heap_signal,
+        more_requests=(requests_asked(assessment.reason)
+                       if assessment.verdict == "inconclusive" else None))
+
+
+class StreamAnalysis:
+    """Feed it lines (``add``), then ``finish`` (``analyze.report_of``) for the report."""
+
+    def __init__(self, config: AnalysisConfig | None = None,
+                 keep_line: LineFilter | None = None) -> None:
+        self.config = config or AnalysisConfig()
+        self.keep_line = keep_line
+        self.parser = LineParser()
+        self.names = RouteNames()
+        self.open: dict[int, OpenLife] = {}
+        self.next_order = 0
+        self.tally = VerdictTally()
+        self.routes = RouteTally()
+        self.workers: Kept[tuple[WorkerSummary, tuple[RecycleMarker, ...]]] = Kept(MAX_WORKERS)
+        self.series: Kept[LifeSeries] = Kept(MAX_SERIES)
+        self.pool: Kept[OpenLife] = Kept(MAX_POOL)
+        # The lives judged beyond MAX_WORKERS: how many, their requests, per verdict.
+        self.other_lives = 0
+        self.other_requests = 0
+        self.other_verdicts: dict[str, int] = {}
+        self.requests = 0
+        self.failed = 0
+        self.windows: list[AllocationWindow] = []
+        self.window_stride = 1
+        self.window_seen = 0
+        self.actions = ActionTally()
+        self.plotted = 0
+        self.orphans: list[LifecycleEvent] = []
+        self.deaths = DeathTally()
+        # Per open life: the last absolute block count and the census's closing one,
+        # for each request's own block delta (``routes.block_deltas``).
+        self._blocks: dict[int, tuple[float, float]] = {}
+
+    # -- lines in ----------------------------------------------------------------------
+
+    def add(self, raw: str | bytes | None) -> None:
+        counters = self.parser.counters
+        counters.lines += 1
+        if raw is None or len(raw) > MAX_LINE_BYTES:
+            counters.oversized_lines += 1
+            return
+        if type(raw) is not bytes or raw[:1] != b"{":
+            text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
+            raw = text.strip().lstrip("\ufeff")
+            if not raw.startswith("{"):
+                counters.skipped_lines += 1
+                return
+        try:
+            obj = decode_line(raw)
+        except (ValueError, RecursionError):
+            counters.malformed_lines += 1
+            return
+        if type(obj) is not dict:
+            counters.malformed_lines += 1
+            return
+        if obj.get("message") == "request" and obj.get("logger") == REQUEST_LOGGER:
+            self._request(obj)
+            return
+        record = self.parser.parse_object(obj)
+        if record is not None:
+            self.add_record(record)
+
+    def _request(self, obj: Mapping[str, Any]) -> None:
+        parser = self.parser
+        counters = parser.counters
+        try:
+            pid, row, key, timestamp = request_row(obj, counters, self.names, parser.census_of)
+        except _InvalidRecord:
+            counters.invalid_records += 1
+            return
+        if self.keep_line is not None and not self.keep_line(pid, timestamp):
+            counters.filtered_lines += 1
+            return
+        counters.request_lines += 1
+        parser.count_route(key)
+        life = self.open.get(pid)
+        if life is None or life.starts_new_life(row[0]):
+            if life is not None:
+                self.close(life)
+            life = OpenLife(pid, life.index + 1 if life is not None else 1, self.next_order)
+            self.next_order += 1
+            self.open[pid] = life
+            self._blocks[pid] = (NAN, NAN)
+        life.add(row)
+        self.requests += 1
+        status = row[2]
+        failed = status >= 500
+        self.failed += failed
+        # routes.block_deltas, request by request.
+        blocks, blocks_delta = row[7], row[6]
+        previous, after_census = self._blocks[pid]
+        if after_census == after_census and blocks == blocks:
+            delta = blocks - after_census
+        elif blocks_delta == blocks_delta:
+            delta = blocks_delta
+        elif blocks == blocks and previous == previous:
+            delta = blocks - previous
+        else:
+            delta = NAN
+        census = row[10]
+        closing = census.get("blocks") if census else None
+        self._blocks[pid] = (blocks, NAN if closing is None else closing)
+        self.routes.add(key, failed, row[5], delta, row[3])
+
+    def _kept(self, pid: int, timestamp: str | None) -> bool:
+        if self.keep_line is None or self.keep_line(pid, timestamp):
+            return True
+        self.parser.counters.filtered_lines += 1
+        return False
+
+    def add_record(self, record: object) -> None:
+        """A record other than a request line's (those take the fast path)."""
+        if isinstance(record, ActionEvent):
+            if not self._kept(record.pid, record.timestamp):
+                return
+            self.actions.add(record)
+            life = self.open.get(record.pid)
+            if record.would and record.action in PLOTTED and life is not None \
+                    and self.plotted < MAX_PLOTTED_ACTIONS:
+                self.plotted += 1
+                life.mark(record)
+        elif isinstance(record, LifecycleEvent):
+            if not self._kept(record.pid, record.timestamp):
+                return
+            self.actions.add(from_lifecycle(record))
+            life = self.open.get(record.pid)
+            if life is not None:
+                life.end(record)
+            elif len(self.orphans) < MAX_ORPHANS:
+                self.orphans.append(record)
+        elif isinstance(record, DeathInFlight):
+            if self._kept(record.pid, record.timestamp):
+                self.deaths.add(record, self.parser.counters.lines)
+        elif isinstance(record, AllocationWindow) and self._kept(record.pid, None):
+            self._window(record)
+
+    def _window(self, window: AllocationWindow) -> None:
+        """Keep every stride-th window; past MAX_WINDOWS, every other one of those."""
+        self.window_seen += 1
+        if self.window_seen % self.window_stride:
+            return
+        self.windows.append(window)
+        if len(self.windows) >= MAX_WINDOWS:
+            del self.windows[::2]
+            self.window_stride *= 2
+
+    # -- lives out ---------------------------------------------------------------------
+
+    def close(self, life: OpenLife) -> None:
+        """Judge a life that has ended and keep what ranks of it."""
+        worker_life = life.worker_life(self.names.names)
+        assessment = assess_life(worker_life, self.config)
+        outcome = LifeOutcome(assessment.verdict, assessment.conflicting, life.requests,
+                              life.order, worker_life.label, assessment.reason)
+        self.tally.add(outcome)
+        key = priority(outcome)
+        markers = tuple(marker(event, life.index, life.max_seq) for event in life.end_events)
+        dropped = self.workers.add(key, (summary(assessment, life), markers))
+        if dropped is not None:
+            self.count_other(dropped[0])
+        if self.series.ranks(key):
+            self.series.add(key, life_series(worker_life, self.config, markers,
+                                             _action_markers(worker_life)))
+        self.pool.add(key, life)
+
+    def count_other(self, lost: WorkerSummary) -> None:
+        self.other_lives += 1
+        self.other_requests += lost.requests
+        self.other_verdicts[lost.verdict] = self.other_verdicts.get(lost.verdict, 0) + 1
+
+    def close_all(self) -> None:
+        for life in sorted(self.open.values(), key=lambda open_life: open_life.order):
+            self.close(life)
+        self.open.clear()
+        self._blocks.clear()
