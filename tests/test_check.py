@@ -121,6 +121,22 @@ def test_a_cgroup_v1_limit_is_read_from_memory_limit_in_bytes(tmp_path: Path) ->
     assert "hard 972.8MiB (95% of the share, default)" in the_line(proc, "caps per worker:")
 
 
+def test_a_limit_out_of_order_is_said_dropped(tmp_path: Path) -> None:
+    # A size against a percentage is compared once resolved: an idle limit of 1000MiB
+    # above the soft limit (80% of a 1GiB share) is dropped, as each worker drops it.
+    env = {**fake_v2(tmp_path, str(2 * GIB)),
+           "MEMWARDEN_IDLE_LIMIT": "1000MiB", "MEMWARDEN_MAX_REQUESTS": "500",
+           "MEMWARDEN_MAX_REQUESTS_JITTER": "50"}
+    proc = check(tmp_path, "-w", "2", env=env)
+    caps = the_line(proc, "caps per worker:")
+    assert "idle off: 1000MiB is out of order with the others, dropped (environment)" in caps
+    assert caps.endswith("; after 500 requests (+0 to 50, drawn per worker)")
+    assert warnings(proc) == ["warning: memwarden: idle limit 1048576000 is above the soft "
+                              "limit 858993459: idle limit ignored"]
+    _, data = check_json(tmp_path, "-w", "2", env={**env, "MEMWARDEN_RECYCLE": "off"})
+    assert data["caps"]["soft_limit_bytes"] is None  # recycling off: no cap applies
+
+
 def test_shed_thresholds_resolve_against_the_limit(tmp_path: Path) -> None:
     env = {**fake_v2(tmp_path, str(4 * GIB)), "MEMWARDEN_SHED_HIGH": "50%",
            "MEMWARDEN_SHED_CGROUP_HIGH": "90%"}

@@ -198,13 +198,15 @@ def _limit(settings: Settings, cgroup: CgroupMemory | None) -> dict[str, Any]:
     return out
 
 
-def _cap(size: Size | None, resolved: int | None, env: str, environ: Mapping[str, str]
-         ) -> str:
+def _cap(size: Size | None, resolved: int | None, share: int | None, env: str,
+         environ: Mapping[str, str]) -> str:
     origin = "environment" if env in environ else "default"
     if size is None:
         return f"off ({origin})"
     if resolved is None:
-        return f"off: {size} of no limit ({origin})"
+        if size.fraction is not None and share is None:
+            return f"off: {size} of no limit ({origin})"
+        return f"off: {size} is out of order with the others, dropped ({origin})"
     how = f"{size} of the share" if size.fraction is not None else "size"
     return f"{format_bytes(resolved)} ({how}, {origin})"
 
@@ -213,23 +215,28 @@ def _caps(settings: Settings, limit: int | None, workers: int, environ: Mapping[
           ) -> tuple[dict[str, Any], list[str]]:
     limits, notes = resolve_limits(settings, limit, workers)
     share = worker_share(limit, workers)
-    caps: dict[str, Any] = {"worker_share_bytes": share, "idle_limit_bytes": limits.idle_bytes,
-                            "soft_limit_bytes": limits.soft_bytes,
-                            "hard_limit_bytes": limits.hard_bytes}
+    recycling = settings.recycle != "off"
+    caps: dict[str, Any] = {
+        "worker_share_bytes": share,
+        "idle_limit_bytes": limits.idle_bytes if recycling else None,
+        "soft_limit_bytes": limits.soft_bytes if recycling else None,
+        "hard_limit_bytes": limits.hard_bytes if recycling else None}
     parts = [f"share {format_bytes(share)} ({workers} worker(s))" if share else
              "no share (no cgroup limit)"]
-    if settings.recycle == "off":
+    if not recycling:
         parts.append("recycling off, no memory cap applies")
     else:
-        parts += [f"{name} {_cap(size, value, f'MEMWARDEN_{name.upper()}_LIMIT', environ)}"
+        parts += [f"{name} {_cap(size, value, share, f'MEMWARDEN_{name.upper()}_LIMIT', environ)}"
                   for name, size, value in (
                       ("idle", settings.idle_limit, limits.idle_bytes),
                       ("soft", settings.soft_limit, limits.soft_bytes),
                       ("hard", settings.hard_limit, limits.hard_bytes))]
         if settings.max_requests:
-            parts.append(f"after {settings.max_requests} requests (+0..."
-                         f"{settings.max_requests_jitter})")
+            jitter = settings.max_requests_jitter
+            parts.append(f"after {settings.max_requests} requests"
+                         + (f" (+0 to {jitter}, drawn per worker)" if jitter else ""))
     caps["text"] = "; ".join(parts)
+    # Resolved as memwarden.hold.shed.Shedder does in each worker.
     high = settings.shed_high.resolve(share) if settings.shed_high else None
     low = settings.shed_low.resolve(share) if settings.shed_low else None
     if high is not None and (low is None or low >= high):
