@@ -258,44 +258,33 @@ def post_worker_init(worker: Any, settings: Settings | None = None) -> None:
         _log.exception("memwarden could not add the Prometheus metrics route")
 
 
-def _flush_otel() -> None:
-    """Send the last OTLP export (bounded in time), if the exporter was imported."""
+def _if_loaded(module: str, function: str, failure: str, *args: Any) -> None:
+    """Call ``memwarden.export.<module>.<function>(*args)`` if that exporter was
+    imported (so it runs); a failure is logged as "could not <failure>"."""
     import sys
 
-    otel = sys.modules.get("memwarden.export.otel")
-    if otel is not None:
-        try:
-            otel.shutdown()
-        except Exception:
-            _log.exception("memwarden could not flush the OTLP exporter")
+    loaded = sys.modules.get(f"memwarden.export.{module}")
+    if loaded is None:
+        return
+    try:
+        getattr(loaded, function)(*args)
+    except Exception:
+        _log.exception("memwarden could not %s", failure)
 
 
 def worker_exit(server: Any, worker: Any) -> None:
     """Worker exit: send the last OTLP export (bounded in time)."""
-    _flush_otel()
+    _if_loaded("otel", "shutdown", "flush the OTLP exporter")
 
 
 def child_exit(server: Any, worker: Any) -> None:
     """In the master, after a worker died: drop its live gauges, fold its counters."""
-    import sys
-
-    prometheus = sys.modules.get("memwarden.export.prometheus")
     pid = getattr(worker, "pid", None)
-    if prometheus is not None and isinstance(pid, int):
-        try:
-            prometheus.mark_worker_dead(pid)
-        except Exception:
-            _log.exception("memwarden could not clean the metrics of worker %s", pid)
+    if isinstance(pid, int):
+        _if_loaded("prometheus", "mark_worker_dead", f"clean the metrics of worker {pid}", pid)
 
 
 def on_exit(server: Any) -> None:
     """Master exit: stop the metrics server and flush the master's OTLP counters."""
-    import sys
-
-    prometheus = sys.modules.get("memwarden.export.prometheus")
-    if prometheus is not None:
-        try:
-            prometheus.master_exit()
-        except Exception:
-            _log.exception("memwarden could not stop the Prometheus metrics server")
-    _flush_otel()
+    _if_loaded("prometheus", "master_exit", "stop the Prometheus metrics server")
+    _if_loaded("otel", "shutdown", "flush the OTLP exporter")

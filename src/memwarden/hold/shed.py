@@ -191,21 +191,32 @@ def _headers(shedder: Shedder, body: bytes) -> list[tuple[str, str]]:
             ("Cache-Control", "no-store")]
 
 
-class ShedMiddleware:
+class _Shedding:
+    """What the WSGI and ASGI middlewares share: the shedder, the paths never
+    shed, the 503's body, and whether to refuse a request."""
+
+    def __init__(self, shedder: Shedder, health_paths: Iterable[str]) -> None:
+        self.shedder = shedder
+        self._health = frozenset(health_paths)
+        self._body = shedder.body()
+
+    def _refuses(self, method: str, path: str) -> bool:
+        return (path not in self._health and self.shedder.check()
+                and self.shedder.refuse(method, path))
+
+
+class ShedMiddleware(_Shedding):
     """WSGI: 503 for new requests while the worker sheds; health checks pass."""
 
     def __init__(self, app: WSGIApp, shedder: Shedder,
                  health_paths: Iterable[str] = ()) -> None:
+        super().__init__(shedder, health_paths)
         self.app = app
-        self.shedder = shedder
-        self._health = frozenset(health_paths)
-        self._body = shedder.body()
         self._headers = _headers(shedder, self._body)
 
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
-        path = environ.get("PATH_INFO") or "/"
-        if path not in self._health and self.shedder.check() and self.shedder.refuse(
-                str(environ.get("REQUEST_METHOD", "GET")), path):
+        if self._refuses(str(environ.get("REQUEST_METHOD", "GET")),
+                         environ.get("PATH_INFO") or "/"):
             start_response("503 Service Unavailable", list(self._headers))
             return [self._body]
         return self.app(environ, start_response)
@@ -217,25 +228,21 @@ Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
-class AsgiShedMiddleware:
+class AsgiShedMiddleware(_Shedding):
     """ASGI: the same for HTTP scopes; lifespan and websockets pass through."""
 
     def __init__(self, app: ASGIApp, shedder: Shedder,
                  health_paths: Iterable[str] = ()) -> None:
+        super().__init__(shedder, health_paths)
         self.app = app
-        self.shedder = shedder
-        self._health = frozenset(health_paths)
-        self._body = shedder.body()
         self._headers = [(name.lower().encode(), value.encode())
                          for name, value in _headers(shedder, self._body)]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope.get("type") == "http":
-            path = scope.get("path") or "/"
-            if path not in self._health and self.shedder.check() and self.shedder.refuse(
-                    str(scope.get("method", "GET")), path):
-                await send({"type": "http.response.start", "status": 503,
-                            "headers": list(self._headers)})
-                await send({"type": "http.response.body", "body": self._body})
-                return
+        if scope.get("type") == "http" and self._refuses(str(scope.get("method", "GET")),
+                                                         scope.get("path") or "/"):
+            await send({"type": "http.response.start", "status": 503,
+                        "headers": list(self._headers)})
+            await send({"type": "http.response.body", "body": self._body})
+            return
         await self.app(scope, receive, send)
