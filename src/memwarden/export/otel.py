@@ -28,12 +28,12 @@ import math
 import os
 import socket
 import threading
-import time
 import uuid
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from memwarden.export import sinks as _exporters
+from memwarden.export.otel_readings import Readings
 from memwarden.see import meter as _meter
 from memwarden.settings import Settings
 from memwarden.system import probe as _probe
@@ -88,7 +88,6 @@ INSTRUMENTS: dict[str, tuple[str, str, str]] = {
 _NOT_KINDS = frozenset({"blocks", "children_pss_bytes"})
 _RECYCLE_COUNTERS = ("memwarden.recycles", "memwarden.would_recycles")
 _POOL_COUNTERS = ("memwarden.pool.refusals", "memwarden.would_pool.refusals")
-_SNAPSHOT_SECONDS = 1.0  # one /proc reading serves every callback of one collection
 
 
 def _client() -> None:
@@ -134,76 +133,20 @@ def _exporter(timeout: float | None = None) -> Any:
     return OTLPMetricExporter(timeout=timeout, preferred_temporality=cumulative)
 
 
-class _Readings:
-    """What the callbacks read: fresh /proc readings, and the meter's last census."""
-
-    def __init__(self, settings: Settings) -> None:
-        from memwarden.export.prom_metrics import footprint_kind
-
-        self.kind, self.footprint_descendants = footprint_kind(settings)
-        self.descendants = settings.census_descendants or self.footprint_descendants
-        self.census: dict[str, int | float] = {}
-        self._lock = threading.Lock()
-        self._at = -math.inf
-        self._memory: dict[str, int] = {}
-
-    def observe(self, fields: dict[str, Any]) -> None:
-        census = fields.get("census")
-        if census is not None:
-            self.census = census  # swapped whole; the callbacks read it from another thread
-
-    def memory(self) -> dict[str, int]:
-        with self._lock:
-            now = time.monotonic()
-            if now - self._at > _SNAPSHOT_SECONDS:
-                self._memory = self._read()
-                self._at = now
-            return self._memory
-
-    def _read(self) -> dict[str, int]:
-        p = _probe.current()
-        out: dict[str, int] = {}
-        rss = p.rss_bytes()
-        if rss is not None:
-            out["process.memory.usage"] = rss
-        rollup = p.smaps_rollup()
-        if rollup is not None:
-            out["memwarden.memory.pss"] = rollup.pss_bytes
-            out["memwarden.memory.uss"] = rollup.uss_bytes
-        desc_pss: int | None = None
-        if self.descendants:
-            desc = p.descendants_memory()
-            if desc is not None and desc.pss_bytes is not None:
-                desc_pss = out["memwarden.memory.descendants.pss"] = desc.pss_bytes
-        from memwarden.export.prom_metrics import footprint
-
-        total = footprint(self.kind, rss, rollup.pss_bytes if rollup is not None else None,
-                          desc_pss, self.footprint_descendants)
-        if total is not None:
-            out["memwarden.memory.footprint"] = total
-        threads = p.threads()
-        if threads is not None:
-            out["process.thread.count"] = threads
-        fds = p.open_fds()
-        if fds is not None:
-            out["process.unix.file_descriptor.count"] = fds
-        return out
-
-
 class _Sink:
     """The provider of this process: a worker's, or the master's for its events."""
 
     def __init__(self) -> None:
         self.pid = -1
         self.provider: MeterProvider | None = None
-        self.worker: _Readings | None = None
+        self.worker: Readings | None = None
         self.counters: dict[str, Any] = {}
         self.flush_each = False  # the master has no export thread: flush per event
         # Every pool made in this process, or before fork in the master: each
         # provider started from now on exports its refusal counters at 0.
         self.pools: set[str] = set()
 
-    def start(self, provider: MeterProvider, worker: _Readings | None) -> None:
+    def start(self, provider: MeterProvider, worker: Readings | None) -> None:
         self.pid = os.getpid()
         self.provider = provider
         self.worker = worker
@@ -345,7 +288,7 @@ def start_worker(settings: Settings, service_name: str | None = None) -> None:
     from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
 
     _probe.configure(settings.proc_root, settings.sys_root)
-    worker = _Readings(settings)
+    worker = Readings(settings)
     reader = PeriodicExportingMetricReader(_exporter())
     provider = MeterProvider(resource=_resource("worker", service_name),
                              metric_readers=[reader], shutdown_on_exit=False)
