@@ -5,6 +5,14 @@ lazy import, or a single high-water step all give a positive slope. The
 post-warm-up series is split into windows and growth has to show up in
 every one of them (the rule CPython's refleak hunter applies to its runs);
 the pattern of windows that do and do not grow names what was seen.
+
+A middle window may show its growth either by its own trend test or by a
+lift of its level over the window before (levels.py): the lift sees a
+steady leak with far more certainty than a quarter of the points' slope
+does. The first and the last windows keep to their own trend test, since
+they are the ones that tell a leak from growth that started late or has
+stopped (a cache that filled in the third window lifts the fourth's level
+without the fourth growing).
 """
 
 from __future__ import annotations
@@ -14,6 +22,7 @@ from dataclasses import dataclass
 from itertools import pairwise
 from typing import Literal
 
+from memwarden.find.analysis.levels import Level, lift_z, window_level
 from memwarden.find.analysis.stats import SlopeFit, median, theil_sen
 
 __all__ = ["Trend", "TrendRule", "TrendState", "assess_trend"]
@@ -34,6 +43,10 @@ TrendState = Literal[
 # merely unlikely (p < 0.05); requiring all windows makes the joint test strict.
 Z_OVERALL = 3.0
 Z_WINDOW = 1.645
+# A middle window whose level sits this many standard errors above the
+# previous window's grows without its own trend test passing (one-sided
+# p < 0.0013, as strict as the whole series' test).
+Z_LIFT = 3.0
 # A window "grows" when its slope reaches this share of the floor.
 WINDOW_FLOOR_SHARE = 0.5
 # The last window grows at under this share of the earlier ones: slowing.
@@ -58,12 +71,15 @@ class TrendRule:
     single step that a robust slope can still read as growth when it lands
     mid-window. For exact series (the live heap after a collection), where a
     step up is never noise.
+    ``level_lift`` lets a middle window's level lift stand in for its own
+    trend test (off: every window needs its own test, the earlier rule).
     """
 
     floor: float
     min_growth: float = 0.0
     windows: int = 4
     min_rises: int = 0
+    level_lift: bool = True
 
     def __post_init__(self) -> None:
         if not self.floor > 0.0:
@@ -102,6 +118,9 @@ class Trend:
     strictly_rising: bool = False
     # Per window, how many steps (point to next point) went up.
     window_rises: tuple[int, ...] = ()
+    # Per window, its level's lift over the previous window in standard
+    # errors (0 for the first window).
+    window_lifts: tuple[float, ...] = ()
 
     @property
     def slope(self) -> float:
@@ -217,10 +236,21 @@ def assess_trend(xs: Sequence[float], ys: Sequence[float], rule: TrendRule) -> T
     previous_low: float | None = None
     lows: list[float] = []
     rises: list[int] = []
-    for start, stop in _split(len(bx), rule.windows):
+    lifts: list[float] = []
+    previous_level: Level | None = None
+    for k, (start, stop) in enumerate(_split(len(bx), rule.windows)):
         window_fit = theil_sen(bx[start:stop], by[start:stop])
         slope = window_fit.slope if window_fit is not None else 0.0
         z = window_fit.z if window_fit is not None else 0.0
+        level = (window_level(bx[start:stop], by[start:stop], window_fit)
+                 if window_fit is not None else None)
+        lift = (lift_z(previous_level, level)
+                if previous_level is not None and level is not None else 0.0)
+        lifts.append(lift)
+        previous_level = level
+        middle = 0 < k < rule.windows - 1
+        trend_shown = z >= Z_WINDOW or (rule.level_lift and middle and z > 0.0
+                                         and lift >= Z_LIFT)
         # The floor must rise too. Garbage that survives into the oldest
         # generation ramps up like a leak until a full collection drops it
         # back; a window holding such a drop reaches back down to the
@@ -233,10 +263,11 @@ def assess_trend(xs: Sequence[float], ys: Sequence[float], rule: TrendRule) -> T
         # Steps that end in this window, the one from the previous window included.
         up = sum(by[i] > by[i - 1] for i in range(max(start, 1), stop))
         rises.append(up)
-        grows.append(slope >= WINDOW_FLOOR_SHARE * rule.floor and z >= Z_WINDOW and floor_rises
+        grows.append(slope >= WINDOW_FLOOR_SHARE * rule.floor and trend_shown and floor_rises
                      and up >= rule.min_rises)
     span = xs[-1] - xs[0]
     state = _classify(grows, slopes, fit, rule, fit.slope * span)
     rising = all(b > a for a, b in pairwise(ys))
     return Trend(state, n, fit, tuple(slopes), tuple(grows), span, ys[0], ys[-1],
-                 window_lows=tuple(lows), strictly_rising=rising, window_rises=tuple(rises))
+                 window_lows=tuple(lows), strictly_rising=rising, window_rises=tuple(rises),
+                 window_lifts=tuple(lifts))
