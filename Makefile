@@ -5,7 +5,7 @@ PY := .venv/bin/python
 VENV_STAMP := .venv/.installed
 CHROMIUM := /usr/lib/chromium/chromium
 
-.PHONY: demo test lint typecheck contracts unit bench-overhead bench-overhead-parts bench-detect bench-recall bench-soak bench-week bench-hostile bench-probes chromium prometheus venv clean
+.PHONY: demo test lint typecheck contracts unit bench-overhead bench-overhead-parts bench-detect bench-recall bench-soak bench-week bench-hostile bench-probes bench-throughput wrk chromium prometheus venv clean
 
 venv: $(VENV_STAMP)
 
@@ -21,6 +21,14 @@ chromium:
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
 	fi
 	@test -x $(CHROMIUM) || { echo "chromium is missing at $(CHROMIUM): apt-get install -y chromium"; exit 1; }
+
+# Debian's wrk drives bench-throughput's load.
+wrk:
+	@if ! command -v wrk >/dev/null; then \
+		echo "installing Debian's wrk (apt-get)"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; \
+	fi
+	@command -v wrk >/dev/null || { echo "wrk is missing: apt-get install -y wrk"; exit 1; }
 
 # Debian's prometheus gives the server and promtool for the exporter tests; the
 # tests start their own server on 127.0.0.1, so the packaged service is stopped.
@@ -49,7 +57,7 @@ contracts: venv
 
 # Branch coverage of the whole suite, gunicorn's and the CLI's processes included
 # ([tool.coverage.run] in pyproject.toml), printed at the end.
-unit: venv chromium prometheus
+unit: venv chromium prometheus wrk
 	rm -f .coverage .coverage.*
 	$(PY) -m coverage run -m pytest -q
 	$(PY) -m coverage combine -q
@@ -77,6 +85,12 @@ bench-week: venv chromium
 
 bench-hostile: venv
 	$(PY) benchmarks/hostile.py
+
+# Requests per second under real gunicorn (Flask and FastAPI, 2 workers) driven
+# by wrk: bare, memwarden's defaults, the census on every request, Prometheus
+# exporters and a naive tracker; and memwarden's own RSS per worker.
+bench-throughput: venv wrk
+	$(PY) benchmarks/throughput.py
 
 bench-probes: venv
 	$(PY) benchmarks/probe_costs.py
