@@ -51,23 +51,26 @@ def _view(server: Any) -> GunicornView:
         app=app if isinstance(app, str) else None)
 
 
-def start_lines(summary: Summary) -> list[tuple[int, str]]:
-    """(level, line) for the start: the summary less what other lines already say."""
+def start_lines(summary: Summary, said: frozenset[str] = SAID_ELSEWHERE_AT_START
+                ) -> list[tuple[int, str]]:
+    """(level, line) for the start: the summary less the findings of the kinds in
+    ``said``, which other lines already gave."""
     lines = [(logging.INFO, line) for line in summary.head_lines()]
     lines.append((logging.INFO, summary.changed_settings_line()))
-    elsewhere = [f for f in summary.findings if f.kind in SAID_ELSEWHERE_AT_START]
+    elsewhere = [f for f in summary.findings if f.kind in said]
     lines += [(logging.WARNING, f.line()) for f in summary.findings if f not in elsewhere]
     if elsewhere:
-        said = "; ".join(dict.fromkeys(_ELSEWHERE[f.kind] for f in elsewhere))
-        lines.append((logging.INFO, f"also warned at start in their own lines: {said}"))
+        named = "; ".join(dict.fromkeys(_ELSEWHERE[f.kind] for f in elsewhere))
+        lines.append((logging.INFO, f"also warned at start in their own lines: {named}"))
     # INFO: the warnings that lead to it carry the level, each once.
     lines.append((logging.INFO, summary.verdict_line()))
     return lines
 
 
-def log_start_summary(server: Any, settings: Settings,
-                      ours: Mapping[str, Callable[..., Any]]) -> None:
-    """Log the summary for this master; the caller makes it once per master."""
+def log_start_summary(server: Any, settings: Settings, ours: Mapping[str, Callable[..., Any]],
+                      said: frozenset[str] = SAID_ELSEWHERE_AT_START) -> None:
+    """Log the summary for this master; the caller makes it once per master and says
+    which kinds of finding other start lines gave (``said``)."""
     view = _view(server)
     cfg = getattr(server, "cfg", None)
     search = [str(getattr(cfg, "chdir", "") or os.getcwd())]
@@ -75,5 +78,5 @@ def log_start_summary(server: Any, settings: Settings,
                         str(getattr(cfg, "config", None) or "gunicorn defaults"),
                         asyncio_use(view.worker_class, view.app, search))
     fields = {"pid": os.getpid(), "protection_effective": summary.exit_code == 0}
-    for level, line in start_lines(summary):
+    for level, line in start_lines(summary, said):
         _log.log(level, "%s", line, extra={"memwarden": fields})

@@ -141,12 +141,13 @@ def when_ready(server: Any) -> None:
     try:
         hold.when_ready(server, memwarden_settings)
     finally:
-        _log_summary(server)
+        _log_summary(server, watchdog=True)
 
 
-def _log_summary(server: Any) -> None:
-    """``memwarden check``'s summary, once per master, after the watchdog's start line
-    (whose warnings it names rather than repeats)."""
+def _log_summary(server: Any, watchdog: bool) -> None:
+    """``memwarden check``'s summary, once per master: after the watchdog's start line
+    (``watchdog``: its warnings and the unknown variables' are named, not repeated),
+    or at the first fork when a config of one's own replaced when_ready."""
     if _summary_logged[0] == os.getpid():
         return
     _summary_logged[0] = os.getpid()
@@ -154,13 +155,20 @@ def _log_summary(server: Any) -> None:
         from memwarden.check_start import log_start_summary
         from memwarden.hook_calls import LOST
 
-        log_start_summary(server, memwarden_settings, {name: globals()[name] for name in LOST})
+        said = {"limit_dropped"}  # each worker says it, when it resolves its limits
+        if watchdog:
+            said |= {"no_limit", "cannot_shed", "unknown_variables"}
+        if _hooks_checked[0] == os.getpid():
+            said.add("replaced_hooks")
+        log_start_summary(server, memwarden_settings, {name: globals()[name] for name in LOST},
+                          frozenset(said))
     except Exception:
         _log.exception("memwarden could not log its start summary; continuing")
 
 
 @_guarded
 def pre_fork(server: Any, worker: Any) -> None:
+    _log_summary(server, watchdog=False)  # when a config of one's own replaced when_ready
     from memwarden.hold import hooks as hold
 
     hold.pre_fork(server, worker)
