@@ -3,10 +3,12 @@ and decoded on 127.0.0.1."""
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import threading
@@ -18,8 +20,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support import gunicorn
+from support import REPO, gunicorn
 
+from memwarden.events import DEATH_CAUSES
 from memwarden.export import RECYCLE_REASONS
 from memwarden.export.otel import INSTRUMENTS
 from memwarden.export.prometheus import footprint_kind
@@ -28,6 +31,7 @@ from memwarden.settings import Settings
 from .pool_script import pool_refusals_script
 
 KIND = footprint_kind(Settings())[0]
+OTEL_CONF = str(REPO / "tests" / "export" / "otel_conf.py")  # adds a census gauge in bytes
 
 
 @dataclass
@@ -171,7 +175,8 @@ def test_two_workers_export_otlp_with_their_own_identity_names_units_and_values(
         "OTEL_SERVICE_NAME": "memwarden-otel-test",
         "OTEL_RESOURCE_ATTRIBUTES": "deployment.environment=test",
     }
-    with gunicorn("export_app:app", tmp_path, env=env, args=["-w", "2"]) as g:
+    with gunicorn("export_app:app", tmp_path, env=env, args=["-w", "2"],
+                  config=OTEL_CONF) as g:
         pids = set(g.worker_pids(expect=2))
         served: set[int] = set()
         sent = 0
@@ -195,7 +200,7 @@ def test_two_workers_export_otlp_with_their_own_identity_names_units_and_values(
 
         def census_from_both() -> bool:
             points = receiver.snapshot()
-            return all(latest(points, "memwarden.census", pid) for pid in pids)
+            return all(latest(points, "memwarden.census.count", pid) for pid in pids)
         wait_for("census points from both workers", census_from_both)
         time.sleep(1.2)  # an export or two from idle workers
 
@@ -240,13 +245,23 @@ def test_two_workers_export_otlp_with_their_own_identity_names_units_and_values(
             assert foot.value == own + desc.value
             assert threads_now.value >= 1 and threads_now.value == proc_threads(pid)
             kinds = {p.attributes["memwarden.census.kind"] for p in points
-                     if p.name == "memwarden.census" and p.resource["process.pid"] == pid}
+                     if p.name == "memwarden.census.count" and p.resource["process.pid"] == pid}
             assert {"threads", "fds", "children"} <= kinds
+            # Bytes apart from counts: the config's census gauge in bytes, and only it.
+            assert not [k for k in kinds if k.endswith("_bytes")], kinds
+            in_bytes = {(p.attributes["memwarden.census.kind"], p.value) for p in points
+                        if p.name == "memwarden.census.bytes"
+                        and p.resource["process.pid"] == pid}
+            assert in_bytes == {("cache_bytes", 4096.0)}
         # Every worker exports each recycle reason from its start, done and dry-run.
         for name in ("memwarden.recycles", "memwarden.would_recycles"):
             seen = {(p.resource["process.pid"], p.attributes.get("memwarden.recycle.reason"))
                     for p in points if p.name == name}
             assert {(pid, reason) for pid in pids for reason in RECYCLE_REASONS} <= seen
+        # Deaths are seen by the master: each cause at 0 there, in no worker.
+        deaths = {(p.resource["memwarden.process.role"], p.attributes.get("memwarden.death.cause"))
+                  for p in points if p.name == "memwarden.worker.deaths"}
+        assert deaths == {("master", cause) for cause in DEATH_CAUSES}
         limits = {p.resource["process.pid"]: p.value for p in points
                   if p.name == "memwarden.memory.limit"}
         assert list(limits.values()) == [987654321.0]
@@ -266,6 +281,55 @@ def test_two_workers_export_otlp_with_their_own_identity_names_units_and_values(
     for reason in RECYCLE_REASONS:
         assert total("memwarden.would_recycles", **{"memwarden.recycle.reason": reason}) == 0
     assert total("memwarden.oom_kills") == 0
+    assert total("memwarden.worker.deaths") == 0
+
+
+@pytest.mark.timeout(120)
+def test_workers_dying_mid_request_are_counted_by_cause_in_the_master(
+        tmp_path: Path, receiver: OtlpReceiver) -> None:
+    """A worker SIGKILLed mid-request, then one gunicorn times out: the master sees each
+    die with its request in flight and exports memwarden.worker.deaths by cause at once."""
+    endpoint = f"http://127.0.0.1:{receiver.port}"
+    env = {"MEMWARDEN_OTEL": "1",
+           "MEMWARDEN_SOFT_LIMIT": "off", "MEMWARDEN_IDLE_LIMIT": "off",
+           "MEMWARDEN_HARD_LIMIT": "off",
+           "OTEL_EXPORTER_OTLP_ENDPOINT": endpoint,
+           "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT": f"{endpoint}/v1/metrics",
+           "OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE": "cumulative",
+           "OTEL_METRIC_EXPORT_INTERVAL": "60000"}
+
+    def deaths() -> dict[str, float]:
+        """The master's cumulative count of each cause, as last exported."""
+        return {p.attributes["memwarden.death.cause"]: p.value for p in receiver.snapshot()
+                if p.name == "memwarden.worker.deaths"
+                and p.resource.get("memwarden.process.role") == "master"}
+
+    def stuck(g: Any) -> threading.Thread:
+        def send() -> None:
+            with contextlib.suppress(Exception):
+                g.request("GET", "/sleep?s=30", timeout=30)
+        thread = threading.Thread(target=send, daemon=True)
+        thread.start()
+        return thread
+
+    with gunicorn("hold_app:app", tmp_path, env=env, args=["-w", "1", "--timeout", "3"],
+                  config=OTEL_CONF) as g:
+        [victim] = g.worker_pids(expect=1)
+        assert g.request("GET", "/pid")[0] == 200
+        wait_for("each cause at 0 from the master",
+                 lambda: deaths() == dict.fromkeys(DEATH_CAUSES, 0.0))
+        thread = stuck(g)
+        time.sleep(1.0)  # in the app by now
+        os.kill(victim, signal.SIGKILL)
+        thread.join(30)
+        wait_for("a death by signal", lambda: deaths().get("signal") == 1)
+        wait_for("the next worker", lambda: [p for p in g.worker_pids(expect=1)
+                                             if p != victim])
+        assert g.request("GET", "/pid")[0] == 200
+        stuck(g).join(30)  # gunicorn's timeout aborts the worker serving it
+        wait_for("a death by timeout", lambda: deaths().get("timeout") == 1)
+        time.sleep(0.5)
+        assert deaths() == {"signal": 1, "timeout": 1, "oom_kill": 0}
 
 
 # The master's provider: one export per event and per pool made.

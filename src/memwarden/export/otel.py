@@ -11,7 +11,9 @@ exported as cumulative sums whatever temporality is preferred, because New
 Relic drops non-monotonic delta sums) and use the ``memwarden.`` namespace
 otherwise (gauges). Memory is read when the exporter collects (every
 ``OTEL_METRIC_EXPORT_INTERVAL`` ms, 60 s by default), so nothing is added to
-a request except what the request meter already does.
+a request except what the request meter already does. As for Prometheus,
+census counts and census bytes are two instruments (no name mixes units), and
+the master counts workers' deaths by cause from the event bus.
 
 Configuration is the standard one: ``OTEL_EXPORTER_OTLP_ENDPOINT`` (or
 ``..._METRICS_ENDPOINT``), ``OTEL_EXPORTER_OTLP_HEADERS`` (New Relic:
@@ -32,6 +34,7 @@ import uuid
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
+from memwarden import events
 from memwarden.export import sinks as _exporters
 from memwarden.export.otel_readings import Readings
 from memwarden.see import meter as _meter
@@ -42,7 +45,8 @@ if TYPE_CHECKING:
     from opentelemetry.metrics import CallbackOptions, Observation
     from opentelemetry.sdk.metrics import MeterProvider
 
-__all__ = ["INSTRUMENTS", "setup_master", "shutdown", "start_master", "start_worker"]
+__all__ = ["INSTRUMENTS", "on_event", "setup_master", "shutdown", "start_master",
+           "start_worker"]
 
 _log = logging.getLogger("memwarden.exporters.otel")
 
@@ -63,8 +67,12 @@ INSTRUMENTS: dict[str, tuple[str, str, str]] = {
     "memwarden.memory.limit": ("gauge", "By", "Footprint at which the worker is recycled."),
     "memwarden.heap.blocks": (
         "gauge", "{block}", "Memory blocks allocated by the worker's Python allocator."),
-    "memwarden.census": (
-        "gauge", "{object}", "Live resources of one kind in the worker (memwarden.census.kind)."),
+    "memwarden.census.count": (
+        "gauge", "{object}", "Live resources of one kind in the worker (threads, fds, "
+                             "children, asyncio tasks, tracked objects; memwarden.census.kind)."),
+    "memwarden.census.bytes": (
+        "gauge", "By", "Census readings in bytes: census keys ending in _bytes "
+                       "(memwarden.census.kind)."),
     "memwarden.requests": ("counter", "{request}", "Requests measured in the worker."),
     "memwarden.recycles": ("counter", "{recycle}", "Workers recycled (memwarden.recycle.reason)."),
     "memwarden.shed.requests": (
@@ -83,11 +91,18 @@ INSTRUMENTS: dict[str, tuple[str, str, str]] = {
         "(memwarden.pool.name)."),
     "memwarden.oom_kills": (
         "counter", "{kill}", "Workers killed by the kernel's OOM killer, seen by the master."),
+    "memwarden.worker.deaths": (
+        "counter", "{death}",
+        "Workers that died, by cause (memwarden.death.cause): timeout (gunicorn's worker "
+        "timeout) and signal with a request in flight, oom_kill (every OOM kill the master "
+        "saw)."),
 }
 
 _NOT_KINDS = frozenset({"blocks", "children_pss_bytes"})
 _RECYCLE_COUNTERS = ("memwarden.recycles", "memwarden.would_recycles")
 _POOL_COUNTERS = ("memwarden.pool.refusals", "memwarden.would_pool.refusals")
+_DEATHS = "memwarden.worker.deaths"
+_CAUSE = "memwarden.death.cause"
 
 
 def _client() -> None:
@@ -159,27 +174,29 @@ class _Sink:
         }
         # Export a 0 at once, so that a backend sees the first event as an increase:
         # every counter, each recycle reason, each pool made so far.
-        for counter in self.counters.values():
-            counter.add(0)
+        for name, counter in self.counters.items():
+            if name != _DEATHS:  # a death always has a cause: no series without one
+                counter.add(0)
         for reason in _exporters.RECYCLE_REASONS:
             self._zero(_RECYCLE_COUNTERS, {"memwarden.recycle.reason": reason})
         for pool in tuple(self.pools):
             self._zero(_POOL_COUNTERS, {"memwarden.pool.name": pool})
         if worker is None:
+            # Deaths are seen by the master only: each cause at 0 there, not in
+            # every worker's instance.
+            for cause in events.DEATH_CAUSES:
+                self._zero((_DEATHS,), {_CAUSE: cause})
             return
+        gauges = {"memwarden.census.count": self._census_count,
+                  "memwarden.census.bytes": self._census_bytes,
+                  "memwarden.memory.limit": self._limit, "memwarden.heap.blocks": self._blocks}
         for name, (kind, unit, doc) in INSTRUMENTS.items():
             if kind == "updowncounter":
                 meter.create_observable_up_down_counter(
                     name, [self._memory_callback(name)], unit=unit, description=doc)
-            elif kind == "gauge" and name == "memwarden.census":
-                meter.create_observable_gauge(name, [self._census], unit=unit, description=doc)
-            elif kind == "gauge" and name == "memwarden.memory.limit":
-                meter.create_observable_gauge(name, [self._limit], unit=unit, description=doc)
-            elif kind == "gauge" and name == "memwarden.heap.blocks":
-                meter.create_observable_gauge(name, [self._blocks], unit=unit, description=doc)
             elif kind == "gauge":
-                meter.create_observable_gauge(
-                    name, [self._memory_callback(name)], unit=unit, description=doc)
+                callback = gauges.get(name) or self._memory_callback(name)
+                meter.create_observable_gauge(name, [callback], unit=unit, description=doc)
         unit, doc = INSTRUMENTS["memwarden.requests"][1:]
         meter.create_observable_counter("memwarden.requests", [self._requests], unit=unit,
                                         description=doc)
@@ -197,12 +214,21 @@ class _Sink:
             return [] if value is None else [self._observation(value)]
         return callback
 
-    def _census(self, options: CallbackOptions) -> Iterable[Observation]:
+    def _census_count(self, options: CallbackOptions) -> Iterable[Observation]:
+        return self._census(in_bytes=False)
+
+    def _census_bytes(self, options: CallbackOptions) -> Iterable[Observation]:
+        return self._census(in_bytes=True)
+
+    def _census(self, *, in_bytes: bool) -> list[Observation]:
+        """Counts or bytes, never both under one name: a census key in bytes ends in
+        ``_bytes`` (as for Prometheus, prom_metrics.census_metric)."""
         worker = self.worker
         census = worker.census if worker is not None else {}
         return [self._observation(value, {"memwarden.census.kind": kind})
                 for kind, value in census.items()
-                if kind not in _NOT_KINDS and not kind.startswith("gc.")]
+                if kind not in _NOT_KINDS and not kind.startswith("gc.")
+                and kind.endswith("_bytes") == in_bytes]
 
     def _limit(self, options: CallbackOptions) -> Iterable[Observation]:
         limit = _exporters.worker_limit()
@@ -263,11 +289,32 @@ class _Sink:
     def record_oom_kill(self, count: int) -> None:
         self._add("memwarden.oom_kills", count)
 
+    def record_death(self, cause: str, count: int = 1) -> None:
+        self._add(_DEATHS, count, {_CAUSE: cause})
+
     def set_worker_limit(self, limit_bytes: int | None) -> None:
         pass  # read by the limit callback from memwarden.export
 
 
 _sink = _Sink()
+
+
+def on_event(event: events.Event) -> None:
+    """The deaths counter's subscriber (in the master, where workers are seen to die).
+
+    As for Prometheus (prom_sink.on_event): every OOM kill counts under
+    ``oom_kill``, in flight or not; a death with a request in flight counts
+    under its cause, except an OOM kill's, which the ``OomKill`` event has
+    counted already.
+    """
+    match event:
+        case events.OomKill(count=count):
+            _sink.record_death(events.DIED_OOM_KILL, count)
+        case events.DeathInFlight(cause=cause) if cause != events.DIED_OOM_KILL:
+            if cause in events.DEATH_CAUSES:  # an attribute value from a fixed set only
+                _sink.record_death(cause)
+
+
 _shutdown_lock = threading.Lock()
 _master_pid = [-1]
 
@@ -277,6 +324,7 @@ def setup_master() -> None:
     _client()
     _master_pid[0] = os.getpid()
     _exporters.add_sink(_sink)
+    events.subscribe(on_event)  # workers' deaths by cause, seen in the master
 
 
 def start_worker(settings: Settings, service_name: str | None = None) -> None:
@@ -315,6 +363,7 @@ def start_master(service_name: str | None = None) -> None:
                              metric_readers=[reader], shutdown_on_exit=False)
     _sink.start(provider, None)
     _exporters.add_sink(_sink)
+    events.subscribe(on_event)
     # Counters start at 0 in the backend, so that the first event counts as an increase.
     provider.force_flush(timeout_millis=3000)
 
