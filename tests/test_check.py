@@ -249,6 +249,27 @@ def test_a_replaced_hook_fails_the_check_naming_the_hook(tmp_path: Path) -> None
     assert proc.returncode == 0 and warnings(proc) == [], proc.stdout
 
 
+def test_settings_a_config_sets_before_memwarden_loads_count(tmp_path: Path) -> None:
+    """gunicorn reads memwarden's settings when the config imports memwarden's: what the
+    config put in the environment by then counts, as it will in gunicorn."""
+    (tmp_path / "conf.py").write_text(
+        "import os\n"
+        "os.environ.setdefault('MEMWARDEN_RECYCLE', 'dry-run')\n"
+        "os.environ.setdefault('MEMWARDEN_SOFT_LIMIT', '12M')\n"
+        "from memwarden.gunicorn_conf import *  # noqa: F403\n")
+    env = {**fake_v2(tmp_path, str(GIB)), "MEMWARDEN_SOFT_LIMIT": "70%"}
+    proc = check(tmp_path, "-c", "conf.py", env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert "setting MEMWARDEN_RECYCLE=dry-run (environment)" in lines_of(proc)
+    assert "setting MEMWARDEN_SOFT_LIMIT=70% (environment)" in lines_of(proc)
+    # A bad value the config sets stops gunicorn: exit 2, the variable named.
+    proc = check(tmp_path, "-c", "conf.py", env=fake_v2(tmp_path / "b", str(GIB)))
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("memwarden check: MEMWARDEN_SOFT_LIMIT='12M': 'M' is "
+                                  "ambiguous"), proc.stderr
+    assert proc.stderr.rstrip().endswith("gunicorn would not start with this config")
+
+
 def test_a_config_without_memwarden_fails_the_check(tmp_path: Path) -> None:
     (tmp_path / "plain.py").write_text("workers = 3\n")
     proc = check(tmp_path, "--config", "plain.py", env=fake_v2(tmp_path, str(2 * GIB)))

@@ -25,6 +25,7 @@ from typing import Any, TextIO
 
 from memwarden.check import GunicornView, Summary, read_cgroup, summarize
 from memwarden.check_app import asyncio_use
+from memwarden.export import MissingExtraError
 from memwarden.settings import Settings, SettingsError
 
 __all__ = ["DEFAULT_CONFIG", "CheckError", "add_check_arguments", "run_check_command"]
@@ -58,16 +59,11 @@ def add_check_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _settings() -> Settings:
-    from memwarden.export import MissingExtraError, check_extras
-    from memwarden.hold.policy import check_settings
+    """The settings gunicorn will use: memwarden's config reads them when first imported,
+    so after the config (which may set MEMWARDEN_* variables before it imports it)."""
+    from memwarden import gunicorn_conf
 
-    try:
-        settings = Settings.from_env(os.environ)
-        check_settings(settings)
-        check_extras(settings)
-    except (SettingsError, MissingExtraError) as exc:
-        raise CheckError(f"{exc}; gunicorn would not start with memwarden's config") from None
-    return settings
+    return gunicorn_conf.memwarden_settings
 
 
 def _load_module(location: str) -> ModuleType:
@@ -104,9 +100,13 @@ def _gunicorn_config(args: argparse.Namespace) -> tuple[Any, str, str | None]:
     if os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())  # gunicorn imports from its working directory
     try:
-        # A config that prints must not spoil --json on stdout.
+        # A config that prints must not spoil --json on stdout. Loading memwarden's
+        # config here reads and checks the settings, as gunicorn will.
         with contextlib.redirect_stdout(sys.stderr):
             names = vars(_load_module(location))
+            importlib.import_module("memwarden.gunicorn_conf")
+    except (SettingsError, MissingExtraError) as exc:
+        raise CheckError(f"{exc}; gunicorn would not start with this config") from None
     except (Exception, SystemExit) as exc:
         raise CheckError(f"cannot read the gunicorn config {location}: "
                          f"{type(exc).__name__}: {exc}".splitlines()[0][:500]) from None
@@ -126,8 +126,8 @@ def _gunicorn_config(args: argparse.Namespace) -> tuple[Any, str, str | None]:
 
 def build_summary(args: argparse.Namespace) -> Summary:
     """The summary for these arguments and this process's environment."""
-    settings = _settings()
     cfg, config, app = _gunicorn_config(args)
+    settings = _settings()
     from memwarden.hook_calls import LOST
     from memwarden.hook_check import memwarden_hooks
 
