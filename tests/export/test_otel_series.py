@@ -127,3 +127,21 @@ def test_every_cause_starts_at_zero_in_the_master() -> None:
     points = run(MASTER_IDLE)
     assert [(a, v) for n, u, d, a, v in named(points, "memwarden.worker.deaths")] == [
         ({"memwarden.death.cause": cause}, 0) for cause in DEATH_CAUSES]
+
+
+def test_the_otlp_death_alerts_filter_on_the_attribute_and_causes_sent() -> None:
+    """A rule on a label the exporter never sends, or a cause it never writes, is
+    silently empty: docs/exporters.md's OTLP rules use memwarden.death.cause as
+    Prometheus's OTLP receiver names it, and only causes memwarden counts."""
+    import re
+
+    from support import REPO
+
+    text = (REPO / "docs" / "exporters.md").read_text()
+    rules = text.split("### The same alerts on OTLP metrics", 1)[1].split(
+        "```yaml\n", 1)[1].split("```", 1)[0]
+    filters = re.findall(r"memwarden_worker_deaths_total\{(\w+)=\"(\w+)\"\}", rules)
+    assert {label for label, _ in filters} == {"memwarden.death.cause".replace(".", "_")}
+    assert {cause for _, cause in filters} == {"timeout", "signal"} <= set(DEATH_CAUSES)
+    assert "memwarden.death.cause" in text and "memwarden.census.count" in text
+    assert "| `memwarden.census` |" not in text  # the old instrument's row is gone
