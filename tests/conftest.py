@@ -7,6 +7,8 @@ from collections.abc import Iterator
 
 import pytest
 
+from memwarden import events
+
 
 @pytest.fixture
 def sleeper() -> Iterator[subprocess.Popen[bytes]]:
@@ -18,3 +20,14 @@ def sleeper() -> Iterator[subprocess.Popen[bytes]]:
         if proc.poll() is None:
             proc.kill()
         proc.wait()
+
+
+@pytest.fixture
+def published() -> Iterator[list[events.Event]]:
+    """The events published on memwarden's bus while the test runs, in order."""
+    heard: list[events.Event] = []
+    events.subscribe(heard.append)
+    try:
+        yield heard
+    finally:
+        events.unsubscribe(heard.append)
