@@ -15,11 +15,12 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, TypeVar, cast
 
 from memwarden.find.analysis.actions import ACTION_LINES, ActionKind
 from memwarden.find.analysis.counters import ReadCounters
+from memwarden.find.analysis.fast_lines import DECODE_ERRORS, fast_decode
 from memwarden.find.analysis.heavy_hitters import RouteCounts
 from memwarden.find.analysis.inputs import MAX_LINE_BYTES, _bounded_lines, read_path_lines
 from memwarden.find.analysis.records import (
@@ -58,17 +59,6 @@ MAX_MAGNITUDE = float(2**62)
 _R = TypeVar("_R", bound=Record)
 
 
-def _fast_loads() -> Callable[[bytes | str], Any] | None:
-    """orjson's decoder when installed (memwarden[fast]): about five times json's speed."""
-    try:
-        import orjson
-    except ImportError:
-        return None
-    loads: Callable[[bytes | str], Any] = orjson.loads
-    return loads
-
-
-_FAST_LOADS = _fast_loads()
 
 
 class _InvalidRecord(Exception):
@@ -116,14 +106,14 @@ _DECODE = json.JSONDecoder(parse_constant=_reject_constant).decode
 def decode_line(raw: str | bytes) -> Any:
     """The line's JSON value; ValueError or RecursionError when it is not JSON.
 
-    orjson reads the common line straight from bytes. What it refuses (NaN,
-    a number beyond 64 bits, bad UTF-8, deep nesting) goes to json, whose
-    reading is the contract: orjson only ever answers where both agree.
+    msgspec, when installed, reads the line straight from bytes. What it
+    refuses (NaN, a number out of range, bad UTF-8, a byte-order mark) goes
+    to json, whose reading is the contract: msgspec only answers where both agree.
     """
-    if _FAST_LOADS is not None and type(raw) is bytes:
+    if fast_decode is not None and type(raw) is bytes:
         try:
-            return _FAST_LOADS(raw)
-        except ValueError:
+            return fast_decode(raw)
+        except DECODE_ERRORS:
             pass
     text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
     return _DECODE(text.strip().lstrip("\ufeff"))
@@ -276,6 +266,9 @@ class LineParser:
     def census_of(self, obj: Mapping[str, Any]) -> dict[str, float] | None:
         """A request line's census, within the caps on census names."""
         return self._census(_Fields(obj, self.counters))
+
+    def census_dict(self, census: Mapping[str, Any]) -> dict[str, float] | None:
+        return self._census(_Fields({"census": census}, self.counters))
 
     def count_route(self, key: str) -> None:
         self._routes.add(key)

@@ -98,6 +98,11 @@ def _text(obj: Mapping[str, Any], key: str, counters: ReadCounters) -> str | Non
     return None
 
 
+# The numeric fields in row order after status, with their lowest valid value.
+_NUMBERS = (("duration_ms", 0.0), ("rss_bytes", 0.0), ("rss_delta_bytes", -_INF),
+            ("blocks_delta", -_INF), ("blocks", 0.0), ("pss_bytes", 0.0), ("uss_bytes", 0.0))
+
+
 def request_row(obj: Mapping[str, Any], counters: ReadCounters, names: RouteNames,
                 read_census: Callable[[Mapping[str, Any]], Mapping[str, float] | None]
                 ) -> tuple[int, Row, str, str | None]:
@@ -105,27 +110,43 @@ def request_row(obj: Mapping[str, Any], counters: ReadCounters, names: RouteName
 
     ``read_census`` is the parser's (it holds the caps on census names).
     """
-    pid = _integer(obj, "pid")
-    if pid is None:
-        raise _InvalidRecord("pid")
-    seq = _integer(obj, "seq")
-    if seq is None:
-        raise _InvalidRecord("seq")
-    route = _text(obj, "route", counters) or _text(obj, "path", counters) or "?"
-    method = _text(obj, "method", counters)
-    status_value = obj.get("status")
-    status = _integer(obj, "status")
-    if status is None and (status_value is not None or "status" in obj):
-        counters.invalid_fields += 1
-    row: Row = (
-        seq, names.id(route, method), NAN if status is None else float(status),
-        _number(obj, "duration_ms", 0.0, counters),
-        _number(obj, "rss_bytes", 0.0, counters),
-        _number(obj, "rss_delta_bytes", -_INF, counters),
-        _number(obj, "blocks_delta", -_INF, counters),
-        _number(obj, "blocks", 0.0, counters),
-        _number(obj, "pss_bytes", 0.0, counters),
-        _number(obj, "uss_bytes", 0.0, counters),
-        read_census(obj) if "census" in obj else None)
-    timestamp = _text(obj, "timestamp", counters)
+    get = obj.get
+    pid, seq = get("pid"), get("seq")
+    # The common line: plain integers in range, checked inline (no calls).
+    if not (type(pid) is int and 0 <= pid <= MAX_MAGNITUDE):
+        pid = _integer(obj, "pid")
+        if pid is None:
+            raise _InvalidRecord("pid")
+    if not (type(seq) is int and 0 <= seq <= MAX_MAGNITUDE):
+        seq = _integer(obj, "seq")
+        if seq is None:
+            raise _InvalidRecord("seq")
+    route = get("route")
+    if not (type(route) is str and route and len(route) <= 300 and route.isprintable()):
+        route = _text(obj, "route", counters) or _text(obj, "path", counters) or "?"
+    method = get("method")
+    if not (type(method) is str and method and len(method) <= 300 and method.isprintable()):
+        method = _text(obj, "method", counters)
+    status_value = get("status")
+    if type(status_value) is int and 0 <= status_value <= MAX_MAGNITUDE:
+        status = float(status_value)
+    else:
+        found = _integer(obj, "status")
+        if found is None and "status" in obj:
+            counters.invalid_fields += 1
+        status = NAN if found is None else float(found)
+    values = [status]
+    for key, minimum in _NUMBERS:
+        value = get(key)
+        if value is None and key not in obj:
+            values.append(NAN)
+        elif type(value) is int and minimum <= value and -MAX_MAGNITUDE <= value <= MAX_MAGNITUDE:
+            values.append(float(value))
+        else:
+            values.append(_number(obj, key, minimum, counters))
+    row: Row = (seq, names.id(route, method), *values,  # type: ignore[assignment]
+                read_census(obj) if "census" in obj else None)
+    timestamp = get("timestamp")
+    if not (type(timestamp) is str and timestamp and len(timestamp) <= 300):
+        timestamp = _text(obj, "timestamp", counters)
     return pid, row, f"{method} {route}" if method else route, timestamp

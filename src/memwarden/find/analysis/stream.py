@@ -18,7 +18,8 @@ from typing import Any
 from memwarden.find.analysis.actions import PLOTTED, ActionTally, from_lifecycle
 from memwarden.find.analysis.config import AnalysisConfig
 from memwarden.find.analysis.deaths import DeathTally
-from memwarden.find.analysis.life_buffer import OpenLife
+from memwarden.find.analysis.fast_lines import DECODE_ERRORS, decode_request
+from memwarden.find.analysis.life_buffer import OpenLife, Row
 from memwarden.find.analysis.lives import WorkerLife
 from memwarden.find.analysis.model import (
     ActionMarker,
@@ -27,7 +28,12 @@ from memwarden.find.analysis.model import (
     WorkerSummary,
 )
 from memwarden.find.analysis.outcomes import Kept, LifeOutcome, VerdictTally, priority
-from memwarden.find.analysis.reader import MAX_LINE_BYTES, LineParser, _InvalidRecord, decode_line
+from memwarden.find.analysis.reader import (
+    MAX_LINE_BYTES,
+    LineParser,
+    _InvalidRecord,
+    decode_line,
+)
 from memwarden.find.analysis.records import (
     ActionEvent,
     AllocationWindow,
@@ -131,6 +137,14 @@ class StreamAnalysis:
         if raw is None or len(raw) > MAX_LINE_BYTES:
             counters.oversized_lines += 1
             return
+        if decode_request is not None and type(raw) is bytes and raw[:1] == b"{":
+            try:
+                line = decode_request(raw)
+            except DECODE_ERRORS:
+                line = None
+            if line is not None and line.message == "request" \
+                    and line.logger == REQUEST_LOGGER and self._fast_request(line):
+                return
         if type(raw) is not bytes or raw[:1] != b"{":
             text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
             raw = text.strip().lstrip("\ufeff")
@@ -152,6 +166,21 @@ class StreamAnalysis:
         if record is not None:
             self.add_record(record)
 
+    def _fast_request(self, line: Any) -> bool:
+        """A line msgspec decoded and range-checked; False (nothing done) when it needs
+        the reader's own checks (no route, unprintable text)."""
+        route, method = line.route, line.method
+        if not route or not route.isprintable() or (method and not method.isprintable()):
+            return False
+        census = line.census
+        row: Row = (line.seq, self.names.id(route, method or None), float(line.status),
+                    line.duration_ms, line.rss_bytes, line.rss_delta_bytes, line.blocks_delta,
+                    line.blocks, line.pss_bytes, line.uss_bytes,
+                    None if census is None else self.parser.census_dict(census))
+        self._take(line.pid, row, f"{method} {route}" if method else route,
+                   line.timestamp or None)
+        return True
+
     def _request(self, obj: Mapping[str, Any]) -> None:
         parser = self.parser
         counters = parser.counters
@@ -160,6 +189,11 @@ class StreamAnalysis:
         except _InvalidRecord:
             counters.invalid_records += 1
             return
+        self._take(pid, row, key, timestamp)
+
+    def _take(self, pid: int, row: Row, key: str, timestamp: str | None) -> None:
+        parser = self.parser
+        counters = parser.counters
         if self.keep_line is not None and not self.keep_line(pid, timestamp):
             counters.filtered_lines += 1
             return
