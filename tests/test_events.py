@@ -3,32 +3,23 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
 
 import pytest
 
 from memwarden import events
 
 
-@pytest.fixture
-def received() -> Iterator[list[events.Event]]:
-    got: list[events.Event] = []
-    events.subscribe(got.append)
-    yield got
-    events.unsubscribe(got.append)
-
-
-def test_each_subscriber_gets_each_event_once_in_order(received: list[events.Event]) -> None:
-    events.subscribe(received.append)  # subscribing twice is still once
+def test_each_subscriber_gets_each_event_once_in_order(published: list[events.Event]) -> None:
+    events.subscribe(published.append)  # subscribing twice is still once
     sent = [events.Recycle(events.SOFT_LIMIT), events.Shed(3, dry_run=True),
             events.PoolRefusal("mcp"), events.PoolDeclared("mcp"), events.OomKill()]
     for event in sent:
         events.publish(event)
-    assert received == sent
+    assert published == sent
 
 
 def test_a_failing_subscriber_is_logged_once_and_stops_nobody(
-        received: list[events.Event], caplog: pytest.LogCaptureFixture) -> None:
+        published: list[events.Event], caplog: pytest.LogCaptureFixture) -> None:
     def broken(event: events.Event) -> None:
         raise RuntimeError("exporter down")
 
@@ -43,7 +34,7 @@ def test_a_failing_subscriber_is_logged_once_and_stops_nobody(
         events.unsubscribe(broken)
         events.unsubscribe(after.append)
     expected = [events.Recycle(events.IDLE, dry_run=True), events.OomKill(2)]
-    assert received == expected and after == expected
+    assert published == expected and after == expected
     logged = [r for r in caplog.records if r.name == "memwarden.events"]
     assert len(logged) == 1 and "Recycle" in logged[0].getMessage()
 

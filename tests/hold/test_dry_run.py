@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support import Gunicorn, gunicorn
+from support import QUIET, Gunicorn, gunicorn, wait_for
 
 from memwarden import export as exporters
 from memwarden.footprint import Footprint
@@ -22,8 +22,6 @@ from memwarden.hold.shed import Shedder
 from memwarden.hold.worker import Recycler
 from memwarden.settings import Settings
 from memwarden.sizes import Size
-
-from .test_recycle_gunicorn import QUIET, logged, request_lines, wait_for
 
 MiB = 1024 * 1024
 # Two runs of one app differ by allocator noise: a few hundred KiB, never a leak step.
@@ -71,13 +69,13 @@ def _recycle_run(tmp: Path, mode_env: dict[str, str]) -> tuple[Gunicorn, list[in
             status, _, body = server.request("GET", "/leak?mb=4")
             statuses.append(status)
             pids.append(json.loads(body)["pid"] if status == 200 else -1)
-        request_lines(server, LEAKS)
+        server.request_lines(LEAKS)
         time.sleep(0.3)  # a would_recycle line is written after its request line
     return server, pids, statuses
 
 
 def _first(server: Gunicorn, message: str) -> dict[str, Any]:
-    found = logged(server, "memwarden.recycle", message)
+    found = server.lines("memwarden.recycle", message)
     assert found, f"no {message} line"
     return found[0]
 
@@ -98,8 +96,8 @@ def test_dry_run_logs_the_soft_limit_recycle_on_would_do(tmp_path: Path,
     assert len(set(on_pids)) >= 2 and on_statuses == [200] * LEAKS
     # dry-run did not: one worker served everything, no 503, no recycle line.
     assert len(set(dry_pids)) == 1 and dry_statuses == [200] * LEAKS
-    assert not logged(dry, "memwarden.recycle", "recycle")
-    assert len(logged(dry, "memwarden.recycle", "would_recycle")) == 1  # once per reason
+    assert not dry.lines("memwarden.recycle", "recycle")
+    assert len(dry.lines("memwarden.recycle", "would_recycle")) == 1  # once per reason
 
     # The same decision with the same figures.
     assert would["reason"] == did["reason"] == "soft_limit"
@@ -108,12 +106,12 @@ def test_dry_run_logs_the_soft_limit_recycle_on_would_do(tmp_path: Path,
     assert abs(would["footprint_bytes"] - did["footprint_bytes"]) <= NOISE + 4 * MiB
     assert abs(would["requests"] - did["requests"]) <= 1
     # Each figure is the one of the request that crossed the limit.
-    crossing = next(x for x in logged(dry, "memwarden.request", "request")
+    crossing = next(x for x in dry.lines("memwarden.request", "request")
                     if x["rss_bytes"] >= 90 * MiB)
     assert would["requests"] == crossing["seq"]
     assert abs(would["rss_bytes"] - crossing["rss_bytes"]) <= 256 * 1024
     # Counted under its own name in the census.
-    last = logged(dry, "memwarden.request", "request")[-1]
+    last = dry.lines("memwarden.request", "request")[-1]
     assert last["census"]["recycle.would"] == 1
 
 
@@ -144,7 +142,7 @@ def _shed_run(tmp: Path, mode_env: dict[str, str]) -> tuple[Gunicorn, list[int],
             get("/pid")
         time.sleep(4.5)
         wait_for(lambda: server.request("GET", "/pid")[0] == 200, what="served again")
-        request_lines(server, len(statuses) + 1)
+        server.request_lines(len(statuses) + 1)
         time.sleep(0.3)
     return server, statuses, pids
 
@@ -161,9 +159,9 @@ def test_dry_run_logs_the_sheds_on_would_do(tmp_path: Path, switch: dict[str, st
     assert on_statuses == [200, 200] + [503] * HELD
     assert dry_statuses == [200] * (2 + HELD)  # nothing refused
     assert len(dry_pids) == 1
-    did = logged(on, "memwarden.shed", "shed")
-    would = logged(dry, "memwarden.shed", "would_shed")
-    assert not logged(dry, "memwarden.shed", "shed")
+    did = on.lines("memwarden.shed", "shed")
+    would = dry.lines("memwarden.shed", "would_shed")
+    assert not dry.lines("memwarden.shed", "shed")
     assert len(did) == len(would) == HELD
     for a, b in zip(did, would, strict=True):
         assert (a["method"], a["path"], a["status"], a["shed_requests"]) == \
@@ -173,13 +171,13 @@ def test_dry_run_logs_the_sheds_on_would_do(tmp_path: Path, switch: dict[str, st
         assert b["footprint_bytes"] >= 150 * MiB
         assert abs(a["footprint_bytes"] - b["footprint_bytes"]) <= NOISE
     # The switches into and out of shedding are logged the same way in both.
-    assert [x["message"] for x in logged(dry, "memwarden.shed")
+    assert [x["message"] for x in dry.lines("memwarden.shed")
             if x["message"].startswith("shedding_")] == ["shedding_started", "shedding_stopped"]
     # Counted under its own name, never as requests really shed.
-    census = logged(dry, "memwarden.request", "request")[-1]["census"]
+    census = dry.lines("memwarden.request", "request")[-1]["census"]
     assert census["shed.would_requests"] == HELD
     assert "shed.requests" not in census
-    assert logged(on, "memwarden.request", "request")[-1]["census"]["shed.requests"] == HELD
+    assert on.lines("memwarden.request", "request")[-1]["census"]["shed.requests"] == HELD
 
 
 def test_protect_off_decides_nothing(tmp_path: Path) -> None:
@@ -187,12 +185,12 @@ def test_protect_off_decides_nothing(tmp_path: Path) -> None:
     env = {**SHED_ENV, "MEMWARDEN_SOFT_LIMIT": "90MiB", "MEMWARDEN_PROTECT": "off"}
     with gunicorn("hold_app:app", tmp_path, args=["-w", "1"], env=env) as server:
         pids = {json.loads(server.request("GET", "/leak?mb=8")[2])["pid"] for _ in range(25)}
-        request_lines(server, 25)
+        server.request_lines(25)
         time.sleep(0.3)
     assert len(pids) == 1
     decisions = {"recycle", "would_recycle", "recycle_deferred", "shed", "would_shed",
                  "shedding_started", "shed_thresholds", "limits"}
-    assert not [x for x in logged(server) if x.get("message") in decisions]
+    assert not [x for x in server.lines() if x.get("message") in decisions]
 
 
 # -- counted under their own name by the exporters --------------------------------------------

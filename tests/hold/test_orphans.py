@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from support import descendants, gunicorn
+from support import HOLD_CONF, descendants, gunicorn, wait_for
 
 from memwarden import events
 from memwarden.hold.orphans import (
@@ -31,8 +31,6 @@ from memwarden.hold.orphans import (
 )
 from memwarden.system.proctree import subtree_pids
 
-from .test_recycle_gunicorn import HOLD_CONF, logged
-
 
 @contextlib.contextmanager
 def spawned(*cmds: list[str]) -> Iterator[list[subprocess.Popen[bytes]]]:
@@ -46,16 +44,9 @@ def spawned(*cmds: list[str]) -> Iterator[list[subprocess.Popen[bytes]]]:
             p.wait()
 
 
-def _wait(check: object, timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():  # type: ignore[operator]
-        assert time.monotonic() < deadline
-        time.sleep(0.02)
-
-
 def test_identity_survives_and_zombies_are_not_alive() -> None:
     with spawned(["true"], ["sleep", "30"]) as (quick, slow):
-        _wait(lambda: (p := proc(quick.pid)) is not None and not alive(p))
+        wait_for(lambda: (p := proc(quick.pid)) is not None and not alive(p))
         zombie = proc(quick.pid)
         assert zombie is not None and not alive(zombie)  # exited, not yet reaped
         me = proc(slow.pid)
@@ -67,7 +58,7 @@ def test_identity_survives_and_zombies_are_not_alive() -> None:
 
 def test_subtree_lists_parents_then_descendants() -> None:
     with spawned(["sh", "-c", "sleep 30 & wait"]) as (shell,):
-        _wait(lambda: len(subtree([shell.pid])) == 2)
+        wait_for(lambda: len(subtree([shell.pid])) == 2)
         tree = subtree([shell.pid])
         assert tree[0].pid == shell.pid
         assert children(shell.pid) == [tree[1].pid]
@@ -75,7 +66,7 @@ def test_subtree_lists_parents_then_descendants() -> None:
 
 def test_terminate_sigterms_then_sigkills_what_ignores_it() -> None:
     with spawned(["sleep", "30"], ["sh", "-c", "trap '' TERM; sleep 30; :"]) as (polite, rude):
-        _wait(lambda: len(subtree([rude.pid])) == 2)
+        wait_for(lambda: len(subtree([rude.pid])) == 2)
         procs = subtree([polite.pid, rude.pid])
         started = time.monotonic()
         termed, killed = terminate(procs, grace=0.5)
@@ -148,19 +139,16 @@ def test_an_exiting_process_ends_all_its_descendants() -> None:
     ("off", [], False),
 ])
 def test_the_master_publishes_the_orphans_it_ends_or_would_end(
-        mode: str, heard: list[events.Event], ends_it: bool) -> None:
+        mode: str, heard: list[events.Event], ends_it: bool,
+        published: list[events.Event]) -> None:
     gone_worker = 2**22 + 4321  # no such process: the worker was killed
-    received: list[events.Event] = []
     with spawned(["sleep", "30"]) as (left,):
         reaper = OrphanReaper(grace=5.0, mode=mode)  # no start(): this process stays as it is
         reaper.record(gone_worker, [left.pid])
-        events.subscribe(received.append)
-        try:
-            reaper.worker_exited(gone_worker, known=set())
-            reaper.tick(known=set())  # a later tick neither repeats the line nor the event
-        finally:
-            events.unsubscribe(received.append)
-        assert received == heard
+        reaper.worker_exited(gone_worker, known=set())
+        reaper.tick(known=set())  # a later tick neither repeats the line nor the event
+        # Only these: a thread an earlier test left may publish other events meanwhile.
+        assert [e for e in published if isinstance(e, events.OrphansReaped)] == heard
         assert (left.wait(5) == -signal.SIGTERM) if ends_it else left.poll() is None
 
 
@@ -195,14 +183,11 @@ def test_dry_run_names_the_orphans_and_leaves_them(tmp_path: Path) -> None:
             assert server.request("GET", "/spawn")[0] == 200
             kids = descendants(worker)
             os.kill(worker, signal.SIGKILL)
-            deadline = time.monotonic() + 10
-            while not logged(server, "memwarden.orphans", "would_terminate_orphans"):
-                assert time.monotonic() < deadline
-                time.sleep(0.05)
+            wait_for(lambda: server.lines("memwarden.orphans", "would_terminate_orphans"))
             time.sleep(1.5)  # a few master ticks: still nothing is killed
             assert all(Path(f"/proc/{p}").exists() for p in kids)
-            assert logged(server, "memwarden.orphans", "terminate_orphans") == []
-            assert len(logged(server, "memwarden.orphans", "would_terminate_orphans")) == 1
+            assert server.lines("memwarden.orphans", "terminate_orphans") == []
+            assert len(server.lines("memwarden.orphans", "would_terminate_orphans")) == 1
     finally:
         for p in kids:
             with contextlib.suppress(OSError):
@@ -219,16 +204,13 @@ def test_master_leaves_its_own_children_at_shutdown(tmp_path: Path, sig: int) ->
         workers = [p for p in server.worker_pids(expect=3) if p != service]
         for w in workers:
             os.kill(w, signal.SIGKILL)
-        deadline = time.monotonic() + 10
-        while len(logged(server, "memwarden.recycle", "worker_killed")) < 2:
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
+        wait_for(lambda: len(server.lines("memwarden.recycle", "worker_killed")) >= 2)
         time.sleep(1.0)
         assert Path(f"/proc/{service}").exists()
         os.kill(server.proc.pid, sig)
         server.proc.wait(15)
     try:
-        assert logged(server, "memwarden.orphans", "terminate_orphans") == []
+        assert server.lines("memwarden.orphans", "terminate_orphans") == []
     finally:
         with contextlib.suppress(OSError):
             os.kill(service, signal.SIGKILL)

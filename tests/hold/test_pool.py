@@ -6,78 +6,18 @@ import asyncio
 import gc
 import logging
 import random
-from collections.abc import Awaitable, Callable, Coroutine
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from support import Factory, Res, arun, flaky_health_check, random_users, until
 
 from memwarden.hold import loop as mwloop
 from memwarden.hold.pool import Pool, PoolClosed, PoolTimeout
 from memwarden.see.census import census
 
 T = TypeVar("T")
-
-
-def arun(coro: Coroutine[Any, Any, T], timeout: float = 10.0) -> T:
-    """Run one test scenario on a fresh loop, bounded in time."""
-    async def bounded() -> T:
-        async with asyncio.timeout(timeout):
-            return await coro
-    return asyncio.run(bounded())
-
-
-async def until(predicate: Callable[[], bool], timeout: float = 2.0) -> None:
-    async with asyncio.timeout(timeout):
-        while not predicate():
-            await asyncio.sleep(0.001)
-
-
-class Res:
-    def __init__(self, n: int) -> None:
-        self.n = n
-        self.closed = 0
-
-    def __repr__(self) -> str:
-        return f"Res({self.n})"
-
-
-class Factory:
-    """Makes and closes Res objects, tracking how many are live at once."""
-
-    def __init__(self, delay: float = 0.0, close_delay: float = 0.0) -> None:
-        self.delay = delay
-        self.close_delay = close_delay
-        self.made: list[Res] = []
-        self.live = 0
-        self.max_live = 0
-        self.fail_next = 0
-
-    async def create(self) -> Res:
-        self.live += 1  # counted from the start: a half-made resource is live too
-        self.max_live = max(self.max_live, self.live)
-        try:
-            await asyncio.sleep(self.delay)
-            if self.fail_next:
-                self.fail_next -= 1
-                raise ConnectionError("cannot create")
-        except BaseException:
-            self.live -= 1
-            raise
-        res = Res(len(self.made))
-        self.made.append(res)
-        return res
-
-    async def close(self, res: Res) -> None:
-        await asyncio.sleep(self.close_delay)
-        res.closed += 1
-        self.live -= 1
-
-    def pool(self, **kwargs: Any) -> Pool[Res]:
-        kwargs.setdefault("max_size", 2)
-        kwargs.setdefault("acquire_timeout", 1.0)
-        return Pool(self.create, self.close, **kwargs)
 
 
 def test_max_size_holds_under_many_concurrent_acquirers() -> None:
@@ -612,46 +552,6 @@ def test_invalid_settings_are_rejected_with_the_pool_name() -> None:
         Pool(factory.create, factory.close, max_size=0, acquire_timeout=1, name="p")
     with pytest.raises(ValueError, match="reap_interval"):
         Pool(factory.create, factory.close, max_size=1, acquire_timeout=1, reap_interval=1)
-
-
-def flaky_health_check(rng: random.Random) -> Callable[[Res], Awaitable[bool]]:
-    """A health check that takes a moment and fails one time in five."""
-    async def health_check(res: Res) -> bool:
-        await asyncio.sleep(rng.random() * 0.001)
-        return rng.random() > 0.2
-
-    return health_check
-
-
-async def random_users(pool: Pool[Res], factory: Factory, rng: random.Random, users: int,
-                       close_early: bool, inside: Callable[[], None] = lambda: None
-                       ) -> list[Any]:
-    """Users who acquire at random moments: some creations fail, some bodies fail,
-    some users are cancelled, the pool may be closed early. ``inside`` runs within
-    each lease. Returns each user's outcome once nothing is being created or closed."""
-    async def user() -> None:
-        await asyncio.sleep(rng.random() * 0.01)
-        if rng.random() < 0.2:
-            factory.fail_next += 1
-        body_fails = rng.random() < 0.2
-        async with pool.acquire(discard_on_error=rng.random() < 0.5) as res:
-            inside()
-            assert res.closed == 0 or pool.closed
-            await asyncio.sleep(rng.random() * 0.005)
-            if body_fails:
-                raise OSError("body failed")
-
-    tasks = [asyncio.create_task(user()) for _ in range(users)]
-    for task in tasks:
-        if rng.random() < 0.3:
-            await asyncio.sleep(rng.random() * 0.005)
-            task.cancel()
-    if close_early:
-        await asyncio.sleep(rng.random() * 0.01)
-        await pool.close(timeout=rng.choice([0.0, 0.002, 1.0]))
-    outcomes = await asyncio.gather(*tasks, return_exceptions=True)
-    await until(lambda: pool.stats().closing == 0 and pool.stats().creating == 0)
-    return outcomes
 
 
 @settings(max_examples=40, deadline=None, database=None)

@@ -13,21 +13,13 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 from pathlib import Path
 from typing import Any
 
 import pytest
-from support import Gunicorn, gunicorn
+from support import Gunicorn, gunicorn, wait_for
 
 GTHREAD = ["-w", "1", "-k", "gthread", "--threads", "4"]
-
-
-def _wait_for(path: Path, timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not path.exists():
-        assert time.monotonic() < deadline, f"{path} never appeared"
-        time.sleep(0.02)
 
 
 def _line(server: Gunicorn, request_id: str) -> dict[str, Any]:
@@ -45,7 +37,8 @@ def test_pool_limits_act_in_a_gunicorn_worker(tmp_path: Path, mode: str) -> None
         holder = threading.Thread(target=lambda: held.append(server.request(
             "GET", f"/hold?s=2&flag={flag}", headers={"X-Request-ID": "holder"})))
         holder.start()
-        _wait_for(flag)  # the holder has the pool's one resource
+        # The holder has the pool's one resource.
+        wait_for(flag.exists, timeout=15, what=str(flag))
         status, headers, body = server.request("GET", "/take?timeout=0.3",
                                                headers={"X-Request-ID": "taker"})
         holder.join(30)

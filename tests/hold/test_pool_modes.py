@@ -18,12 +18,11 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from support import Factory, Res, arun, flaky_health_check, random_users, until
 
 from memwarden import export as exporters
 from memwarden.hold.pool import PoolStats, PoolTimeout
 from memwarden.see.census import census
-
-from .test_pool import Factory, Res, arun, flaky_health_check, random_users, until
 
 CALLERS = 4  # at once, on one slot
 HOLD = 0.2  # seconds each lease is held

@@ -9,19 +9,15 @@ import signal
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from support import REPO, Gunicorn, descendants, gunicorn
+from support import HOLD_CONF, QUIET, REPO, Gunicorn, descendants, gunicorn, wait_for
 
-HOLD_CONF = str(REPO / "tests" / "apps" / "hold_conf.py")
 UVICORN = ["-k", "uvicorn_worker.UvicornWorker"]
 MiB = 1024 * 1024
-# Each test switches on only what it checks.
-QUIET = {"MEMWARDEN_SOFT_LIMIT": "off", "MEMWARDEN_IDLE_LIMIT": "off",
-         "MEMWARDEN_HARD_LIMIT": "off", "MEMWARDEN_ORPHAN_GRACE_SECONDS": "0.5"}
 
 
 def alive(pid: int) -> bool:
@@ -33,30 +29,8 @@ def alive(pid: int) -> bool:
     return stat[stat.rindex(")") + 2] not in "ZX"
 
 
-def wait_for(check: Callable[[], Any], timeout: float = 10.0, what: str = "") -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what or check}")
-        time.sleep(0.05)
-
-
-def logged(server: Gunicorn, logger: str | None = None, message: str | None = None
-           ) -> list[dict[str, Any]]:
-    """The server's JSON log lines, read while it runs: a line still being
-    written (no newline yet) is left for the next read."""
-    text = server.log_path.read_text(errors="replace")
-    found = [json.loads(raw) for raw in text[:text.rfind("\n") + 1].splitlines() if raw.strip()]
-    return [x for x in found if (logger is None or x.get("logger") == logger)
-            and (message is None or x.get("message") == message)]
-
-
-def request_lines(server: Gunicorn, count: int) -> list[dict[str, Any]]:
-    return wait_for(lambda: (lambda f: f if len(f) >= count else None)(
-        logged(server, "memwarden.request", "request")), what=f"{count} request lines")
+# Kept under this name for modules that import it from here; Gunicorn.lines reads the log.
+logged = Gunicorn.lines
 
 
 def get_json(server: Gunicorn, path: str, timeout: float = 30.0) -> tuple[int, Any]:
@@ -106,9 +80,9 @@ def test_soft_limit_recycles_after_the_request_that_crossed_it(tmp_path: Path,
             served.append(body["pid"])
             if body["pid"] != first:
                 break
-        [line] = wait_for(lambda: logged(server, "memwarden.recycle", "recycle"),
+        [line] = wait_for(lambda: server.lines("memwarden.recycle", "recycle"),
                           what="a recycle line")
-        lines = [x for x in request_lines(server, len(served)) if x["pid"] == first]
+        lines = [x for x in server.request_lines(len(served)) if x["pid"] == first]
     assert served[-1] != first, "the worker never recycled"
     assert served.count(first) == len(served) - 1 == len(lines)
     crossing = next(x for x in lines if x["rss_bytes"] >= 90 * MiB)
@@ -133,7 +107,7 @@ def test_max_requests_with_health_checks_not_counted(tmp_path: Path) -> None:
             assert status == 200
             if path == "/pid":
                 pids.append(json.loads(body)["pid"])
-        [line] = wait_for(lambda: logged(server, "memwarden.recycle", "recycle"))
+        [line] = wait_for(lambda: server.lines("memwarden.recycle", "recycle"))
     assert pids[:3] == [first] * 3 and pids[3] != first
     assert line["reason"] == "max_requests"
     assert line["requests"] == 3 and line["max_requests"] == 3
@@ -154,10 +128,10 @@ def test_idle_limit_waits_for_a_gap_in_traffic(tmp_path: Path, app: str,
             status, body = get_json(server, "/leak?mb=3")
             assert status == 200 and body["pid"] == first
             time.sleep(0.2)
-        lines = request_lines(server, 20)
+        lines = server.request_lines(20)
         assert lines[-1]["rss_bytes"] > 70 * MiB, "the burst did not cross the idle limit"
-        assert logged(server, "memwarden.recycle", "recycle") == []
-        [line] = wait_for(lambda: logged(server, "memwarden.recycle", "recycle"), timeout=8)
+        assert server.lines("memwarden.recycle", "recycle") == []
+        [line] = wait_for(lambda: server.lines("memwarden.recycle", "recycle"), timeout=8)
         # The next worker answers (an async worker may first finish what it accepted).
         wait_for(lambda: get_json(server, "/pid")[1]["pid"] != first, timeout=10)
         status, body = get_json(server, "/pid")
@@ -184,10 +158,10 @@ def test_recycles_roll_one_at_a_time(tmp_path: Path) -> None:
         assert [x[0] for x in a + b] == [200, 200], a + b
         assert {json.loads(x[2])["pid"] for x in a + b} == workers
         events = wait_for(lambda: (lambda found: found if len(found) >= 4 else None)(
-            [x for x in logged(server, "memwarden.recycle")
+            [x for x in server.lines("memwarden.recycle")
              if x["message"] in ("recycle", "recycle_done")]), timeout=20,
             what="two recycles and their replacements")
-        deferred = logged(server, "memwarden.recycle", "recycle_deferred")
+        deferred = server.lines("memwarden.recycle", "recycle_deferred")
         status, _, _ = server.request("GET", "/pid")
         assert status == 200
     events.sort(key=ts)
@@ -210,11 +184,11 @@ def test_master_stops_a_worker_stuck_over_the_hard_limit(tmp_path: Path) -> None
                   env=env) as server:
         stuck = server.worker_pids(expect=1)[0]
         with in_background(server, "/sleep?mb=200&s=60") as outcome:
-            killed = wait_for(lambda: logged(server, "memwarden.recycle", "worker_killed"),
+            killed = wait_for(lambda: server.lines("memwarden.recycle", "worker_killed"),
                               timeout=15, what="the stuck worker killed")
         status, body = get_json(server, "/pid")
-        recycle = logged(server, "memwarden.recycle", "recycle")
-        kill = logged(server, "memwarden.recycle", "hard_limit_kill")
+        recycle = server.lines("memwarden.recycle", "recycle")
+        kill = server.lines("memwarden.recycle", "hard_limit_kill")
     assert isinstance(outcome[0], Exception), "the stuck request should have been cut"
     assert status == 200 and body["pid"] != stuck
     [term] = recycle
@@ -262,7 +236,7 @@ def test_sigkilled_worker_leaves_no_orphans(tmp_path: Path, recorded: bool) -> N
             kids = wait_for(lambda: (lambda d: d if len(d) >= 3 else None)(
                 descendants(worker_pid)), what="the worker's descendants")
             os.kill(worker_pid, signal.SIGKILL)
-            [line] = wait_for(lambda: logged(server, "memwarden.recycle", "worker_killed"),
+            [line] = wait_for(lambda: server.lines("memwarden.recycle", "worker_killed"),
                               what="the worker_killed line")
             wait_for(lambda: not any(alive(p) for p in kids), timeout=5,
                      what=f"orphans {kids} to go")
@@ -270,7 +244,7 @@ def test_sigkilled_worker_leaves_no_orphans(tmp_path: Path, recorded: bool) -> N
         assert alive(service), "the master's own child was killed"
         status, body = get_json(server, "/pid")
         assert status == 200 and body["pid"] != worker_pid
-        orphan_lines = logged(server, "memwarden.orphans", "terminate_orphans")
+        orphan_lines = server.lines("memwarden.orphans", "terminate_orphans")
     assert line["pid"] == worker_pid and line["signal"] == "SIGKILL"
     assert line["oom_kill"] is False and line["killed_by"] == "unknown"
     assert orphan_lines and set(kids) <= {p for x in orphan_lines for p in x["pids"]}
@@ -303,9 +277,9 @@ def test_recycled_worker_ends_its_descendants(tmp_path: Path) -> None:
         time.sleep(0.2)
         kids = descendants(worker)
         assert server.request("GET", "/pid")[0] == 200  # the 4th: the worker recycles
-        [done] = wait_for(lambda: logged(server, "memwarden.orphans", "descendants_terminated"))
+        [done] = wait_for(lambda: server.lines("memwarden.orphans", "descendants_terminated"))
         assert not any(alive(p) for p in kids)
-        [planned] = logged(server, "memwarden.orphans", "terminate_descendants")
+        [planned] = server.lines("memwarden.orphans", "terminate_descendants")
     assert planned["pid"] == worker and set(planned["pids"]) == set(kids)
     assert done["terminated"] == len(kids)
     assert 1 <= done["killed"] <= 2  # only what ignored SIGTERM needed SIGKILL
@@ -318,9 +292,9 @@ def test_uvicorn_worker_recycles_cleanly_and_ends_its_descendants(tmp_path: Path
         worker = server.worker_pids(expect=1)[0]
         assert server.request("GET", "/spawn")[0] == 200
         assert server.request("GET", "/spawn")[0] == 200
-        [done] = wait_for(lambda: logged(server, "memwarden.orphans", "descendants_terminated"))
+        [done] = wait_for(lambda: server.lines("memwarden.orphans", "descendants_terminated"))
         status, body = get_json(server, "/pid")
-        sent = [x for x in logged(server, "gunicorn.error") if "was sent" in x["message"]]
+        sent = [x for x in server.lines("gunicorn.error") if "was sent" in x["message"]]
     assert status == 200 and body["pid"] != worker
     assert done["pid"] == worker and done["terminated"] == 2
     assert sent == [], sent  # it exited; no signal killed it
@@ -364,15 +338,15 @@ def test_limits_default_from_the_cgroup_and_worker_count(tmp_path: Path) -> None
             env={"HOLD_TEST_CGROUP": str(group)}) as server:
         server.worker_pids(expect=2)
         lines = wait_for(lambda: (lambda f: f if len(f) == 2 else None)(
-            logged(server, "memwarden.recycle", "limits")))
-        [hold] = logged(server, "memwarden.recycle", "hold")
+            server.lines("memwarden.recycle", "limits")))
+        [hold] = server.lines("memwarden.recycle", "hold")
         # One worker past its derived soft limit (80% of 300 MiB) recycles.
         first = server.worker_pids(expect=2)
         for _ in range(60):
             assert get_json(server, "/leak?mb=10")[0] == 200
-            if logged(server, "memwarden.recycle", "recycle"):
+            if server.lines("memwarden.recycle", "recycle"):
                 break
-        [recycle] = wait_for(lambda: logged(server, "memwarden.recycle", "recycle"))
+        [recycle] = wait_for(lambda: server.lines("memwarden.recycle", "recycle"))
     share = limit // 2
     assert hold["cgroup_limit_bytes"] == limit and hold["worker_share_bytes"] == share
     assert hold["hard_limit_bytes"] == int(share * 0.95)
@@ -398,7 +372,7 @@ def test_oom_killed_worker_is_logged_as_such(tmp_path: Path) -> None:
                     server.request("GET", "/leak?mb=10", timeout=10)
                 except Exception:
                     break
-            [line] = wait_for(lambda: logged(server, "memwarden.recycle", "worker_killed"))
+            [line] = wait_for(lambda: server.lines("memwarden.recycle", "worker_killed"))
             status, body = get_json(server, "/pid")
     assert line["pid"] == victim and line["signal"] == "SIGKILL"
     assert line["oom_kill"] is True and line["killed_by"] == "oom_killer"
@@ -412,7 +386,7 @@ CANNOT_RECYCLE = "memwarden cannot recycle workers by memory"
 
 
 def _warnings(server: Gunicorn) -> list[dict[str, Any]]:
-    return [x for x in logged(server) if x.get("level") == "WARNING"]
+    return [x for x in server.lines() if x.get("level") == "WARNING"]
 
 
 @pytest.fixture
@@ -430,9 +404,9 @@ def test_no_limit_anywhere_is_said_once_at_start(tmp_path: Path) -> None:
     with gunicorn("hold_app:app", tmp_path, args=["-w", "2"], env=env) as server:
         workers = server.worker_pids(expect=2)
         limits = wait_for(lambda: (lambda f: f if len(f) == 2 else None)(
-            logged(server, "memwarden.recycle", "limits")), what="two limits lines")
+            server.lines("memwarden.recycle", "limits")), what="two limits lines")
         assert get_json(server, "/pid")[0] == 200
-        [hold] = logged(server, "memwarden.recycle", "hold")
+        [hold] = server.lines("memwarden.recycle", "hold")
         warnings = _warnings(server)
     master = server.proc.pid
     [recycle, unknown] = sorted(warnings, key=lambda x: str(x["logger"]))
@@ -454,10 +428,10 @@ def test_no_limit_anywhere_is_said_once_at_start(tmp_path: Path) -> None:
 def test_a_limit_set_without_a_cgroup_limit_warns_nothing(tmp_path: Path) -> None:
     env = {"MEMWARDEN_SYS_ROOT": NO_CGROUP_LIMIT, "MEMWARDEN_SOFT_LIMIT": "1GiB"}
     with gunicorn("hold_app:app", tmp_path, args=["-w", "1"], env=env) as server:
-        [limits] = wait_for(lambda: logged(server, "memwarden.recycle", "limits"),
+        [limits] = wait_for(lambda: server.lines("memwarden.recycle", "limits"),
                             what="a limits line")
         assert get_json(server, "/pid")[0] == 200
-        [hold] = logged(server, "memwarden.recycle", "hold")
+        [hold] = server.lines("memwarden.recycle", "hold")
         warnings = _warnings(server)
     assert warnings == []
     assert hold["limit"] == limits["limit"] == "set"

@@ -19,8 +19,6 @@ from memwarden.hold.shed import AsgiShedMiddleware, Shedder, ShedMiddleware
 from memwarden.settings import Settings
 from memwarden.sizes import Size
 
-from .test_recycle_gunicorn import logged, request_lines
-
 MiB = 1024 * 1024
 
 
@@ -234,11 +232,11 @@ def _shed_cycle(server: Gunicorn, leak_path: str) -> None:
 
 
 def _check_lines(server: Gunicorn) -> None:
-    shed = logged(server, "memwarden.shed", "shed")
+    shed = server.lines("memwarden.shed", "shed")
     assert len(shed) >= 2 and all(x["status"] == 503 and x["path"] == "/pid" for x in shed)
-    assert [x["message"] for x in logged(server, "memwarden.shed")
+    assert [x["message"] for x in server.lines("memwarden.shed")
             if x["message"].startswith("shedding_")] == ["shedding_started", "shedding_stopped"]
-    requests = logged(server, "memwarden.request", "request")
+    requests = server.lines("memwarden.request", "request")
     refused = [x for x in requests if x["status"] == 503]
     assert len(refused) == len(shed)
     # The census gauge counts them: its last value is the number shed.
@@ -248,7 +246,7 @@ def _check_lines(server: Gunicorn) -> None:
 def test_shedding_under_gunicorn_sync_workers(tmp_path: Path) -> None:
     with gunicorn("hold_app:app", tmp_path, args=["-w", "1"], env=SHED_ENV) as server:
         _shed_cycle(server, "/leak_for?mb=150&s=2")
-        request_lines(server, 1)
+        server.request_lines(1)
     _check_lines(server)
 
 
