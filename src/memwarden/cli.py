@@ -11,23 +11,18 @@ from __future__ import annotations
 import argparse
 import importlib
 import importlib.metadata
-import json
 import os
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
-from typing import TYPE_CHECKING, TextIO
 
-if TYPE_CHECKING:
-    from memwarden.find.analysis import Report
+from memwarden.find.analyze_cli import add_analyze_arguments, run_analyze
 
 __all__ = ["COMMANDS", "Command", "add_analyze_arguments", "build_parser", "main", "run_analyze"]
 
 EXIT_OK = 0
 EXIT_LEAK = 1
 EXIT_ERROR = 2
-HTML_RENDERER = "memwarden.find.report.html"
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,87 +31,6 @@ class Command:
     help: str
     add_arguments: Callable[[argparse.ArgumentParser], None]
     run: Callable[[argparse.Namespace], int]
-
-
-def add_analyze_arguments(parser: argparse.ArgumentParser) -> None:
-    """The arguments of ``memwarden analyze``."""
-    parser.add_argument("logs", nargs="+", metavar="LOG",
-                        help="log files with memwarden request lines (gzip is fine; - for stdin);"
-                             " other lines are ignored")
-    parser.add_argument("--json", type=Path, default=None, metavar="FILE",
-                        help="write report.json here")
-    parser.add_argument("--html", type=Path, default=None, metavar="FILE",
-                        help="write the HTML report here")
-    parser.add_argument("--fail-on-leak", action="store_true",
-                        help="exit 1 when the verdict is leak")
-
-
-def _html_renderer(stderr: TextIO) -> Callable[[Report], str] | None:
-    try:
-        # Imported by name: the renderer is a separate, optional part.
-        renderer: Callable[[Report], str] = importlib.import_module(HTML_RENDERER).render_html
-    except (ImportError, AttributeError) as exc:
-        # The renderer ships with memwarden (no extra): missing, the install is broken.
-        print(f"memwarden analyze: --html needs the HTML report renderer ({HTML_RENDERER}), "
-              f"which is not available here: {exc}. It is part of memwarden itself: reinstall "
-              f"memwarden (pip install --force-reinstall memwarden), or leave out --html.",
-              file=stderr)
-        return None
-    return renderer
-
-
-def run_analyze(args: argparse.Namespace, stdout: TextIO | None = None,
-                stderr: TextIO | None = None) -> int:
-    """``memwarden analyze``: 0; 1 on a leak with --fail-on-leak; 2 when it cannot run.
-
-    Log content never stops it (the reader counts what it cannot use); a
-    file it cannot read or write does, with one line on stderr, as would a
-    defect of its own: a script reading the exit code gets 2, never a traceback.
-    """
-    err = stderr or sys.stderr
-    try:
-        return _analyze(args, stdout or sys.stdout, err)
-    except BrokenPipeError:
-        raise
-    except Exception as exc:
-        print(f"memwarden analyze: internal error, no report: {type(exc).__name__}: {exc}"
-              .splitlines()[0][:500], file=err)
-        return EXIT_ERROR
-
-
-def _analyze(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    # Resolve the renderer before reading anything: fail fast, not after a long analysis.
-    render_html = _html_renderer(err) if args.html is not None else None
-    if args.html is not None and render_html is None:
-        return EXIT_ERROR
-    from memwarden.find.analysis import analyze_paths, render_text
-
-    try:
-        report = analyze_paths(args.logs)
-    except OSError as exc:
-        print(f"memwarden analyze: cannot read {exc.filename or 'input'}: {exc.strerror or exc}",
-              file=err)
-        return EXIT_ERROR
-    out.write(render_text(report))
-    try:
-        if args.json is not None:
-            text = json.dumps(report.to_json_dict(), indent=2, allow_nan=False)
-            args.json.write_text(text + "\n", encoding="utf-8")
-            print(f"report.json written to {args.json}", file=out)
-        if render_html is not None:
-            args.html.write_text(render_html(report), encoding="utf-8")
-            print(f"HTML report written to {args.html}", file=out)
-    except OSError as exc:
-        print(f"memwarden analyze: cannot write {exc.filename or 'output'}: "
-              f"{exc.strerror or exc}", file=err)
-        return EXIT_ERROR
-    except ImportError as exc:  # a missing optional dependency of the renderer
-        print(f"memwarden analyze: the HTML report needs {exc.name or exc}, which memwarden "
-              f"ships; reinstall memwarden (pip install --force-reinstall memwarden)", file=err)
-        return EXIT_ERROR
-    if args.fail_on_leak and report.verdict == "leak":
-        return EXIT_LEAK
-    return EXIT_OK
 
 
 def _lazy_arguments(module: str) -> Callable[[argparse.ArgumentParser], None]:

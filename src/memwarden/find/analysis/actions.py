@@ -19,7 +19,9 @@ schema is in docs/rollout.md, "Reading the report during rollout").
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from memwarden.find.analysis.model import ActionCount, ActionMode, ActionSummary
 from memwarden.find.analysis.records import ActionEvent, LifecycleEvent
@@ -166,6 +168,49 @@ class ActionTally:
             self._events.append(event)
         else:
             self._omitted += 1
+
+    def merge(self, other: ActionTally) -> None:
+        """Add a later part of the log's tally (``--jobs``, ``--merge``)."""
+        for message, theirs in other._counts.items():
+            mine = self._counts.setdefault(message, _Count())
+            mine.total += theirs.total
+            mine.processes += theirs.processes
+            for pid in theirs.pids:
+                if len(mine.pids) >= MAX_PIDS:
+                    break
+                mine.pids.add(pid)
+            for detail, n in theirs.details.items():
+                key = detail if detail in mine.details or len(mine.details) < MAX_DETAILS \
+                    else OTHER_DETAILS
+                mine.details[key] = mine.details.get(key, 0) + n
+        for event in other._events:
+            kept = self._kept.get(event.message, 0)
+            if kept < MAX_EVENTS_PER_MESSAGE:
+                self._kept[event.message] = kept + 1
+                self._events.append(event)
+            else:
+                self._omitted += 1
+        self._omitted += other._omitted
+
+    def to_json(self) -> dict[str, Any]:
+        return {"counts": {m: [c.total, c.processes, sorted(c.pids), c.details]
+                           for m, c in self._counts.items()},
+                "events": [[e.pid, e.action, e.would, e.detail, e.figures, e.timestamp]
+                           for e in self._events],
+                "omitted": self._omitted}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> ActionTally:
+        tally = cls()
+        for message, (total, processes, pids, details) in data["counts"].items():
+            tally._counts[message] = _Count(total, processes, set(pids), dict(details))
+        for pid, action, would, detail, figures, timestamp in data["events"]:
+            event = ActionEvent(pid, action, would, detail,
+                                tuple((name, value) for name, value in figures), timestamp)
+            tally._events.append(event)
+            tally._kept[event.message] = tally._kept.get(event.message, 0) + 1
+        tally._omitted = data["omitted"]
+        return tally
 
     def summary(self) -> ActionSummary:
         counts = []

@@ -46,6 +46,18 @@ class RouteCounts:
             self._heap = [(c, n) for n, c in counts.items()]
             heapq.heapify(self._heap)
 
+    def add_count(self, name: str, count: int) -> None:
+        """``count`` calls of ``name`` at once (merging another part's counters)."""
+        counts = self._counts
+        held = counts.get(name)
+        if held is None:
+            held = self._pop_smallest() if len(counts) >= self._capacity else 0
+        counts[name] = held + count
+        heapq.heappush(self._heap, (held + count, name))
+
+    def counts(self) -> dict[str, int]:
+        return dict(self._counts)
+
     def _pop_smallest(self) -> int:
         heap, counts = self._heap, self._counts
         while True:

@@ -56,7 +56,7 @@ def _add(a: float, b: float) -> float:
 class OpenLife:
     """The requests, end events and marks of one life; see the module docstring."""
 
-    __slots__ = ("actions", "census", "cols", "end_events", "index", "marks", "max_seq",
+    __slots__ = ("census", "cols", "end_events", "index", "last_line", "marks", "max_seq",
                  "min_seq", "order", "pid", "requests", "route_ids", "seen", "seqs")
 
     def __init__(self, pid: int, index: int, order: int) -> None:
@@ -73,6 +73,7 @@ class OpenLife:
         self.seen: set[int] = set()
         self.max_seq = 0
         self.min_seq: int | None = None
+        self.last_line = 0  # the input line of its latest request
 
     def starts_new_life(self, seq: int) -> bool:
         """``WorkerLife._starts_new_life`` with a bounded memory of seen seqs."""

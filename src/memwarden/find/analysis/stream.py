@@ -54,6 +54,15 @@ MAX_SERIES = 40     # lives whose memory the HTML report plots
 MAX_POOL = 16       # lives whose requests the suspects are computed from
 MAX_ORPHANS = 1000  # recycle and kill lines of a PID with no request before them
 MAX_WINDOWS = 4096  # allocation_sites lines; thinned evenly past it
+# A life whose PID has been silent this many lines is judged without waiting
+# for the end of the input: after its recycle or kill line, stragglers come
+# within milliseconds; without one, a worker of a busy service that logs
+# nothing for a million lines is gone (killed without a line, or its log
+# rotated away). Without this, a fleet's log would keep every dead PID open.
+SILENT_AFTER_END = 20_000
+SILENT = 1_000_000
+SWEEP_EVERY = 1 << 16
+MAX_SWEPT = 1 << 16
 REQUEST_LOGGER = "memwarden.request"
 NAN = float("nan")
 
@@ -128,6 +137,7 @@ class StreamAnalysis:
         # Per open life: the last absolute block count and the census's closing one,
         # for each request's own block delta (``routes.block_deltas``).
         self._blocks: dict[int, tuple[float, float]] = {}
+        self._swept: dict[int, int] = {}  # pid -> index of its last life judged early
 
     # -- lines in ----------------------------------------------------------------------
 
@@ -203,12 +213,18 @@ class StreamAnalysis:
         if life is None or life.starts_new_life(row[0]):
             if life is not None:
                 self.close(life)
-            life = OpenLife(pid, life.index + 1 if life is not None else 1, self.next_order)
+                index = life.index + 1
+            else:
+                index = self._swept.pop(pid, 0) + 1
+            life = OpenLife(pid, index, self.next_order)
             self.next_order += 1
             self.open[pid] = life
             self._blocks[pid] = (NAN, NAN)
         life.add(row)
+        life.last_line = counters.lines
         self.requests += 1
+        if not self.requests & (SWEEP_EVERY - 1):
+            self.sweep()
         status = row[2]
         failed = status >= 500
         self.failed += failed
@@ -293,6 +309,20 @@ class StreamAnalysis:
         self.other_lives += 1
         self.other_requests += lost.requests
         self.other_verdicts[lost.verdict] = self.other_verdicts.get(lost.verdict, 0) + 1
+
+    def sweep(self) -> None:
+        """Judge the lives of PIDs that have gone silent (see SILENT)."""
+        now = self.parser.counters.lines
+        for pid, life in list(self.open.items()):
+            silent = now - life.last_line
+            if silent > SILENT or (life.end_events and silent > SILENT_AFTER_END):
+                del self.open[pid]
+                del self._blocks[pid]
+                self.close(life)
+                # Should the PID come back (reused), its next life is numbered on.
+                self._swept[pid] = life.index
+                if len(self._swept) > MAX_SWEPT:
+                    del self._swept[next(iter(self._swept))]
 
     def close_all(self) -> None:
         for life in sorted(self.open.values(), key=lambda open_life: open_life.order):
