@@ -214,9 +214,9 @@ SHED_ENV = {"MEMWARDEN_SHED_HIGH": "150MiB", "MEMWARDEN_SHED_LOW": "120MiB",
             "MEMWARDEN_HARD_LIMIT": "off"}
 
 
-def _shed_cycle(server: Gunicorn, leak_path: str) -> None:
+def _shed_cycle(server: Gunicorn, leak_path: str) -> int:
     """Under the mark: served; after a temporary 150 MiB: 503s (health checks
-    still 200); once it is released: served again."""
+    still 200); once it is released: served again. Returns the 503s seen."""
     assert server.request("GET", "/pid")[0] == 200
     assert server.request("GET", leak_path)[0] == 200
     status, headers, body = server.request("GET", "/pid")
@@ -225,15 +225,20 @@ def _shed_cycle(server: Gunicorn, leak_path: str) -> None:
     assert json.loads(body) == {"error": "overloaded", "retry_after": 3}
     assert server.request("GET", "/healthz")[0] == 200
     assert server.request("GET", "/pid")[0] == 503
+    refused = 2
     deadline = time.monotonic() + 10
     while server.request("GET", "/pid")[0] == 503:
+        refused += 1
         assert time.monotonic() < deadline, "never resumed"
         time.sleep(0.2)
+    return refused
 
 
-def _check_lines(server: Gunicorn) -> None:
+def _check_lines(server: Gunicorn, refused_seen: int) -> None:
     shed = server.lines("memwarden.shed", "shed")
-    assert len(shed) >= 2 and all(x["status"] == 503 and x["path"] == "/pid" for x in shed)
+    # One shed line for each 503 the client saw, no more, no fewer.
+    assert len(shed) == refused_seen
+    assert all(x["status"] == 503 and x["path"] == "/pid" for x in shed)
     assert [x["message"] for x in server.lines("memwarden.shed")
             if x["message"].startswith("shedding_")] == ["shedding_started", "shedding_stopped"]
     requests = server.lines("memwarden.request", "request")
@@ -245,13 +250,13 @@ def _check_lines(server: Gunicorn) -> None:
 
 def test_shedding_under_gunicorn_sync_workers(tmp_path: Path) -> None:
     with gunicorn("hold_app:app", tmp_path, args=["-w", "1"], env=SHED_ENV) as server:
-        _shed_cycle(server, "/leak_for?mb=150&s=2")
+        refused = _shed_cycle(server, "/leak_for?mb=150&s=2")
         server.request_lines(1)
-    _check_lines(server)
+    _check_lines(server, refused)
 
 
 def test_shedding_under_gunicorn_uvicorn_workers(tmp_path: Path) -> None:
     with gunicorn("hold_asgi:app", tmp_path, env=SHED_ENV,
                   args=["-w", "1", "-k", "uvicorn_worker.UvicornWorker"]) as server:
-        _shed_cycle(server, "/leak_for?mb=150&s=2")
-    _check_lines(server)
+        refused = _shed_cycle(server, "/leak_for?mb=150&s=2")
+    _check_lines(server, refused)
