@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from itertools import pairwise
 from typing import Literal
 
-from memwarden.find.analysis.levels import Level, lift_z, window_level
+from memwarden.find.analysis.levels import Level, lift_z, long_run_variance, window_level
 from memwarden.find.analysis.stats import SlopeFit, median, theil_sen
 
 __all__ = ["Trend", "TrendRule", "TrendState", "assess_trend"]
@@ -238,11 +238,12 @@ def assess_trend(xs: Sequence[float], ys: Sequence[float], rule: TrendRule) -> T
     rises: list[int] = []
     lifts: list[float] = []
     previous_level: Level | None = None
+    series_long_run = long_run_variance(bx, by, fit) if rule.level_lift else 0.0
     for k, (start, stop) in enumerate(_split(len(bx), rule.windows)):
         window_fit = theil_sen(bx[start:stop], by[start:stop])
         slope = window_fit.slope if window_fit is not None else 0.0
         z = window_fit.z if window_fit is not None else 0.0
-        level = (window_level(bx[start:stop], by[start:stop], window_fit)
+        level = (window_level(bx[start:stop], by[start:stop], window_fit, series_long_run)
                  if window_fit is not None else None)
         lift = (lift_z(previous_level, level)
                 if previous_level is not None and level is not None else 0.0)
