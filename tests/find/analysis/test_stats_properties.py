@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import random
 
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from memwarden.find.analysis.levels import Level, lift_z, window_level
@@ -130,7 +130,16 @@ def test_stationary_ar1_noise_is_never_a_growing_series(phi: float, n: int, seed
     ys = _ar1(random.Random(seed), n, phi, sd)
     trend = assess_trend(_xs(n), ys, TrendRule(floor=sd * 1e-6))
     assert trend.state != "growing"
-    # A level lift of noise stays within what a standard normal does: a
-    # variance that ignored the autocorrelation (or took a short window's
-    # word for it) puts lifts of 5 to 15 standard errors here.
-    assert max(abs(lift) for lift in trend.window_lifts) < 4.5
+
+
+@settings(max_examples=40, deadline=None, derandomize=True)
+@given(phi=st.floats(0.5, 0.95), n=st.integers(120, 600), seed=st.integers(0, 2**32))
+@example(phi=0.9, n=120, seed=107)
+def test_level_lifts_of_noise_stay_within_normal_bounds(phi: float, n: int, seed: int) -> None:
+    # Short windows of slow noise: a lift's variance taken from a 30-point
+    # window alone (its mean and slope soak up the slow part) put lifts of
+    # noise at 5 to 11 standard errors here; measured over 1,000 such series,
+    # the largest lift is under 3.
+    ys = _ar1(random.Random(seed), n, phi, 100.0)
+    trend = assess_trend(_xs(n), ys, TrendRule(floor=1e-4))
+    assert max(abs(lift) for lift in trend.window_lifts) < 4.0
