@@ -121,8 +121,10 @@ def test_only_the_first_workers_are_sampled_when_asked() -> None:
         assert alloc_sites.start_in_worker(1) is None
         assert alloc_sites.start_in_worker(None) is None
         windows = alloc_sites.start_in_worker(0)
-        assert windows is not None and tracemalloc.is_tracing()
-        assert meter._window_hook is windows
+        assert windows is not None and meter._window_hook is windows
+        assert not tracemalloc.is_tracing()  # from the first request on
+        windows(1)
+        assert tracemalloc.is_tracing()
         windows.stop()
         assert meter._window_hook is None
     finally:

@@ -1,10 +1,12 @@
 """Allocation sites, opt-in: tracemalloc snapshot diffs every N requests of a worker.
 
 ``MEMWARDEN_TRACEMALLOC=<frames>`` (1 to 100; unset or 0: off) starts
-tracemalloc in each sampled worker after fork, keeping that many frames per
-allocation. The worker takes a snapshot at the end of its first request,
-then every ``MEMWARDEN_TRACEMALLOC_EVERY`` requests (default 250), and logs
-the diff of each snapshot with the one before as one line, logger
+tracemalloc in each sampled worker at the end of its first request, keeping
+that many frames per allocation (not at fork: tracing the app's imports would
+slow a worker's boot several times over, for allocations no window diffs).
+The worker takes a snapshot then, and every ``MEMWARDEN_TRACEMALLOC_EVERY``
+requests (default 250), and logs the diff of each snapshot with the one
+before as one line, logger
 ``memwarden.tracemalloc``, message ``allocation_sites``: ``pid``, ``seq``
 (the request count at the snapshot), ``window_requests`` and ``sites``, the
 :data:`TOP` sites that grew most, each ``site`` (``path:line``),
@@ -140,8 +142,7 @@ class SiteWindows:
         self._labels: dict[str, str] = {}
 
     def start(self) -> None:
-        if not tracemalloc.is_tracing():
-            tracemalloc.start(self.settings.frames)
+        """Be called after every request; tracing starts with the first."""
         _meter.set_window_hook(self)
 
     def stop(self) -> None:
@@ -153,6 +154,8 @@ class SiteWindows:
         if previous is not None and seq - self._previous_seq < self.settings.every:
             return
         try:
+            if previous is None and not tracemalloc.is_tracing():
+                tracemalloc.start(self.settings.frames)
             snapshot = tracemalloc.take_snapshot().filter_traces(self._filters)
             if previous is not None:
                 self._log(seq, seq - self._previous_seq, self.sites(snapshot, previous))
