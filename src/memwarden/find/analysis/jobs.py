@@ -36,15 +36,13 @@ def split_paths(paths: Sequence[Path], parts: int) -> list[list[Path]]:
         except OSError:
             sizes.append(1)  # opening it will say what is wrong
     total = sum(sizes)
-    groups: list[list[Path]] = [[]]
+    groups: list[list[Path]] = [[] for _ in range(parts)]
     filled = 0
     for path, size in zip(paths, sizes, strict=True):
-        # Start the next part once this one holds its share, leaving files for the rest.
-        if groups[-1] and filled >= total * len(groups) / parts and len(groups) < parts:
-            groups.append([])
-        groups[-1].append(path)
+        # The part whose share of the bytes holds this file's middle.
+        groups[min(parts - 1, int((filled + size / 2) * parts / total))].append(path)
         filled += size
-    return groups
+    return [group for group in groups if group]
 
 
 def partial_of_paths(paths: Sequence[Path], since: str | None = None,

@@ -19,7 +19,8 @@ from memwarden.find.analysis.verdict import LifeAssessment
 
 __all__ = ["all_suspects", "rank_suspects"]
 
-KIND_ORDER: dict[SuspectKind, int] = {"route": 0, "resource": 1, "allocation": 2, "type": 3}
+KIND_ORDER: dict[SuspectKind, int] = {"route": 0, "deaths": 1, "resource": 2, "allocation": 3,
+                                      "type": 4}
 
 
 def rank_suspects(suspects: Sequence[Suspect], limit: int) -> tuple[Suspect, ...]:
