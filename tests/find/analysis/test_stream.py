@@ -162,3 +162,43 @@ def test_files_split_into_consecutive_parts_of_about_equal_size(tmp_path: Path) 
     assert split_paths(paths[:2], 2) == [[paths[0]], [paths[1]]]
     assert [p for group in split_paths(paths, 8) for p in group] == paths
     assert split_paths(["-", paths[0]], 2) == [["-", paths[0]]]
+
+
+def test_deaths_reach_the_text_and_the_html_report() -> None:
+    from memwarden.find.analysis import render_text
+    from memwarden.find.report.html import render_html
+    records: list[dict[str, Any]] = list(SyntheticWorker(pid=60, seed=1).run(150))
+    for n in range(3):
+        records.append({"timestamp": f"2026-11-28T04:00:0{n}.000Z",
+                        "logger": "memwarden.recycle", "message": "death_in_flight",
+                        "pid": 70 + n, "cause": "oom_kill", "signal": "SIGKILL",
+                        "request_id": f"x{n}", "method": "POST", "route": "/<b>render</b>",
+                        "seconds": 2.0, "footprint_start_bytes": 10_000_000,
+                        "footprint_last_bytes": 60_000_000})
+    report = analyze_lines(to_lines(records))
+    text = render_text(report)
+    assert "Deaths with a request in flight: 3 (POST /<b>render</b> 3)" in text
+    assert "2026-11-28T04:00:02.000Z pid 72 oom_kill after 2.0 s" in text
+    page = render_html(report)
+    assert "<h2>Deaths in flight</h2>" in page
+    assert "POST /&lt;b&gt;render&lt;/b&gt;" in page and "<b>render</b>" not in page
+    assert "killed by the OOM killer (SIGKILL)" in page
+    assert "+47.7 MiB in the request" in page
+    quiet = render_html(analyze_lines(to_lines(records[:150])))
+    assert "Deaths in flight" not in quiet
+
+
+def test_the_html_of_many_lives_plots_a_capped_number(tmp_path: Path) -> None:
+    from memwarden.find.analysis.stream import MAX_SERIES
+    from memwarden.find.report.html import render_html
+    records: list[dict[str, Any]] = []
+    for n in range(MAX_WORKERS + 100):
+        pid = 80_000 + n
+        records += SyntheticWorker(pid=pid, seed=n, census_every=25).run(130)
+        records.append(recycle_line(pid, requests=130))
+    report = analyze_lines(to_lines(records))
+    assert len(report.series) == MAX_SERIES
+    page = render_html(report)
+    assert page.count('class="mw-life"') == MAX_SERIES
+    assert "100 more worker lives (13,000 requests" in page
+    assert len(page) < 12 * 2**20

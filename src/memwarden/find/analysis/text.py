@@ -43,10 +43,22 @@ def render_text(report: Report) -> str:
     for worker in report.workers:
         lines.append("  " + _worker_line(worker))
         lines.append("    " + worker.reason)
+    other = report.other_lives
+    if other.count:
+        verdicts = ", ".join(f"{n} {verdict}" for verdict, n in other.verdicts)
+        lines.append(f"  ... and {other.count} more lives ({other.requests} requests: "
+                     f"{verdicts}), counted in the verdict, not listed")
     lines += ["", f"Verdict: {VERDICT_WORDS[report.verdict]}", "  " + report.reason]
     failed = f"; {report.failed_requests} failed (status >= 500)" if report.failed_requests \
         else ""
     lines.append(f"  {report.requests} requests{failed}")
+    if report.deaths_total:
+        by_route = ", ".join(f"{route} {n}" for route, n in report.deaths_by_route[:5])
+        lines += ["", f"Deaths with a request in flight: {report.deaths_total} ({by_route})"]
+        for death in report.deaths[:5]:
+            ran = f" after {death.seconds:.1f} s" if death.seconds is not None else ""
+            lines.append(f"  {death.timestamp or '-'} pid {death.pid} {death.cause}{ran}: "
+                         f"{death.route_key}")
     actions = describe(report.actions)
     if actions:
         mode = report.actions.mode

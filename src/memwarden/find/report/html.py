@@ -20,6 +20,7 @@ from typing import Any
 from memwarden.find.analysis.model import Report
 from memwarden.find.report.compare import build_comparison_view
 from memwarden.find.report.html_actions import actions_body
+from memwarden.find.report.html_deaths import DEATHS_HELP, deaths_body
 from memwarden.find.report.markup import Markup, html, join, script_json
 from memwarden.find.report.svg import bars_svg, confidence_svg, plot_svg
 from memwarden.find.report.view import build_view
@@ -144,6 +145,12 @@ def _suspects(view: ReportView, _level: int, _page: _Page) -> Markup:
                 '<th>Confidence</th></tr></thead><tbody>{rows}</tbody></table></div>', rows=rows)
 
 
+def _deaths(view: ReportView, _level: int, _page: _Page) -> Markup:
+    if view.deaths is None:
+        return Markup('<p class="mw-empty">No worker died with a request in flight.</p>')
+    return deaths_body(view.deaths)
+
+
 def _workers(view: ReportView, _level: int, _page: _Page) -> Markup:
     if not view.workers:
         return Markup('<p class="mw-empty">No request lines from any worker.</p>')
@@ -162,6 +169,8 @@ def _workers(view: ReportView, _level: int, _page: _Page) -> Markup:
     note = html('<p class="mw-note">Recycle or kill lines for workers with no request lines:'
                 '</p><ul class="mw-note">{orphans}</ul>', orphans=orphans) \
         if view.orphan_events else Markup("")
+    if view.other_lives is not None:
+        note = html('{note}<p class="mw-note">{other}</p>', note=note, other=view.other_lives)
     return html('<div class="mw-scroll"><table class="mw-table mw-workers"><thead><tr>'
                 '<th>Worker and verdict</th>'
                 '<th class="mw-num">RSS first to last</th><th class="mw-num">Per request</th>'
@@ -281,6 +290,7 @@ SECTIONS: tuple[tuple[str, str, Markup, _Section], ...] = (
     ("verdict", "Verdict", _NO_HELP, _verdict),
     ("actions", "Protective actions", _ACTIONS_HELP, _actions),
     ("suspects", "Suspects, most likely first", _NO_HELP, _suspects),
+    ("deaths", "Deaths in flight", DEATHS_HELP, _deaths),
     ("workers", "Worker lives", _NO_HELP, _workers),
     ("memory", "Memory over each worker life", _MEMORY_HELP, _memory),
     ("routes", "Cost per route (all requests)", _NO_HELP, _routes),
@@ -289,6 +299,8 @@ SECTIONS: tuple[tuple[str, str, Markup, _Section], ...] = (
 
 def _shown(section_id: str, view: ReportView) -> bool:
     """Sections that only appear when there is something in them."""
+    if section_id == "deaths":
+        return view.deaths is not None
     return section_id != "actions" or view.actions is not None
 
 

@@ -22,6 +22,7 @@ from memwarden.find.analysis.model import (
 )
 from memwarden.find.analysis.units import format_count, format_signed_bytes
 from memwarden.find.report.actions_view import actions_view
+from memwarden.find.report.deaths_view import deaths_view
 from memwarden.find.report.plots import life_view, route_chart
 from memwarden.find.report.view_model import (
     SINGLE,
@@ -50,8 +51,10 @@ VERDICT_HEADLINES: dict[Verdict, str] = {
     "inconclusive": "Inconclusive",
 }
 
+VERDICT_NAMES = {"leak": "leak", "no_leak": "no leak", "inconclusive": "inconclusive"}
 KIND_LABELS: dict[SuspectKind, str] = {"route": "route", "resource": "resource",
-                                       "allocation": "allocation site", "type": "object type"}
+                                       "allocation": "allocation site", "type": "object type",
+                                       "deaths": "died in flight"}
 GC_PREFIX = "gc."
 
 MAX_ROUTE_ROWS = 50
@@ -111,6 +114,8 @@ def _per_request_text(suspect: Suspect) -> str:
         return f"{format_signed_bytes(value)}/request"
     if suspect.kind in ("allocation", "type"):
         return f"{format_count(value)} objects/request"
+    if suspect.kind == "deaths":
+        return f"{value:,.0f} deaths"
     return f"{format_count(value)}/request"
 
 
@@ -244,4 +249,16 @@ def build_view(report: Report, title: str | None = None, id_prefix: str = "r",
         route_chart=route_chart(f"{id_prefix}-routes", routes, sizes),
         footprint=_footprint(report, suspects),
         actions=actions_view(report.actions),
+        deaths=deaths_view(report),
+        other_lives=_other_lives(report),
     )
+
+
+def _other_lives(report: Report) -> str | None:
+    other = report.other_lives
+    if not other.count:
+        return None
+    verdicts = ", ".join(f"{n:,} {VERDICT_NAMES.get(v, v)}" for v, n in other.verdicts)
+    return (f"{other.count:,} more worker lives ({other.requests:,} requests: {verdicts}) are "
+            f"counted in the verdict but not listed; the list keeps leaks first, then the "
+            f"longest. Plots show at most {len(report.series)} lives.")

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from memwarden.find.analysis.model import ActionMode, SuspectKind, Verdict
+from memwarden.find.report.deaths_view import DeathsView
 from memwarden.find.report.scale import Axis
 
 __all__ = [
@@ -291,6 +292,8 @@ class ReportView:
     route_chart: BarChart | None
     footprint: Footprint
     actions: ActionsView | None = None
+    deaths: DeathsView | None = None
+    other_lives: str | None = None  # lives judged but not listed (the report's cap)
 
 
 @dataclass(frozen=True, slots=True)
