@@ -22,9 +22,18 @@ each prefix is judged three ways on the same lines:
 
 "Requests to detect" is the first prefix called a leak (median over the
 runs of a size); a false leak is a no-leak run called a leak at any prefix.
+
+Then the trend rule alone, old and new, on synthetic series of known truth
+(trend_power.py): how often a leak at twice the floor under AR(1) noise is
+called growing, and how often series that do not leak are (AR(1) noise,
+high-water marks, warming caches, a cache that stops, a random walk).
+
 The last line is the summary the Makefile target prints:
-``requests_to_detect_10kb=N false_leaks=M/R baseline_false_leaks=B/R``,
-where B counts baseline B (OLS).
+``requests_to_detect_10kb=N false_leaks=M/R baseline_false_leaks=B/R
+requests_to_detect_1kb=K`` (B counts baseline B, OLS), then the trend
+rule's keys: ``trend_power_phi05_old/new``, ``trend_power_phi08_old/new``
+(share of leaking series called growing), ``trend_false_leaks_old/new``
+and ``trend_power_ratio`` (new over old, both phi together).
 """
 
 from __future__ import annotations
@@ -42,6 +51,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from trend_power import earlier_trend_rule
+from trend_power import report as trend_report
 
 from memwarden.find.analysis import analyze_lines
 from memwarden.find.audit import run_audit
@@ -128,6 +140,7 @@ class Outcome:
     ols: int | None
     final_verdict: str
     seconds: float
+    log: Path | None = None
 
 
 def _routes(rng: random.Random) -> dict[str, Any]:
@@ -180,13 +193,25 @@ def _first(prefixes: Sequence[int], called: Callable[[int], bool]) -> int | None
     return next((k for k in prefixes if called(k)), None)
 
 
+def _prefixes(total: int, step: int) -> list[int]:
+    prefixes = list(range(step, total + 1, step))
+    if not prefixes or prefixes[-1] != total:
+        prefixes.append(total)
+    return prefixes
+
+
+def first_leak(log: Path, step: int) -> int | None:
+    """The first prefix memwarden calls a leak (None: never)."""
+    lines = _request_lines(log)
+    return _first(_prefixes(len(lines), step), lambda k: analyze_lines(
+        [raw for _seq, raw, _line in lines[:k]]).verdict == "leak")
+
+
 def judge(log: Path, step: int) -> tuple[int, int | None, int | None, int | None, str]:
     """Requests in the log, the first prefix each method calls a leak, the final verdict."""
     lines = _request_lines(log)
     total = len(lines)
-    prefixes = list(range(step, total + 1, step))
-    if not prefixes or prefixes[-1] != total:
-        prefixes.append(total)
+    prefixes = _prefixes(total, step)
 
     def ours(k: int) -> bool:
         return analyze_lines([raw for _seq, raw, _line in lines[:k]]).verdict == "leak"
@@ -216,7 +241,8 @@ def one_run(run: Run, requests: int, step: int, workdir: Path) -> Outcome:
         census_every=5, concurrency=(1, rng.randint(1, 6)), idle=(0.0, 0.0),
         new_users=rng.uniform(0.1, 0.5), seed=run.seed, seconds=300.0)
     total, ours, lmf, ols, final = judge(result.requests_log, step)
-    return Outcome(run, total, ours, lmf, ols, final, time.monotonic() - started)
+    return Outcome(run, total, ours, lmf, ols, final, time.monotonic() - started,
+                   result.requests_log)
 
 
 def _detected(values: Sequence[int | None], requests: int) -> str:
@@ -239,6 +265,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--leak-runs", type=int, default=4, help="runs per leak size")
     parser.add_argument("--clean-runs", type=int, default=20, help="no-leak runs")
     parser.add_argument("--parallel", type=int, default=2, help="runs at a time")
+    parser.add_argument("--synthetic-runs", type=int, default=100,
+                        help="seeded series per synthetic trend scenario")
     parser.add_argument("--keep", type=Path, default=None, metavar="DIR",
                         help="keep the runs' files in DIR (default: a temporary directory)")
     args = parser.parse_args(argv)
@@ -253,6 +281,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         with ThreadPoolExecutor(max_workers=max(1, args.parallel)) as pool:
             outcomes = list(pool.map(
                 lambda run: one_run(run, args.requests, args.step, workdir), runs))
+        # The same logs judged again with the earlier trend rule, one at a
+        # time (the rule is swapped for the whole process while they are).
+        with earlier_trend_rule():
+            earlier = [first_leak(o.log, args.step) if o.log else None for o in outcomes]
 
     print(f"detection: {len(runs)} real gunicorn runs of {args.requests} requests "
           f"(1 sync worker, soak traffic, census every 5 requests with a collection), "
@@ -268,6 +300,13 @@ def main(argv: Sequence[str] | None = None) -> int:
               f"{_detected([o.memwarden for o in group], args.requests):<22}"
               f"{_detected([o.last_minus_first for o in group], args.requests):<22}"
               f"{_detected([o.ols for o in group], args.requests):<22}")
+    by_size = {size: [e for o, e in zip(outcomes, earlier, strict=True)
+                      if o.run.leak_bytes == size] for size in (*LEAK_SIZES, 0)}
+    print("the same logs, memwarden with the earlier trend rule: "
+          + ", ".join(f"{size // KIB} KB {_detected(by_size[size], args.requests)}"
+                      for size in LEAK_SIZES)
+          + f"; no-leak runs called 'leak': {sum(e is not None for e in by_size[0])}"
+          f"/{len(by_size[0])}")
     clean = [o for o in outcomes if o.run.leak_bytes == 0]
     r = len(clean)
     ours_false = sum(o.memwarden is not None for o in clean)
@@ -281,12 +320,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     verdicts = {v: sum(o.final_verdict == v for o in clean) for v in ("no_leak", "inconclusive")}
     print(f"memwarden's verdicts on the full no-leak runs: {verdicts['no_leak']} no_leak, "
           f"{verdicts['inconclusive']} inconclusive, {ours_false} leak")
-    ten = [o.memwarden for o in outcomes if o.run.leak_bytes == 10 * KIB]
-    found = [v for v in ten if v is not None]
-    detect = f"{statistics.median(found):g}" if len(found) == len(ten) and found else "none"
-    print(f"requests_to_detect_10kb={detect} false_leaks={ours_false}/{r} "
-          f"baseline_false_leaks={ols_false}/{r}")
+    print()
+    keys = trend_report(args.synthetic_runs)
+    trend_keys = " ".join(f"{k}={v}" for k, v in keys.items())
+    print(f"requests_to_detect_10kb={_median_detect(outcomes, 10 * KIB)} "
+          f"false_leaks={ours_false}/{r} baseline_false_leaks={ols_false}/{r} "
+          f"requests_to_detect_1kb={_median_detect(outcomes, KIB)} {trend_keys}")
     return 0
+
+
+def _median_detect(outcomes: Sequence[Outcome], size: int) -> str:
+    """Median requests to a leak verdict over the runs of ``size``; "none" if any missed."""
+    group = [o.memwarden for o in outcomes if o.run.leak_bytes == size]
+    found = [v for v in group if v is not None]
+    return f"{statistics.median(found):g}" if len(found) == len(group) and found else "none"
 
 
 if __name__ == "__main__":
