@@ -8,8 +8,10 @@ killed while idle, a worker that recycled.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
+import subprocess
 import threading
 import time
 import uuid
@@ -18,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support import REPO, Gunicorn, gunicorn
+from support import REPO, VENV_BIN, Gunicorn, gunicorn
 
 from hold.test_recycle_gunicorn import logged, wait_for
 
@@ -68,6 +70,16 @@ def test_a_gunicorn_timeout_names_the_request_by_its_route(tmp_path: Path) -> No
     # RSS at its start (after one request) and the master's last reading during it.
     assert 10 * MiB < line["footprint_start_bytes"] < 2000 * MiB
     assert 10 * MiB < line["footprint_last_bytes"] < 2000 * MiB
+    # memwarden analyze reads the line: report.json's deaths name the route.
+    report_path = tmp_path / "report.json"
+    done = subprocess.run([str(VENV_BIN / "memwarden"), "analyze", str(server.log_path),
+                           "--json", str(report_path)], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    report = json.loads(report_path.read_text())
+    [death] = report["deaths"]
+    assert (death["route"], death["cause"], death["request_id"], death["pid"]) == (
+        "GET /sleep", "timeout", "stuck-1", victim)
 
 
 def test_a_worker_killed_mid_request_names_it_and_an_idle_one_names_nothing(
