@@ -7,7 +7,11 @@ the bare app's.
 
 Also timed: the same tracker with one request observer registered (what
 recycling and the exporters add, doing nothing here), which makes the
-meter build the line's fields as a dict as well.
+meter build the line's fields as a dict as well; with the in-flight records
+a gunicorn worker writes (``inflight``: one record per request in a shared
+area, for the master's ``death_in_flight`` line); and with the opt-in
+allocation sites (``sites``: ``MEMWARDEN_TRACEMALLOC=1``, a snapshot diff
+every 250 requests, tracemalloc tracing every allocation in between).
 
 Last line: ``overhead_us=X naive_us=Y ratio=X/Y``.
 """
@@ -18,6 +22,7 @@ import argparse
 import io
 import json
 import logging
+import mmap
 import statistics
 import sys
 import time
@@ -28,6 +33,8 @@ from typing import Any
 import psutil
 from flask import Flask
 
+from memwarden.alloc_sites import SiteSettings, SiteWindows
+from memwarden.see import inflight_slot
 from memwarden.see.logs import JsonFormatter
 from memwarden.see.meter import add_observer, remove_observer
 from memwarden.see.wsgi import MemoryTracker
@@ -136,7 +143,8 @@ def main() -> None:
         "naive": NaiveTracker(bare),
     }
     samples: dict[str, list[float]] = {
-        name: [] for name in [*variants, "observed", "tracemalloc"]}
+        name: [] for name in [*variants, "observed", "inflight", "sites", "tracemalloc"]}
+    area = mmap.mmap(-1, inflight_slot.SIZE, flags=mmap.MAP_SHARED)
     for app in variants.values():  # warm-up: imports, caches, first census
         time_round(app, 500)
     for _ in range(args.rounds):
@@ -145,6 +153,14 @@ def main() -> None:
         add_observer(_ignore)
         samples["observed"].append(time_round(variants["memwarden"], args.requests))
         remove_observer(_ignore)
+        inflight_slot.install(area)
+        samples["inflight"].append(time_round(variants["memwarden"], args.requests))
+        inflight_slot.uninstall()
+        windows = SiteWindows(SiteSettings(frames=1, every=250))
+        windows.start()
+        samples["sites"].append(time_round(variants["memwarden"], args.requests))
+        windows.stop()
+        tracemalloc.stop()
         tracemalloc.start(1)
         samples["tracemalloc"].append(time_round(bare, args.requests))
         tracemalloc.stop()
@@ -158,6 +174,9 @@ def main() -> None:
     naive = median_us["naive"] - base
     print(f"observed_us={median_us['observed'] - base:.2f} "
           f"tracemalloc_us={median_us['tracemalloc'] - base:.2f}")
+    tracked = median_us["memwarden"]
+    print(f"inflight_us={median_us['inflight'] - tracked:.2f} "
+          f"sites_us={median_us['sites'] - tracked:.2f} (each over memwarden's defaults)")
     print(f"overhead_us={overhead:.2f} naive_us={naive:.2f} ratio={overhead / naive:.3f}")
 
 
