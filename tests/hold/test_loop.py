@@ -322,3 +322,143 @@ def test_forked_child_gets_a_new_loop_not_the_parents() -> None:
     # The parent's loop is untouched by the child.
     assert mwloop.get_loop() is parent_loop
     assert mwloop.run(asyncio.sleep(0, "still"), timeout=5) == "still"
+
+
+# -- held values off the worker loop, and what goes wrong at shutdown -------------------
+
+
+def test_a_held_context_on_a_loop_of_its_own_says_where_it_is() -> None:
+    @contextlib.asynccontextmanager
+    async def value() -> AsyncIterator[str]:
+        yield "v"
+
+    held = mwloop.Held(value, name="own")
+    assert repr(held) == "<Held 'own' new>"
+
+    async def main() -> None:
+        assert await held.astart() == "v"
+        assert repr(held) == "<Held 'own' open>" and held.value == "v"
+        with pytest.raises(RuntimeError, match="'own' was already started"):
+            await held.astart()
+        # Not on the worker loop: closing from sync code would block this very loop.
+        with pytest.raises(RuntimeError, match="'own' is not on the worker loop"):
+            held.close()
+        await held.aclose()
+
+    asyncio.run(main())
+    assert repr(held) == "<Held 'own' closed>"
+    with pytest.raises(RuntimeError, match="'own' is not open"):
+        _ = held.value
+    held.close()  # its owner task is done: nothing left to do
+
+
+def test_a_held_context_that_fails_on_its_own_is_logged_then_raised_on_close(
+        caplog: pytest.LogCaptureFixture) -> None:
+    @contextlib.asynccontextmanager
+    async def session() -> AsyncIterator[str]:
+        async def connection() -> None:
+            await asyncio.sleep(0.01)
+            raise ConnectionError("the server went away")
+
+        async with anyio.create_task_group() as group:
+            group.start_soon(connection)
+            yield "session"
+
+    held = mwloop.hold(session, name="mcp", timeout=5)
+    wait = threading.Event()
+    while held.is_open:  # the child task's failure ends the owner task
+        wait.wait(0.01)
+    assert "held 'mcp' exited on its own with an error" in caplog.text
+    with pytest.raises(ExceptionGroup) as failed:
+        held.close(timeout=5)
+    assert failed.group_contains(ConnectionError, match="the server went away")
+    held.close(timeout=5)  # reported once
+
+
+def test_shutdown_logs_a_held_value_that_fails_to_close_and_closes_the_rest(
+        caplog: pytest.LogCaptureFixture) -> None:
+    closed: list[str] = []
+
+    def value(tag: str, fails: bool) -> contextlib.AbstractAsyncContextManager[str]:
+        @contextlib.asynccontextmanager
+        async def cm() -> AsyncIterator[str]:
+            yield tag
+            closed.append(tag)
+            if fails:
+                raise OSError(f"{tag} could not close")
+        return cm()
+
+    mwloop.hold(lambda: value("first", False), name="first", timeout=5)
+    mwloop.hold(lambda: value("second", True), name="second", timeout=5)
+    loop = mwloop.get_loop()
+    mwloop.shutdown(timeout=5)
+    assert closed == ["second", "first"]
+    assert "closing held 'second' failed at shutdown" in caplog.text
+    assert loop.is_closed()
+
+
+def test_a_call_still_running_when_the_loop_shuts_down_fails_instead_of_hanging() -> None:
+    started = threading.Event()
+
+    async def stubborn() -> None:
+        started.set()
+        while True:
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.sleep(10)
+
+    outcome: list[BaseException] = []
+
+    def caller() -> None:
+        try:
+            mwloop.run(stubborn())
+        except BaseException as exc:
+            outcome.append(exc)
+
+    thread = threading.Thread(target=caller)
+    thread.start()
+    assert started.wait(5)
+    loop = mwloop.get_loop()
+    mwloop.shutdown(timeout=0.3)
+    thread.join(5)
+    assert not thread.is_alive()
+    [error] = outcome
+    assert isinstance(error, RuntimeError)
+    assert "shut down before" in str(error) and "stubborn" in str(error)
+    assert loop.is_closed()
+
+
+def test_a_loop_thread_blocked_at_shutdown_is_left_open_and_a_new_loop_serves(
+        caplog: pytest.LogCaptureFixture) -> None:
+    loop = mwloop.get_loop()
+    thread = next(t for t in threading.enumerate() if t.name == "memwarden-loop")
+    release = threading.Event()
+    blocked = threading.Event()
+
+    def block() -> None:  # a sync call on the loop thread: nothing can run meanwhile
+        blocked.set()
+        release.wait(10)
+
+    loop.call_soon_threadsafe(block)
+    assert blocked.wait(5)
+    try:
+        mwloop.shutdown(timeout=0.1)
+        assert "shutdown did not finish within 0.1 s" in caplog.text
+        assert "the loop thread is still busy; the loop is left open" in caplog.text
+        assert not loop.is_closed()
+        assert mwloop.run(asyncio.sleep(0, "fresh"), timeout=5) == "fresh"
+        assert mwloop.get_loop() is not loop
+    finally:
+        release.set()
+        thread.join(5)
+        # What shutdown queued behind the blocking call (its drain, cancelled) ends here.
+        loop.run_until_complete(asyncio.sleep(0))
+        loop.close()
+
+
+def test_shutdown_from_the_loop_thread_raises_instead_of_deadlocking() -> None:
+    async def shut() -> None:
+        mwloop.shutdown()
+
+    with pytest.raises(RuntimeError, match="cannot run on the worker loop's own thread"):
+        mwloop.run(shut(), timeout=5)
+    assert mwloop.run(asyncio.sleep(0, "alive"), timeout=5) == "alive"

@@ -552,6 +552,42 @@ def test_invalid_settings_are_rejected_with_the_pool_name() -> None:
         Pool(factory.create, factory.close, max_size=0, acquire_timeout=1, name="p")
     with pytest.raises(ValueError, match="reap_interval"):
         Pool(factory.create, factory.close, max_size=1, acquire_timeout=1, reap_interval=1)
+    for bad, message in [({"acquire_timeout": -1}, "acquire_timeout must be >= 0"),
+                         ({"idle_ttl": 0}, "idle_ttl must be > 0"),
+                         ({"max_uses": 0}, "max_uses must be >= 1"),
+                         ({"mode": "maybe"}, "mode must be on, dry-run or off, got 'maybe'")]:
+        with pytest.raises(ValueError, match=f"'p': {message}"):
+            Pool(factory.create, factory.close, **{"max_size": 1, "acquire_timeout": 1,
+                                                   "name": "p", **bad})
+
+
+def test_repr_says_size_use_and_whether_closed() -> None:
+    async def main() -> None:
+        pool = Factory().pool(name="r", max_size=3)
+        async with pool.acquire():
+            assert repr(pool) == "<Pool 'r' size=1/3 in_use=1 idle=0 waiting=0>"
+        await pool.close()
+        assert repr(pool) == "<Pool 'r' size=0/3 in_use=0 idle=0 waiting=0 closed>"
+
+    arun(main())
+
+
+def test_a_lease_is_entered_once_and_a_discard_after_close_is_a_no_op() -> None:
+    async def main() -> None:
+        pool = Factory().pool(name="once")
+        lease = pool.acquire(discard_on_error=KeyError)  # one type, not a tuple
+        with pytest.raises(KeyError):
+            async with lease as res:
+                with pytest.raises(RuntimeError, match="entered twice"):
+                    await lease.__aenter__()
+                raise KeyError("poisons it")
+        await until(lambda: res.closed == 1)
+        async with pool.acquire() as res:
+            await pool.close(timeout=0)  # takes the lease back and closes it
+            pool.discard(res)  # already closed by close(): nothing to do
+        assert res.closed == 1
+
+    arun(main())
 
 
 @settings(max_examples=40, deadline=None, database=None)
