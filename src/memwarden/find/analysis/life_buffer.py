@@ -70,14 +70,14 @@ class OpenLife:
         self.census: list[Mapping[str, float] | None] = []
         self.end_events: list[LifecycleEvent] = []
         self.marks: list[tuple[int, ActionEvent]] = []
-        self.seen: set[int] = set()
+        self.seen = bytearray(SEEN_SEQS // 8 + 1)  # a bit per seq up to SEEN_SEQS
         self.max_seq = 0
         self.min_seq: int | None = None
         self.last_line = 0  # the input line of its latest request
 
     def starts_new_life(self, seq: int) -> bool:
         """``WorkerLife._starts_new_life`` with a bounded memory of seen seqs."""
-        if seq in self.seen:
+        if seq <= SEEN_SEQS and self.seen[seq >> 3] & (1 << (seq & 7)):
             return True
         if seq < self.max_seq - REORDER_TOLERANCE and (self.min_seq is None
                                                        or seq < self.min_seq):
@@ -88,7 +88,7 @@ class OpenLife:
         seq = row[0]
         self.requests += 1
         if seq <= SEEN_SEQS:
-            self.seen.add(seq)
+            self.seen[seq >> 3] |= 1 << (seq & 7)
         if seq > self.max_seq:
             self.max_seq = seq
         if self.min_seq is None or seq < self.min_seq:

@@ -56,11 +56,14 @@ MAX_ORPHANS = 1000  # recycle and kill lines of a PID with no request before the
 MAX_WINDOWS = 4096  # allocation_sites lines; thinned evenly past it
 # A life whose PID has been silent this many lines is judged without waiting
 # for the end of the input: after its recycle or kill line, stragglers come
-# within milliseconds; without one, a worker of a busy service that logs
-# nothing for a million lines is gone (killed without a line, or its log
-# rotated away). Without this, a fleet's log would keep every dead PID open.
+# within milliseconds; without one, a worker that logs nothing while its
+# peers log SILENT_PER_OPEN lines each (at least SILENT lines in all) is gone
+# (killed without a line, or its log rotated away): a worker that gets its
+# share of a balanced load misses 500 turns in a row with odds of e^-500.
+# Without this, a fleet's log would keep every dead PID open to the end.
 SILENT_AFTER_END = 20_000
-SILENT = 1_000_000
+SILENT = 100_000
+SILENT_PER_OPEN = 500
 SWEEP_EVERY = 1 << 16
 MAX_SWEPT = 1 << 16
 REQUEST_LOGGER = "memwarden.request"
@@ -313,9 +316,10 @@ class StreamAnalysis:
     def sweep(self) -> None:
         """Judge the lives of PIDs that have gone silent (see SILENT)."""
         now = self.parser.counters.lines
+        limit = max(SILENT, SILENT_PER_OPEN * len(self.open))
         for pid, life in list(self.open.items()):
             silent = now - life.last_line
-            if silent > SILENT or (life.end_events and silent > SILENT_AFTER_END):
+            if silent > limit or (life.end_events and silent > SILENT_AFTER_END):
                 del self.open[pid]
                 del self._blocks[pid]
                 self.close(life)
