@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from itertools import pairwise
 
 from memwarden.find.analysis import stats
-from memwarden.find.analysis.trend import TrendRule, assess_trend
+from memwarden.find.analysis.trend import MAX_TEST_POINTS, TrendRule, assess_trend
 
 FLOOR = 1.0
 OLD = TrendRule(FLOOR, level_lift=False)
@@ -242,6 +242,36 @@ def one_window_tests(runs: int) -> None:
                   f"{f'{100 * c2 / runs:.0f}% vs TFPW {100 * t2 / runs:.0f}%':<28}")
 
 
+def calibration(runs: int) -> None:
+    """On stationary AR(1) noise: how often a window's test and a level lift fire.
+
+    A window's own test at z >= 1.645 should fire in 5% of windows, a lift
+    of a middle window at z >= 3 in 0.13%.
+    """
+    print("on stationary AR(1) noise: windows at z >= 1.645 (nominal 5%), "
+          "middle-window lifts >= 3 (nominal 0.13%)")
+    for n in (120, 400, 2048):
+        # The windows' own tests run on the points the rule tests: a series
+        # longer than MAX_TEST_POINTS is first reduced to bin medians.
+        size = -(-n // MAX_TEST_POINTS)
+        cells = []
+        for phi in (0.5, 0.8, 0.9):
+            fired = lifted = windows = middles = 0
+            for k in range(runs):
+                ys = ar1(random.Random(k * 13 + 5), n, phi, 100.0)
+                trend = assess_trend([float(i) for i in range(n)], ys, NEW)
+                lifted += sum(lift >= 3.0 for lift in trend.window_lifts[1:-1])
+                middles += len(trend.window_lifts[1:-1])
+                pts = [statistics.median(ys[i:i + size]) for i in range(0, n, size)]
+                for w in range(4):
+                    part = pts[w * len(pts) // 4:(w + 1) * len(pts) // 4]
+                    fit = stats.theil_sen([float(i) for i in range(len(part))], part)
+                    fired += fit is not None and fit.z >= 1.645
+                    windows += 1
+            cells.append(f"phi {phi}: {100 * fired / windows:.1f}% / {100 * lifted / middles:.2f}%")
+        print(f"  {n:>5} points  " + "   ".join(cells))
+
+
 def _share(count: int, runs: int) -> str:
     return f"{count}/{runs} ({100.0 * count / runs:.0f}%)"
 
@@ -278,6 +308,7 @@ def report(runs: int, lengths: Sequence[int] = (2048, 400)) -> dict[str, str]:
           f"pairs ({1000 * t_sampled:.1f} ms), {sd_exact:.3f} with all pairs "
           f"({1000 * t_exact:.1f} ms)")
     one_window_tests(2 * runs)
+    calibration(runs)
     print(f"synthetic part: {time.monotonic() - started:.0f} s")
     n = lengths[0]
     phi5 = power[next(k for k in POWER if "phi 0.5, rise 1 " in k), n]
