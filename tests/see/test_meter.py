@@ -16,6 +16,7 @@ from memwarden.see import meter
 from memwarden.see.logs import JsonFormatter
 from memwarden.see.meter import RequestMeter
 from memwarden.settings import Settings
+from memwarden.system.probe import Probe
 
 
 @pytest.fixture
@@ -109,3 +110,57 @@ def test_a_status_that_is_not_an_int_still_gives_a_valid_line(
     decoded = [json.loads(line) for line in path.read_text().splitlines()]
     assert [d["request_id"] for d in decoded] == ["id0", "id1", "odd"]
     assert decoded[2]["status"] == status and decoded[2]["rss_delta_bytes"] is not None
+
+
+def fake_statm(tmp_path: Path) -> tuple[Path, Probe]:
+    """A real probe reading a statm file this test writes: RSS is what it says."""
+    pid_dir = tmp_path / str(os.getpid())
+    pid_dir.mkdir()
+    statm = pid_dir / "statm"
+    statm.write_text("1000 500 100 10 0 300 0\n")
+    return statm, Probe(proc_root=str(tmp_path))
+
+
+def test_blocks_every_n_reads_blocks_every_nth_request_while_rss_stands_still(
+        lines: list[dict[str, Any]], tmp_path: Path) -> None:
+    fresh_worker()
+    _, probe = fake_statm(tmp_path)
+    m = RequestMeter(Settings(census_every=10**6, census_seconds=0, blocks_budget_us=0.0,
+                              blocks_every=4), probe)
+    run(m, 41)
+    assert all(f["rss_bytes"] == 500 * os.sysconf("SC_PAGE_SIZE") for f in lines)
+    assert [f["seq"] for f in lines if "blocks" in f] == list(range(1, 42, 4))
+    # No delta spans a skipped request: a delta is one request's own (the
+    # first request's runs from its own start).
+    assert [f["seq"] for f in lines if "blocks_delta" in f] == [1]
+
+
+def test_blocks_every_n_reads_blocks_whenever_rss_moved(
+        lines: list[dict[str, Any]], tmp_path: Path) -> None:
+    fresh_worker()
+    statm, probe = fake_statm(tmp_path)
+    m = RequestMeter(Settings(census_every=10**6, census_seconds=0, blocks_budget_us=0.0,
+                              blocks_every=100), probe)
+    run(m, 3)  # blocks at seq 1, then skipped
+    statm.write_text("1000 520 100 10 0 300 0\n")
+    run(m, 2)  # seq 4 sees RSS move and reads blocks; seq 5 sees it still again
+    statm.write_text("1000 510 100 10 0 300 0\n")  # down counts too
+    run(m, 1)
+    assert [f["seq"] for f in lines if "blocks" in f] == [1, 4, 6]
+    assert [f["rss_delta_bytes"] for f in lines if "rss_delta_bytes" in f] == [
+        0, 0, 0, 20 * os.sysconf("SC_PAGE_SIZE"), 0, -10 * os.sysconf("SC_PAGE_SIZE")]
+
+
+def test_rss_moving_does_not_override_the_blocks_budget(
+        lines: list[dict[str, Any]], tmp_path: Path) -> None:
+    """On a heap too big for the budget, blocks stay skipped however RSS moves."""
+    fresh_worker()
+    statm, probe = fake_statm(tmp_path)
+    m = RequestMeter(Settings(census_every=5, census_seconds=0, blocks_budget_us=1e-6,
+                              blocks_every=1), probe)
+    for i in range(300):
+        statm.write_text(f"1000 {500 + i} 100 10 0 300 0\n")
+        run(m, 1)
+    read_at = [f["seq"] for f in lines if "blocks" in f]
+    assert len(read_at) < 30
+    assert all(f["rss_delta_bytes"] > 0 for f in lines[1:])

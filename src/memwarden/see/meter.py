@@ -118,7 +118,7 @@ def worker_requests() -> int:
 class RequestMeter:
     """Measures requests and writes the request log line."""
 
-    __slots__ = ("_blocks_budget", "_census_every", "_census_seconds", "_collect",
+    __slots__ = ("_blocks_budget", "_blocks_skip", "_census_every", "_census_seconds", "_collect",
                  "_descendants", "_gc_types", "_health", "_probe", "_writer")
 
     def __init__(self, settings: Settings | None = None,
@@ -131,6 +131,7 @@ class RequestMeter:
         self._probe = process_probe
         self._census_every = s.census_every
         self._blocks_budget = s.blocks_budget_us / 1e6 if s.blocks_budget_us > 0 else float("inf")
+        self._blocks_skip = s.blocks_every - 1  # requests skipped after each reading
         self._census_seconds = s.census_seconds
         self._descendants = s.census_descendants
         self._gc_types = s.gc_types
@@ -155,15 +156,20 @@ class RequestMeter:
 
     def readings(self) -> tuple[float, int | None, int | None]:
         """End-of-request readings: (time, rss, blocks). ``blocks`` is None on the
-        requests skipped to keep its reading within the blocks budget."""
+        requests skipped by ``blocks_every`` while RSS stood still, or to keep its
+        reading within the blocks budget."""
         worker = _worker
-        if worker.blocks_skip:
+        rss = self._probe.rss_bytes()
+        # RSS moving means the heap may have: read blocks then, unless the
+        # budget (a big heap) is what skips them.
+        if worker.blocks_skip and (worker.blocks_gap or rss == worker.rss):
             worker.blocks_skip -= 1
             blocks = None
         else:
             blocks = sys.getallocatedblocks()
-            worker.blocks_skip = worker.blocks_gap
-        return time.perf_counter(), self._probe.rss_bytes(), blocks
+            gap = worker.blocks_gap
+            worker.blocks_skip = gap if gap > self._blocks_skip else self._blocks_skip
+        return time.perf_counter(), rss, blocks
 
     def _take_census(self, worker: _Worker, now: float, fields: dict[str, Any]) -> None:
         worker.census_left = self._census_every
