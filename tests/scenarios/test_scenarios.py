@@ -22,7 +22,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from find.analysis.parts import differences, shifted_copy
 
+from memwarden.find.analysis import analyze_paths
 from memwarden.find.audit import run_audit
 
 APPS = Path(__file__).resolve().parent / "apps"
@@ -155,3 +157,10 @@ def test_scenario(scenario: Scenario, tmp_path: Path, marker: str) -> None:
         assert _top(report, "route") == scenario.route, _explain(report)
     if scenario.resource is not None:
         assert _top(report, "resource") == scenario.resource, _explain(report)
+    # The same log as two hosts' (other pids): one pass over both, their partial
+    # summaries merged, and --jobs give one answer, and the verdict stays.
+    second = tmp_path / "second_host.jsonl"
+    shifted_copy(result.requests_log, second, pid_shift=5_000_000)
+    hosts = [result.requests_log, second]
+    assert differences(hosts) == {"merge": [], "jobs": []}
+    assert analyze_paths(hosts).verdict == scenario.verdict
