@@ -5,7 +5,7 @@ PY := .venv/bin/python
 VENV_STAMP := .venv/.installed
 CHROMIUM := /usr/lib/chromium/chromium
 
-.PHONY: demo test lint typecheck contracts unit bench-overhead bench-overhead-parts bench-detect bench-recall bench-soak bench-week bench-hostile bench-probes bench-throughput wrk chromium prometheus venv clean
+.PHONY: demo test lint typecheck contracts unit bench-overhead bench-overhead-parts bench-detect bench-recall bench-soak bench-week bench-hostile bench-analyze bench-probes bench-throughput wrk chromium prometheus venv clean
 
 venv: $(VENV_STAMP)
 
@@ -85,6 +85,11 @@ bench-week: venv chromium
 
 bench-hostile: venv
 	$(PY) benchmarks/hostile.py
+
+# memwarden analyze over 5,000,000 request lines of 200 workers (30% of the lives
+# leaking) beside json.loads of each line, then over 10,000,000: time, peak RSS.
+bench-analyze: venv
+	$(PY) benchmarks/analyze_scale.py
 
 # Requests per second under real gunicorn (Flask and FastAPI, 2 workers) driven
 # by wrk: bare, memwarden's defaults, the census on every request, Prometheus
