@@ -202,3 +202,37 @@ def test_the_html_of_many_lives_plots_a_capped_number(tmp_path: Path) -> None:
     assert page.count('class="mw-life"') == MAX_SERIES
     assert "100 more worker lives (13,000 requests" in page
     assert len(page) < 12 * 2**20
+
+
+def test_msgspec_and_the_json_module_read_every_line_alike(monkeypatch: Any) -> None:
+    import memwarden.find.analysis.reader as reader
+    import memwarden.find.analysis.stream as stream
+    assert stream.decode_request is not None, "the fast extra is part of dev"
+    base = SyntheticWorker(pid=90, seed=2, census_every=7).run(400, linear_leak(5000.0))
+    odd: list[str] = []
+    for i, (field, value) in enumerate([
+            ("status", 200.0), ("status", 2.5), ("status", -1), ("status", None),
+            ("route", ""), ("route", "/a\x1b[31m"), ("route", "/" + "x" * 400), ("route", 7),
+            ("method", ""), ("method", None), ("pid", True), ("pid", 2**70), ("seq", 1.0),
+            ("rss_bytes", -5), ("rss_bytes", 2**63), ("rss_bytes", 1e300), ("blocks", "9"),
+            ("blocks_delta", -(2**63)), ("duration_ms", None), ("census", {"fds": "x"}),
+            ("census", {"": 1, "threads": True}), ("census", None), ("census", [1]),
+            ("timestamp", ""), ("timestamp", 5), ("pss_bytes", 4.5)]):
+        record = dict(base[i])
+        record[field] = value
+        odd.append(json.dumps(record))
+    raw = dict(base[30])
+    odd += [json.dumps(raw).replace('"rss_bytes": ', '"rss_bytes": NaN, "x": ', 1),
+            json.dumps(raw).replace('"status": 200', '"status": 1e400', 1),
+            "\ufeff" + json.dumps(raw), "  " + json.dumps(raw), json.dumps(raw) + " trailing",
+            json.dumps({k: v for k, v in raw.items() if k != "route"} | {"path": "/p"}),
+            json.dumps(raw).replace('"pid"', '"pid": 1, "pid"', 1)]
+    lines = [*to_lines(base), *odd]
+    as_bytes = [line.encode("utf-8", "surrogatepass") + b"\n" for line in lines]
+    fast = analyze_lines(as_bytes)
+    monkeypatch.setattr(stream, "decode_request", None)
+    monkeypatch.setattr(reader, "fast_decode", None)
+    slow = analyze_lines(as_bytes)
+    assert fast.to_json_dict() == slow.to_json_dict()
+    assert fast.series_json_dict() == slow.series_json_dict()
+    assert fast.input.invalid_fields >= 15 and fast.input.malformed_lines >= 1
