@@ -174,3 +174,26 @@ def test_an_oom_kill_names_the_request_that_outgrew_the_limit(tmp_path: Path) ->
     assert line["pid"] == victim and line["cause"] == "oom_kill" and line["signal"] == "SIGKILL"
     assert line["request_id"] == "big-1" and line["route"] == "/leak"
     assert isinstance(line["footprint_start_bytes"], int)
+
+
+def test_an_asgi_worker_killed_with_requests_in_flight_names_the_oldest(
+        tmp_path: Path) -> None:
+    """uvicorn serves several requests at once: each has its record, and the line
+    names the one that had run longest, by its path with the id as <var>."""
+    with gunicorn("inflight_asgi:app", tmp_path,
+                  args=["-w", "1", "-k", "uvicorn_worker.UvicornWorker"], config=HOLD_CONF,
+                  env=QUIET) as server:
+        [victim] = server.worker_pids(expect=1)
+        assert server.request("GET", "/pid")[0] == 200
+        first = _in_background(server, "/orders/81723/wait?s=30", "async-1")
+        time.sleep(0.5)
+        second = _in_background(server, "/orders/99/wait?s=30", "async-2")
+        time.sleep(0.8)
+        os.kill(victim, signal.SIGKILL)
+        first.join(30)
+        second.join(30)
+        [line] = wait_for(lambda: deaths(server), timeout=20, what="death_in_flight")
+    assert line["pid"] == victim and line["cause"] == "signal" and line["signal"] == "SIGKILL"
+    assert line["request_id"] == "async-1"
+    assert line["route"] == "/orders/<var>/wait"
+    assert 1.0 <= line["seconds"] < 30
