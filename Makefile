@@ -5,7 +5,7 @@ PY := .venv/bin/python
 VENV_STAMP := .venv/.installed
 CHROMIUM := /usr/lib/chromium/chromium
 
-.PHONY: demo test lint typecheck contracts unit bench-overhead bench-overhead-parts bench-detect bench-recall bench-soak bench-week bench-hostile bench-analyze bench-probes bench-throughput wrk chromium prometheus venv clean
+.PHONY: demo test lint typecheck deadcode contracts unit bench-overhead bench-overhead-parts bench-detect bench-recall bench-soak bench-week bench-hostile bench-analyze bench-probes bench-throughput wrk chromium prometheus venv clean
 
 venv: $(VENV_STAMP)
 
@@ -48,6 +48,11 @@ lint: venv
 
 typecheck: venv
 	.venv/bin/mypy
+
+# Code nothing uses (vulture); vulture_whitelist.py names what is used by name
+# (pytest and gunicorn hooks, protocol arguments, public fields).
+deadcode: venv
+	.venv/bin/vulture src/memwarden vulture_whitelist.py
 
 # The layout's import contracts (tests/test_contracts.py): system/ imports nothing
 # else of memwarden, see/ nothing of find/ hold/ export/, hold/ and export/
