@@ -1,4 +1,5 @@
-"""Helpers for tests that run real servers on 127.0.0.1."""
+"""Helpers shared by the tests: real servers on 127.0.0.1 and their logs, waiting,
+stand-ins and a memory cgroup for the hold tests, and in-process async pools."""
 
 from __future__ import annotations
 
@@ -13,10 +14,14 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Awaitable, Callable, Coroutine, Iterator, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
+import pytest
+
+from memwarden.footprint import Footprint
 from memwarden.hold.pool import Pool
 
 T = TypeVar("T")
@@ -190,6 +195,53 @@ def gunicorn(app: str, tmp: Path, **kw: Any) -> Iterator[Gunicorn]:
         yield server
     finally:
         server.stop()
+
+
+# -- stand-ins and a memory cgroup for the hold tests ---------------------------------
+
+
+class FakeSampler:
+    """Stands in for FootprintSampler: the footprint is whatever the test sets
+    (or a request line's ``rss_bytes``); ``fresh`` records what each now() asked."""
+
+    def __init__(self, total: int = 0) -> None:
+        self.total = total
+        self.fresh: list[bool] = []
+
+    def observe(self, fields: dict[str, Any]) -> Footprint:
+        return Footprint(fields.get("rss_bytes", self.total), "rss", 0, ())
+
+    def now(self, fresh: bool = False) -> Footprint:
+        self.fresh.append(fresh)
+        return Footprint(self.total, "rss", 0, ())
+
+
+@contextlib.contextmanager
+def memory_cgroup(limit: int) -> Iterator[Path]:
+    """A child memory cgroup (v1) with ``limit`` bytes; skips when none can be made."""
+    line = next((x for x in Path("/proc/self/cgroup").read_text().splitlines()
+                 if ":memory:" in x), None)
+    if line is None:
+        pytest.skip("no cgroup v1 memory controller here")
+    group = Path("/sys/fs/cgroup/memory") / line.split(":", 2)[2].lstrip("/") / (
+        f"memwarden-test-{uuid.uuid4().hex[:8]}")
+    try:
+        group.mkdir()
+        (group / "memory.limit_in_bytes").write_text(str(limit))
+        with contextlib.suppress(OSError):
+            (group / "memory.memsw.limit_in_bytes").write_text(str(limit))
+    except OSError as exc:
+        pytest.skip(f"cannot make a memory cgroup here: {exc}")
+    try:
+        yield group
+    finally:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                group.rmdir()
+                break
+            except OSError:
+                time.sleep(0.1)
 
 
 # -- in-process async pools ---------------------------------------------------------

@@ -12,10 +12,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support import QUIET, Gunicorn, gunicorn, wait_for
+from support import QUIET, FakeSampler, Gunicorn, gunicorn, wait_for
 
 from memwarden import export as exporters
-from memwarden.footprint import Footprint
 from memwarden.hold.policy import Limits
 from memwarden.hold.pool import Pool, PoolTimeout
 from memwarden.hold.shed import Shedder
@@ -224,17 +223,6 @@ class CountingSink:
         pass
 
 
-class FixedSampler:
-    def __init__(self, total: int) -> None:
-        self.total = total
-
-    def now(self, fresh: bool = False) -> Footprint:
-        return Footprint(self.total, "rss", 0, ())
-
-    def observe(self, fields: dict[str, Any]) -> Footprint:
-        return self.now()
-
-
 @pytest.fixture
 def sink() -> Iterator[CountingSink]:
     counting = CountingSink()
@@ -249,7 +237,7 @@ def sink() -> Iterator[CountingSink]:
 def test_exporters_count_dry_run_sheds_under_their_own_name(sink: CountingSink,
                                                             mode: str) -> None:
     settings = Settings(shed=mode, shed_high=Size(bytes=100 * MiB))
-    shedder = Shedder(settings, FixedSampler(200 * MiB), workers=1)  # type: ignore[arg-type]
+    shedder = Shedder(settings, FakeSampler(200 * MiB), workers=1)  # type: ignore[arg-type]
     assert shedder.check()
     assert shedder.refuse("GET", "/x") is (mode == "on")
     assert sink.events == [("shed" if mode == "on" else "would_shed", 1)]
@@ -259,7 +247,7 @@ def test_exporters_count_dry_run_sheds_under_their_own_name(sink: CountingSink,
 def test_exporters_count_dry_run_recycles_under_their_own_name(sink: CountingSink,
                                                                mode: str) -> None:
     stopped: list[bool] = []
-    recycler = Recycler(Limits(soft_bytes=100 * MiB), FixedSampler(200 * MiB),  # type: ignore[arg-type]
+    recycler = Recycler(Limits(soft_bytes=100 * MiB), FakeSampler(200 * MiB),  # type: ignore[arg-type]
                         mode=mode, stop=lambda: stopped.append(True))
     for _ in range(3):
         recycler.on_request({})

@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from support import FakeSampler
 
-from memwarden.footprint import Footprint
 from memwarden.hold import exits
 from memwarden.hold.policy import (
     NO_ACTION,
@@ -268,19 +268,6 @@ def test_no_hard_limit_or_no_figure_never_escalates() -> None:
 
 
 # -- the worker's recycler ---------------------------------------------------------------------
-
-class FakeSampler:
-    def __init__(self) -> None:
-        self.total = 0
-        self.fresh: list[bool] = []
-
-    def observe(self, fields: dict[str, Any]) -> Footprint:
-        return Footprint(fields.get("rss_bytes", self.total), "rss", 0, ())
-
-    def now(self, fresh: bool = False) -> Footprint:
-        self.fresh.append(fresh)
-        return Footprint(self.total, "rss", 0, ())
-
 
 class Clock:
     def __init__(self) -> None:

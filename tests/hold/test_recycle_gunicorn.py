@@ -8,13 +8,21 @@ import os
 import signal
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from support import HOLD_CONF, QUIET, REPO, Gunicorn, descendants, gunicorn, wait_for
+from support import (
+    HOLD_CONF,
+    QUIET,
+    REPO,
+    Gunicorn,
+    descendants,
+    gunicorn,
+    memory_cgroup,
+    wait_for,
+)
 
 UVICORN = ["-k", "uvicorn_worker.UvicornWorker"]
 MiB = 1024 * 1024
@@ -302,34 +310,6 @@ def test_uvicorn_worker_recycles_cleanly_and_ends_its_descendants(tmp_path: Path
 
 
 # -- cgroup: derived limits and the OOM killer -----------------------------------------------
-
-@contextlib.contextmanager
-def memory_cgroup(limit: int) -> Iterator[Path]:
-    """A child memory cgroup (v1) with ``limit`` bytes; skips when none can be made."""
-    line = next((x for x in Path("/proc/self/cgroup").read_text().splitlines()
-                 if ":memory:" in x), None)
-    if line is None:
-        pytest.skip("no cgroup v1 memory controller here")
-    group = Path("/sys/fs/cgroup/memory") / line.split(":", 2)[2].lstrip("/") / (
-        f"memwarden-test-{uuid.uuid4().hex[:8]}")
-    try:
-        group.mkdir()
-        (group / "memory.limit_in_bytes").write_text(str(limit))
-        with contextlib.suppress(OSError):
-            (group / "memory.memsw.limit_in_bytes").write_text(str(limit))
-    except OSError as exc:
-        pytest.skip(f"cannot make a memory cgroup here: {exc}")
-    try:
-        yield group
-    finally:
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                group.rmdir()
-                break
-            except OSError:
-                time.sleep(0.1)
-
 
 def test_limits_default_from_the_cgroup_and_worker_count(tmp_path: Path) -> None:
     """With a cgroup limit and no limits set: soft 80%, idle 60%, hard 95% of limit/workers."""

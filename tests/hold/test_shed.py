@@ -12,24 +12,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support import Gunicorn, gunicorn
+from support import FakeSampler, Gunicorn, gunicorn
 
-from memwarden.footprint import Footprint
 from memwarden.hold.shed import AsgiShedMiddleware, Shedder, ShedMiddleware
 from memwarden.settings import Settings
 from memwarden.sizes import Size
 
 MiB = 1024 * 1024
-
-
-class FakeSampler:
-    """Stands in for FootprintSampler: the footprint is whatever the test sets."""
-
-    def __init__(self, total: int) -> None:
-        self.total = total
-
-    def now(self, fresh: bool = False) -> Footprint:
-        return Footprint(self.total, "rss", 0, ())
 
 
 def shedder(total: int = 0, **settings: Any) -> tuple[Shedder, FakeSampler]:
