@@ -5,7 +5,7 @@ PY := .venv/bin/python
 VENV_STAMP := .venv/.installed
 CHROMIUM := /usr/lib/chromium/chromium
 
-.PHONY: demo test lint typecheck deadcode contracts unit bench-overhead bench-overhead-parts bench-detect bench-recall bench-soak bench-week bench-hostile bench-analyze bench-probes bench-throughput wrk chromium prometheus venv clean
+.PHONY: demo test lint typecheck deadcode contracts unit bench-overhead bench-overhead-parts bench-detect bench-recall bench-soak bench-week bench-hostile bench-analyze bench-probes bench-throughput bench-setting-costs wrk chromium prometheus venv clean
 
 venv: $(VENV_STAMP)
 
@@ -101,6 +101,11 @@ bench-analyze: venv
 # exporters and a naive tracker; and memwarden's own RSS per worker.
 bench-throughput: venv wrk
 	$(PY) benchmarks/throughput.py
+
+# What each optional setting adds per request over memwarden's defaults, under
+# the same gunicorn and wrk load.
+bench-setting-costs: venv wrk
+	$(PY) benchmarks/setting_costs.py
 
 bench-probes: venv
 	$(PY) benchmarks/probe_costs.py

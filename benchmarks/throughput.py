@@ -69,6 +69,7 @@ class Variant:
     factory: str  # the apps module's factory: bare, prometheus, naive
     memwarden: bool = False
     env: tuple[tuple[str, str], ...] = ()
+    args: tuple[str, ...] = ()  # more gunicorn arguments
 
 
 VARIANTS = (
@@ -98,6 +99,7 @@ class Server:
     port: int = 0
     process: subprocess.Popen[bytes] | None = None
     req_per_s: list[float] = field(default_factory=list)
+    cpu_us: list[float] = field(default_factory=list)  # master and workers, per request
     requests: int = 0
     lines: int = 0  # request lines the rounds wrote (memwarden's variants)
 
@@ -114,6 +116,7 @@ class Server:
                    "-b", f"127.0.0.1:{self.port}", "--chdir", str(APPS)]
         if self.variant.memwarden:
             command += ["-c", CONF]
+        command += self.variant.args
         command.append(f"{module}:{self.variant.factory}()")
         with self.log.open("ab") as out:
             self.process = subprocess.Popen(command, env=env, stdout=out, stderr=out,
@@ -150,6 +153,12 @@ class Server:
                     return
             time.sleep(0.1)
         raise SystemExit(f"{self.family}/{self.variant.name} not ready: see {self.log}")
+
+    def cpu_seconds(self) -> float:
+        """User and system CPU of the master and its workers so far."""
+        assert self.process is not None
+        return sum(sum(p.cpu_times()[:2])
+                   for p in (psutil.Process(self.process.pid), *self.workers()))
 
     def rss_mib(self) -> float:
         return statistics.mean(w.memory_info().rss for w in self.workers()) / 2**20
@@ -188,12 +197,15 @@ def wrk(url: str, seconds: int, script: Path) -> dict[str, int]:
 
 def load_round(server: Server, seconds: int, script: Path) -> None:
     before = server.request_lines() if server.variant.memwarden else 0
+    cpu = server.cpu_seconds()
     summary = wrk(server.url(), seconds, script)
+    cpu = server.cpu_seconds() - cpu
     name = f"{server.family}/{server.variant.name}"
     errors = {k: summary[k] for k in ("connect", "read", "write", "status", "timeout")}
     if any(errors.values()) or summary["requests"] == 0:
         raise SystemExit(f"{name}: not every request answered 2xx: {summary}")
     server.requests += summary["requests"]
+    server.cpu_us.append(cpu / summary["requests"] * 1e6)
     server.req_per_s.append(summary["requests"] / (summary["duration_us"] / 1e6))
     if server.variant.memwarden:
         lines = server.settled_lines() - before
@@ -228,13 +240,21 @@ def throughput(work: Path, rounds: int, seconds: int) -> dict[str, dict[str, flo
                 for server in servers:
                     load_round(server, seconds, script)
         medians[family] = {s.variant.name: statistics.median(s.req_per_s) for s in servers}
-        bare = medians[family]["bare"]
-        for server in servers:
-            rate = medians[family][server.variant.name]
-            lines = f"{server.lines} lines, " if server.variant.memwarden else ""
-            print(f"{family:8s} {server.variant.name:11s} {rate:9.0f} req/s  "
-                  f"ratio {rate / bare:.3f}  ({server.requests} requests, {lines}all 2xx)")
+        report(family, servers)
     return medians
+
+
+def report(family: str, servers: list[Server]) -> None:
+    """Median req/s and its ratio to the first server's; CPU per request (the
+    server's processes: steadier than req/s on a shared machine) and what it adds."""
+    rate0 = statistics.median(servers[0].req_per_s)
+    cpu0 = statistics.median(servers[0].cpu_us)
+    for server in servers:
+        rate, cpu = statistics.median(server.req_per_s), statistics.median(server.cpu_us)
+        lines = f"{server.lines} lines, " if server.variant.memwarden else ""
+        print(f"{family:8s} {server.variant.name:11s} {rate:9.0f} req/s  "
+              f"ratio {rate / rate0:.3f}  cpu {cpu:5.0f} us/request (+{cpu - cpu0:4.0f})  "
+              f"({server.requests} requests, {lines}all 2xx)")
 
 
 def own_memory(work: Path, requests: int) -> float:

@@ -14,6 +14,7 @@ import pytest
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 VARIANT = re.compile(r"(flask|fastapi)\s+(\w+)\s+\d+ req/s\s+ratio [\d.]+\s+"
+                     r"cpu\s+\d+ us/request \(\+\s*-?\d+\)\s+"
                      r"\((\d+) requests, (?:(\d+) lines, )?all 2xx\)")
 LAST = re.compile(r"throughput_ratio=[\d.]+ asgi_throughput_ratio=[\d.]+ "
                   r"best_peer_ratio=[\d.]+ own_rss_mib=-?[\d.]+")
