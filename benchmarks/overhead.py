@@ -94,11 +94,11 @@ def _start_response(status: str, headers: list[tuple[str, str]], exc_info: Any =
     return lambda data: None
 
 
-def time_round(app: WSGIApp, n: int) -> float:
-    """Mean seconds per request over n requests."""
+def time_round(app: WSGIApp, n: int, clock: Callable[[], float] = time.perf_counter) -> float:
+    """Mean seconds per request over n requests (by ``clock``: wall time by default)."""
     environ = _environ
     start_response = _start_response
-    started = time.perf_counter()
+    started = clock()
     for _ in range(n):
         body = app(environ(), start_response)
         for _chunk in body:
@@ -106,7 +106,7 @@ def time_round(app: WSGIApp, n: int) -> float:
         close = getattr(body, "close", None)
         if close is not None:
             close()
-    return (time.perf_counter() - started) / n
+    return (clock() - started) / n
 
 
 def arguments(description: str, rounds: int) -> argparse.Namespace:
@@ -151,7 +151,9 @@ def main() -> None:
         name: [] for name in [*variants, "observed", "inflight", "sites", "tracemalloc"]}
     # The in-flight records cost about a microsecond, less than the drift between
     # rounds on a busy machine: each is timed beside a fresh run of the plain
-    # tracker, in alternating order, and the median of those paired differences taken.
+    # tracker, in alternating order, in this thread's CPU time (which the load of
+    # other processes does not stretch as it does wall time), and the median of
+    # those paired differences taken.
     paired: list[float] = []
     area = mmap.mmap(-1, inflight_slot.SIZE, flags=mmap.MAP_SHARED)
     for app in variants.values():  # warm-up: imports, caches, first census
@@ -166,11 +168,11 @@ def main() -> None:
         for with_records in ((True, False) if len(paired) % 2 else (False, True)):
             if with_records:
                 inflight_slot.install(area)
-                recorded = time_round(variants["memwarden"], args.requests)
+                recorded = time_round(variants["memwarden"], args.requests, time.thread_time)
                 inflight_slot.uninstall()
             else:
-                plain = time_round(variants["memwarden"], args.requests)
-        samples["inflight"].append(recorded)
+                plain = time_round(variants["memwarden"], args.requests, time.thread_time)
+        samples["inflight"].append(recorded - plain + samples["memwarden"][-1])
         paired.append(recorded - plain)
         windows = SiteWindows(SiteSettings(frames=1, every=250))
         windows.start()
@@ -192,7 +194,7 @@ def main() -> None:
           f"observed_us={median_us['observed'] - base:.2f} "
           f"tracemalloc_us={median_us['tracemalloc'] - base:.2f}")
     plain_us = median_us["memwarden"]
-    print(f"inflight_us={statistics.median(paired) * 1e6:.2f} "
+    print(f"inflight_us={statistics.median(paired) * 1e6:.2f} (CPU) "
           f"sites_us={median_us['sites'] - plain_us:.2f} (each over memwarden's defaults)")
     print(f"overhead_us={overhead:.2f} naive_us={naive:.2f} ratio={overhead / naive:.3f}")
 
