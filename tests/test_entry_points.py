@@ -30,13 +30,16 @@ def test_public_path_names_the_same_objects(public: str, home: str) -> None:
 
 def test_documented_names_are_where_the_docs_say() -> None:
     from memwarden.asgi import AsgiMemoryTracker
-    from memwarden.exporters import record_recycle, setup_master
+    from memwarden.events import Recycle, Shed, publish
+    from memwarden.exporters import declare_pool, set_worker_limit, setup_master
     from memwarden.exporters.prometheus import MemwardenCollector, make_registry
     from memwarden.hook_check import replaced_hooks
     from memwarden.pool import Pool
     from memwarden.wsgi import MemoryTracker
 
-    assert {f.__module__ for f in (record_recycle, setup_master)} == {"memwarden.export"}
+    assert {f.__module__ for f in (declare_pool, set_worker_limit, setup_master)} \
+        == {"memwarden.export"}
+    assert {f.__module__ for f in (Recycle, Shed, publish)} == {"memwarden.events"}
     assert MemwardenCollector.__module__ == make_registry.__module__ \
         == "memwarden.export.prom_collect"
     assert MemoryTracker.__module__ == "memwarden.see.wsgi"

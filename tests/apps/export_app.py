@@ -6,6 +6,7 @@ import time
 
 from flask import Flask
 
+from memwarden import events
 from memwarden import export as exporters
 
 app = Flask(__name__)
@@ -36,13 +37,13 @@ def keep() -> dict[str, int]:
 
 @app.post("/events/shed")
 def shed() -> dict[str, int]:
-    exporters.record_shed()
+    events.publish(events.Shed())
     return {"pid": os.getpid()}
 
 
 @app.post("/events/recycle/<reason>")
 def recycle(reason: str) -> dict[str, int]:
-    exporters.record_recycle(reason)
+    events.publish(events.Recycle(reason))
     return {"pid": os.getpid()}
 
 

@@ -7,13 +7,14 @@ imports neither and changes nothing.
 
 Two kinds of entry point:
 
-- Counters for the parts that act on memory (recycling, shedding, pool
-  limits): :func:`record_recycle`, :func:`record_shed`,
-  :func:`record_pool_refusal`, :func:`record_oom_kill` and
-  :func:`set_worker_limit`, and their dry-run twins (``record_would_*``);
-  :func:`declare_pool`, which a pool calls when made so that its refusal
-  counters start at 0. They are cheap no-ops while no exporter runs, may be
-  called in a worker or in the gunicorn master, and never raise.
+- The parts that act on memory (recycling, shedding, pool limits) publish
+  their events on the bus, :mod:`memwarden.events` (``events.Recycle(reason)``,
+  ``events.Shed()``, ``events.PoolRefusal(pool)``, ``events.OomKill()``, each
+  with ``dry_run=True`` for what was decided but not done); the exporters
+  subscribe to it. :func:`set_worker_limit` and :func:`declare_pool` (which a
+  pool calls when made so that its refusal counters start at 0) publish theirs.
+  Publishing is a cheap no-op while no exporter runs, may happen in a worker or
+  in the gunicorn master, and never raises.
 - gunicorn hooks, each a no-op unless an exporter is on. Call them from the
   hooks of the same name in your gunicorn config (``memwarden.gunicorn_conf``):
   :func:`setup_master` once in the master before the app is imported (at
@@ -48,13 +49,6 @@ __all__ = [
     "on_starting",
     "post_fork",
     "post_worker_init",
-    "record_oom_kill",
-    "record_pool_refusal",
-    "record_recycle",
-    "record_shed",
-    "record_would_pool_refusal",
-    "record_would_recycle",
-    "record_would_shed",
     "require",
     "set_worker_limit",
     "setup_master",
@@ -64,64 +58,7 @@ __all__ = [
 _log = logging.getLogger("memwarden.exporters")
 
 
-
-# -- events (for Hold: recycling, shedding, pool limits) ---------------------------------
-
-# The public record_* functions publish on the bus like hold does; the exporters'
-# one subscriber (memwarden.export.sinks) hands each event to the running sinks.
-
-def record_recycle(reason: str) -> None:
-    """Count one worker recycle (``memwarden_recycles_total{reason=...}``).
-
-    ``reason`` is a short fixed word, memwarden's own being :data:`RECYCLE_REASONS`:
-    it becomes a label, so never put a value in it.
-    """
-    events.publish(events.Recycle(reason))
-
-
-def record_shed(count: int = 1) -> None:
-    """Count requests refused by load shedding (``memwarden_shed_requests_total``)."""
-    events.publish(events.Shed(count))
-
-
-def record_would_recycle(reason: str) -> None:
-    """Count one recycle decided in dry-run (``memwarden_would_recycles_total{reason=...}``)."""
-    events.publish(events.Recycle(reason, dry_run=True))
-
-
-def record_would_shed(count: int = 1) -> None:
-    """Count requests dry-run shedding would have refused
-    (``memwarden_would_shed_requests_total``)."""
-    events.publish(events.Shed(count, dry_run=True))
-
-
-def record_pool_refusal(pool: str) -> None:
-    """Count one acquire a bounded pool refused with PoolTimeout
-    (``memwarden_pool_refusals_total{pool=...}``).
-
-    ``pool`` is the pool's name: it becomes a label, so name pools with fixed words.
-    """
-    events.publish(events.PoolRefusal(pool))
-
-
-def record_would_pool_refusal(pool: str) -> None:
-    """Count one acquire dry-run pool limits would have refused
-    (``memwarden_would_pool_refusals_total{pool=...}``)."""
-    events.publish(events.PoolRefusal(pool, dry_run=True))
-
-
-def declare_pool(pool: str) -> None:
-    """Create a new pool's refusal counters at 0 (``memwarden_pool_refusals_total`` and
-    ``memwarden_would_pool_refusals_total``, ``{pool=...}``), so that increase() sees
-    its first refusal. :class:`memwarden.hold.pool.Pool` publishes it when made."""
-    events.publish(events.PoolDeclared(pool))
-
-
-
-def record_oom_kill(count: int = 1) -> None:
-    """Count workers killed by the kernel's OOM killer (``memwarden_oom_kills_total``)."""
-    events.publish(events.OomKill(count))
-
+# -- events the exporters count (hold publishes its own on memwarden.events) ------
 
 def set_worker_limit(limit_bytes: int | None) -> None:
     """The footprint at which this worker is recycled (``memwarden_worker_limit_bytes``).
@@ -130,6 +67,13 @@ def set_worker_limit(limit_bytes: int | None) -> None:
     the workers fork, it applies to every worker forked afterwards.
     """
     events.publish(events.WorkerLimit(limit_bytes))
+
+
+def declare_pool(pool: str) -> None:
+    """Create a new pool's refusal counters at 0 (``memwarden_pool_refusals_total`` and
+    ``memwarden_would_pool_refusals_total``, ``{pool=...}``), so that increase() sees
+    its first refusal. :class:`memwarden.hold.pool.Pool` publishes it when made."""
+    events.publish(events.PoolDeclared(pool))
 
 
 # -- gunicorn hooks ------------------------------------------------------------------
