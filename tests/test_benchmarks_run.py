@@ -29,3 +29,16 @@ def test_overhead_benchmark_runs(script: str, last: str) -> None:
     lines = done.stdout.splitlines()
     assert re.fullmatch(last, lines[-1]), lines
     assert done.stderr == ""
+
+
+def test_analyze_scale_benchmark_runs_small() -> None:
+    # Ten workers whose lives end after 2,000 to 3,000 requests: recycles, leaks found.
+    done = subprocess.run([sys.executable, str(BENCHMARKS / "analyze_scale.py"),
+                           "--lines", "60000", "--workers", "10", "--life", "2000:3000"],
+                          capture_output=True, text=True, timeout=600, cwd=BENCHMARKS)
+    assert done.returncode == 0, done.stdout + done.stderr
+    lines = done.stdout.splitlines()
+    assert re.fullmatch(r"lines=60000 seconds=[\d.]+ ratio_to_json_decode=[\d.]+ "
+                        r"peak_rss_mib=\d+ peak_rss_mib_at_10m=\d+", lines[-1]), lines
+    assert any(line.startswith("leaking lives found: yes") for line in lines), lines
+    assert done.stderr == ""
