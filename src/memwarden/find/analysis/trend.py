@@ -238,7 +238,8 @@ def assess_trend(xs: Sequence[float], ys: Sequence[float], rule: TrendRule) -> T
     rises: list[int] = []
     lifts: list[float] = []
     previous_level: Level | None = None
-    series_long_run = long_run_variance(bx, by, fit) if rule.level_lift else 0.0
+    # Computed with the lift off too, so that window_lifts mean the same either way.
+    series_long_run = long_run_variance(bx, by, fit)
     for k, (start, stop) in enumerate(_split(len(bx), rule.windows)):
         window_fit = theil_sen(bx[start:stop], by[start:stop])
         slope = window_fit.slope if window_fit is not None else 0.0
