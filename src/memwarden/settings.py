@@ -1,19 +1,33 @@
 """One settings table: environment variables, validation and docs.
 
 Each setting is read from ``MEMWARDEN_<NAME>``; values are validated when the
-settings are loaded (in the gunicorn master, at start), never mid-request.
+settings are loaded (in the gunicorn master, at start), never mid-request, by
+the parsers in :mod:`memwarden.settings_parse`.
 """
 
 from __future__ import annotations
 
 import difflib
 import logging
-import math
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from memwarden.settings_parse import (
+    float_at_least,
+    int_at_least,
+    parse_auto_bool,
+    parse_bool,
+    parse_footprint_kind,
+    parse_host,
+    parse_log_level,
+    parse_mode,
+    parse_optional_seconds,
+    parse_paths,
+    parse_port,
+    parse_url_path,
+)
 from memwarden.sizes import Size, parse_ratio, parse_size
 
 __all__ = ["PREFIX", "SETTINGS", "Setting", "Settings", "SettingsError", "settings_doc",
@@ -25,100 +39,6 @@ _log = logging.getLogger("memwarden.settings")
 
 class SettingsError(ValueError):
     """A MEMWARDEN_* value that cannot be used; the message names it."""
-
-
-def _bool(raw: str) -> bool:
-    value = raw.strip().lower()
-    if value in ("1", "true", "yes", "on"):
-        return True
-    if value in ("0", "false", "no", "off", ""):
-        return False
-    raise ValueError("expected one of 1/0, true/false, yes/no, on/off")
-
-
-def _int_at_least(minimum: int) -> Callable[[str], int]:
-    def parse(raw: str) -> int:
-        value = int(raw)
-        if value < minimum:
-            raise ValueError(f"must be at least {minimum}")
-        return value
-    return parse
-
-
-def _float_at_least(minimum: float) -> Callable[[str], float]:
-    def parse(raw: str) -> float:
-        value = float(raw)
-        # inf would make a grace or an interval endless; "1e999" reads as inf too.
-        if not math.isfinite(value):
-            raise ValueError(f"must be a finite number of at least {minimum}")
-        if value < minimum:
-            raise ValueError(f"must be at least {minimum}")
-        return value
-    return parse
-
-
-def _paths(raw: str) -> tuple[str, ...]:
-    return tuple(p.strip() for p in raw.split(",") if p.strip())
-
-
-def _url_path(raw: str) -> str:
-    value = raw.strip()
-    if value and (not value.startswith("/") or "?" in value or " " in value):
-        raise ValueError("expected a path such as /metrics, or empty")
-    return value
-
-
-def _port(raw: str) -> int:
-    value = int(raw)
-    if not 0 <= value <= 65535:
-        raise ValueError("expected a port number from 0 to 65535")
-    return value
-
-
-def _host(raw: str) -> str:
-    value = raw.strip()
-    if not value:
-        # An empty bind address means every interface to the socket API.
-        raise ValueError("expected an address such as 127.0.0.1 (0.0.0.0 for every "
-                         "interface), not empty")
-    return value
-
-
-def _mode(raw: str) -> str:
-    value = raw.strip().lower().replace("_", "-")
-    if value not in ("on", "dry-run", "off"):
-        raise ValueError("expected on, dry-run or off")
-    return value
-
-
-def _footprint_kind(raw: str) -> str:
-    value = raw.strip().lower()
-    if value not in ("rss", "pss"):
-        raise ValueError("expected rss or pss")
-    return value
-
-
-def _optional_seconds(raw: str) -> float | None:
-    if raw.strip().lower() in ("", "auto"):
-        return None
-    return _float_at_least(0.0)(raw)
-
-
-def _auto_bool(raw: str) -> str:
-    value = raw.strip().lower()
-    if value == "auto":
-        return value
-    try:
-        return "on" if _bool(raw) else "off"
-    except ValueError:
-        raise ValueError("expected auto, 1 or 0") from None
-
-
-def _log_level(raw: str) -> str:
-    value = raw.strip().upper()
-    if value not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
-        raise ValueError("expected DEBUG, INFO, WARNING, ERROR or CRITICAL")
-    return value
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,55 +54,55 @@ class Setting:
 
 
 SETTINGS: tuple[Setting, ...] = (
-    Setting("census_every", "1000", _int_at_least(1),
+    Setting("census_every", "1000", int_at_least(1),
             "Take a resource census every N requests per worker (1: every request)."),
-    Setting("census_seconds", "60", _float_at_least(0.0),
+    Setting("census_seconds", "60", float_at_least(0.0),
             "Also take one when this many seconds passed since the last (0: count only)."),
-    Setting("blocks_budget_us", "20", _float_at_least(0.0),
+    Setting("blocks_budget_us", "20", float_at_least(0.0),
             "Read allocated blocks on every request while that costs at most this many "
             "microseconds; on a bigger heap, on every Nth request so the average stays "
             "within it (0: every request, whatever it costs)."),
-    Setting("blocks_every", "1", _int_at_least(1),
+    Setting("blocks_every", "1", int_at_least(1),
             "Read allocated blocks on every Nth request, and on any request whose RSS "
             "moved (1: every request; 8 saves most of the reading's cost on a quiet heap)."),
-    Setting("census_descendants", "1", _bool,
+    Setting("census_descendants", "1", parse_bool,
             "Include descendant processes and their PSS in the census."),
-    Setting("gc_types", "0", _int_at_least(0),
+    Setting("gc_types", "0", int_at_least(0),
             "Add counts of the N most common object types to the census (slow; 0: off)."),
-    Setting("census_collect", "0", _bool,
+    Setting("census_collect", "0", parse_bool,
             "Run a full garbage collection before each census for an exact live heap "
             "(audits; too slow for big production heaps)."),
-    Setting("loop_tracking", "0", _bool,
+    Setting("loop_tracking", "0", parse_bool,
             "Count open asyncio event loops and their tasks (wraps BaseEventLoop.__init__)."),
-    Setting("log_level", "INFO", _log_level, "Level of the JSON logs set up for gunicorn."),
-    Setting("health_paths", "/healthz,/health,/livez,/readyz,/ping", _paths,
+    Setting("log_level", "INFO", parse_log_level, "Level of the JSON logs set up for gunicorn."),
+    Setting("health_paths", "/healthz,/health,/livez,/readyz,/ping", parse_paths,
             "Paths of health checks: logged, but not counted toward recycling."),
-    Setting("access_log", "0", _bool,
+    Setting("access_log", "0", parse_bool,
             "Also write gunicorn's access log (as JSON); the request line covers it."),
     Setting("proc_root", "/proc", str,
             "Where /proc is mounted (a container may see the host's elsewhere)."),
     Setting("sys_root", "/sys", str, "Where /sys is mounted, for cgroup files."),
-    Setting("wrap_app", "1", _bool,
+    Setting("wrap_app", "1", parse_bool,
             "Wrap the gunicorn app with the request memory tracker after fork."),
     # Export (memwarden.exporters); each exporter is an optional extra.
-    Setting("prometheus", "0", _bool,
+    Setting("prometheus", "0", parse_bool,
             "Export per-worker metrics to Prometheus (needs `memwarden[prometheus]`)."),
     Setting("prometheus_dir", "", str,
             "prometheus_client's multiprocess directory (default: `PROMETHEUS_MULTIPROC_DIR`, "
             "else a new temporary one); its *.db files are removed when the master starts."),
-    Setting("prometheus_path", "", _url_path,
+    Setting("prometheus_path", "", parse_url_path,
             "Also serve the metrics on the app's own port, at this path, before the app sees "
             "the request (and ahead of its authentication: anyone who reaches the app reads "
             "them, and each scrape costs a worker smaps reads). Empty: not served by the app."),
-    Setting("prometheus_port", "9410", _port,
+    Setting("prometheus_port", "9410", parse_port,
             "Port of the metrics listener, a small server beside the master (0: none)."),
-    Setting("prometheus_host", "127.0.0.1", _host,
+    Setting("prometheus_host", "127.0.0.1", parse_host,
             "Address of that listener: loopback unless the scraper is on another host "
             "(0.0.0.0: every interface; empty is refused)."),
-    Setting("otel", "0", _bool,
+    Setting("otel", "0", parse_bool,
             "Export per-worker metrics over OTLP/HTTP (needs `memwarden[otel]`), configured by "
             "the standard `OTEL_*` variables."),
-    Setting("newrelic", "auto", _auto_bool,
+    Setting("newrelic", "auto", parse_auto_bool,
             "Send request attributes, census metrics and action events to the New Relic "
             "agent (needs `memwarden[newrelic]`): auto (when the agent was initialized "
             "before the worker started), 1 (also initialize it in each worker) or 0."),
@@ -190,11 +110,11 @@ SETTINGS: tuple[Setting, ...] = (
     # (memwarden.shed). A size is 512MiB, 1.5GB, 80% or off; a percentage of a
     # limit is of the worker's share of the cgroup memory limit (limit / workers),
     # and off when the cgroup has no limit.
-    Setting("protect", "on", _mode,
+    Setting("protect", "on", parse_mode,
             "Every protective action at once: on (each follows its own mode), dry-run "
             "(each that is not off logs `would_<action>` with its figures and does nothing) "
             "or off (observe only: no decisions at all). Applied when the settings load."),
-    Setting("recycle", "on", _mode,
+    Setting("recycle", "on", parse_mode,
             "Memory and request-count recycling of workers: on, dry-run (log `would_recycle`, "
             "do nothing) or off."),
     Setting("soft_limit", "80%", parse_size,
@@ -203,36 +123,36 @@ SETTINGS: tuple[Setting, ...] = (
             "cgroup memory limit (limit / workers; off when there is no limit)."),
     Setting("idle_limit", "60%", parse_size,
             "Lower footprint at which a worker restarts in the next idle gap, not mid-burst."),
-    Setting("idle_seconds", "5", _float_at_least(0.1),
+    Setting("idle_seconds", "5", float_at_least(0.1),
             "How long a worker must go without a request for an idle-limit restart."),
     Setting("hard_limit", "95%", parse_size,
             "Footprint at which the master stops the worker (SIGTERM, then SIGKILL after "
             "the grace period), even in the middle of a stuck request."),
-    Setting("grace_seconds", "auto", _optional_seconds,
+    Setting("grace_seconds", "auto", parse_optional_seconds,
             "Grace between the master's SIGTERM and SIGKILL at the hard limit "
             "(auto: gunicorn's graceful_timeout)."),
-    Setting("max_requests", "0", _int_at_least(0),
+    Setting("max_requests", "0", int_at_least(0),
             "Restart a worker after this many requests, health checks not counted (0: off)."),
-    Setting("max_requests_jitter", "0", _int_at_least(0),
+    Setting("max_requests_jitter", "0", int_at_least(0),
             "Add a random 0..N to max_requests, drawn once per worker."),
-    Setting("footprint", "rss", _footprint_kind,
+    Setting("footprint", "rss", parse_footprint_kind,
             "The worker's own part of its footprint: rss (cheap) or pss (shared pages split)."),
-    Setting("footprint_descendants", "1", _bool,
+    Setting("footprint_descendants", "1", parse_bool,
             "Add the PSS of the worker's descendant processes (browsers, MCP servers) "
             "to its footprint."),
-    Setting("footprint_every", "10", _int_at_least(1),
+    Setting("footprint_every", "10", int_at_least(1),
             "Sample PSS and descendants every N requests per worker (RSS is read on each)."),
-    Setting("footprint_seconds", "5", _float_at_least(0.0),
+    Setting("footprint_seconds", "5", float_at_least(0.0),
             "Also sample when this many seconds passed since the last sample."),
-    Setting("max_concurrent_recycles", "1", _int_at_least(0),
+    Setting("max_concurrent_recycles", "1", int_at_least(0),
             "Workers recycling at once, from the decision until the replacement has "
             "booted (0: no limit). The hard limit ignores it."),
-    Setting("orphans", "on", _mode,
+    Setting("orphans", "on", parse_mode,
             "Terminate a worker's descendant processes when it exits, and processes "
             "orphaned by a killed worker: on, dry-run or off."),
-    Setting("orphan_grace_seconds", "2", _float_at_least(0.0),
+    Setting("orphan_grace_seconds", "2", float_at_least(0.0),
             "Between SIGTERM and SIGKILL for those descendants."),
-    Setting("shed", "on", _mode,
+    Setting("shed", "on", parse_mode,
             "Load shedding (503) when a shed threshold is set: on, dry-run or off."),
     Setting("shed_high", "off", parse_size,
             "Footprint at or above which a worker answers new requests with 503."),
@@ -243,10 +163,10 @@ SETTINGS: tuple[Setting, ...] = (
             "at or above which workers answer 503 (e.g. 90%)."),
     Setting("shed_cgroup_low", "off", parse_ratio,
             "Share below which they serve again (off: shed_cgroup_high minus 5 points)."),
-    Setting("shed_retry_after", "5", _int_at_least(1),
+    Setting("shed_retry_after", "5", int_at_least(1),
             "Seconds in the Retry-After header and JSON body of a 503."),
     # The bounded resource pool (memwarden.pool), read when a pool is made.
-    Setting("pool_limits", "on", _mode,
+    Setting("pool_limits", "on", parse_mode,
             "Bounded resource pools (memwarden.pool.Pool): on (refuse an acquire with "
             "PoolTimeout when no slot frees in time), dry-run (wait the same, then log "
             "`would_pool_refuse` and lend one beyond max_size) or off (no bound: create on "
