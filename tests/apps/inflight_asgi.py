@@ -2,6 +2,7 @@
 
 import asyncio
 import os
+import time
 
 from fastapi import FastAPI
 
@@ -17,3 +18,9 @@ async def pid() -> dict[str, int]:
 async def wait(order_id: int, s: float = 30.0) -> dict[str, int]:
     await asyncio.sleep(s)
     return {"pid": os.getpid(), "order": order_id}
+
+
+@app.get("/block")
+async def block(s: float = 30.0) -> dict[str, int]:
+    time.sleep(s)  # blocks the event loop: gunicorn's timeout ends the worker
+    return {"pid": os.getpid()}

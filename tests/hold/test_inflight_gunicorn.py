@@ -197,3 +197,16 @@ def test_an_asgi_worker_killed_with_requests_in_flight_names_the_oldest(
     assert line["request_id"] == "async-1"
     assert line["route"] == "/orders/<var>/wait"
     assert 1.0 <= line["seconds"] < 30
+
+
+def test_a_uvicorn_worker_past_gunicorns_timeout_names_its_request(tmp_path: Path) -> None:
+    with gunicorn("inflight_asgi:app", tmp_path,
+                  args=["-w", "1", "-k", "uvicorn_worker.UvicornWorker", "--timeout", "2"],
+                  config=HOLD_CONF, env=QUIET) as server:
+        [victim] = server.worker_pids(expect=1)
+        assert server.request("GET", "/pid")[0] == 200
+        _in_background(server, "/block?s=30", "blocked-1").join(30)
+        [line] = wait_for(lambda: deaths(server), timeout=20, what="death_in_flight")
+    assert line["pid"] == victim and line["cause"] == "timeout"
+    assert line["request_id"] == "blocked-1" and line["route"] == "/block"
+    assert line["seconds"] >= 2.0
