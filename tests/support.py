@@ -1,5 +1,6 @@
 """Helpers shared by the tests: real servers on 127.0.0.1 and their logs, waiting,
-stand-ins and a memory cgroup for the hold tests, and in-process async pools."""
+a process's memory as /proc tells it, stand-ins and a memory cgroup for the hold
+tests, and in-process async pools."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import http.client
 import json
 import os
 import random
+import re
 import signal
 import socket
 import subprocess
@@ -114,6 +116,24 @@ def descendants(pid: int) -> list[int]:
         found += nxt
         frontier = nxt
     return found
+
+
+# What an exporter's figures are checked against: the kernel's own, read here apart
+# from memwarden's probe so that a mistake there cannot hide in both.
+
+def proc_rss(pid: int) -> int:
+    pages = int(Path(f"/proc/{pid}/statm").read_text().split()[1])
+    return pages * os.sysconf("SC_PAGE_SIZE")
+
+
+def proc_pss(pid: int) -> int:
+    text = Path(f"/proc/{pid}/smaps_rollup").read_text()
+    return int(re.search(r"^Pss:\s+(\d+) kB", text, re.M).group(1)) * 1024  # type: ignore[union-attr]
+
+
+def proc_threads(pid: int) -> int:
+    text = Path(f"/proc/{pid}/status").read_text()
+    return int(re.search(r"^Threads:\s+(\d+)", text, re.M).group(1))  # type: ignore[union-attr]
 
 
 class Gunicorn:

@@ -5,16 +5,16 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
 
 import jsonschema
-import pytest
 from support import REPO
 
 from memwarden.export.prometheus import METRICS
+
+from .prom_support import tool
 
 DASHBOARD = REPO / "deploy" / "grafana" / "memwarden.json"
 BUILTINS = {"__rate_interval", "__interval", "__range"}
@@ -223,10 +223,7 @@ def test_real_and_dry_run_decisions_are_side_by_side() -> None:
 
 def test_every_query_is_valid_promql(tmp_path: Path) -> None:
     """Each query, variables filled in, parses (promtool checks it as a recording rule)."""
-    promtool = shutil.which("promtool")
-    if promtool is None:
-        pytest.fail("promtool is not installed: apt-get install -y prometheus "
-                    "(the Makefile's `prometheus` target installs it)")
+    promtool = tool("promtool")
     rules = ["groups:", "  - name: dashboard", "    rules:"]
     for i, expr in enumerate(exprs()):
         concrete = re.sub(r"\$__(rate_interval|interval|range)", "5m", expr)

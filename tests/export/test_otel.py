@@ -7,7 +7,6 @@ import contextlib
 import gzip
 import json
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -20,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support import REPO, gunicorn
+from support import REPO, gunicorn, proc_pss, proc_rss, proc_threads, wait_for
 
 from memwarden.events import DEATH_CAUSES
 from memwarden.export import RECYCLE_REASONS
@@ -131,32 +130,6 @@ def latest(points: list[Point], name: str, pid: int) -> Point | None:
     return found[-1] if found else None
 
 
-def proc_rss(pid: int) -> int:
-    import os
-
-    return int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-
-
-def proc_pss(pid: int) -> int:
-    text = Path(f"/proc/{pid}/smaps_rollup").read_text()
-    return int(re.search(r"^Pss:\s+(\d+) kB", text, re.M).group(1)) * 1024  # type: ignore[union-attr]
-
-
-def proc_threads(pid: int) -> int:
-    text = Path(f"/proc/{pid}/status").read_text()
-    return int(re.search(r"^Threads:\s+(\d+)", text, re.M).group(1))  # type: ignore[union-attr]
-
-
-def wait_for(what: str, check: Any, timeout: float = 30.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        got = check()
-        if got:
-            return got
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-
-
 @pytest.mark.timeout(120)
 def test_two_workers_export_otlp_with_their_own_identity_names_units_and_values(
         tmp_path: Path, receiver: OtlpReceiver) -> None:
@@ -201,7 +174,7 @@ def test_two_workers_export_otlp_with_their_own_identity_names_units_and_values(
         def census_from_both() -> bool:
             points = receiver.snapshot()
             return all(latest(points, "memwarden.census.count", pid) for pid in pids)
-        wait_for("census points from both workers", census_from_both)
+        wait_for(census_from_both, 30, "census points from both workers")
         time.sleep(1.2)  # an export or two from idle workers
 
         points = receiver.snapshot()
@@ -274,8 +247,8 @@ def test_two_workers_export_otlp_with_their_own_identity_names_units_and_values(
     def total(name: str, **attrs: str) -> float:
         return sum(p.value for p in receiver.snapshot() if p.name == name
                    and all(p.attributes.get(k) == v for k, v in attrs.items()))
-    wait_for(f"memwarden.requests to add up to {sent}",
-             lambda: total("memwarden.requests") == sent, timeout=10)
+    wait_for(lambda: total("memwarden.requests") == sent, 10,
+             f"memwarden.requests to add up to {sent}")
     assert total("memwarden.shed.requests") == 1
     assert total("memwarden.recycles", **{"memwarden.recycle.reason": "memory"}) == 1
     for reason in RECYCLE_REASONS:
@@ -316,18 +289,18 @@ def test_workers_dying_mid_request_are_counted_by_cause_in_the_master(
                   config=OTEL_CONF) as g:
         [victim] = g.worker_pids(expect=1)
         assert g.request("GET", "/pid")[0] == 200
-        wait_for("each cause at 0 from the master",
-                 lambda: deaths() == dict.fromkeys(DEATH_CAUSES, 0.0))
+        wait_for(lambda: deaths() == dict.fromkeys(DEATH_CAUSES, 0.0), 30,
+                 "each cause at 0 from the master")
         thread = stuck(g)
         time.sleep(1.0)  # in the app by now
         os.kill(victim, signal.SIGKILL)
         thread.join(30)
-        wait_for("a death by signal", lambda: deaths().get("signal") == 1)
-        wait_for("the next worker", lambda: [p for p in g.worker_pids(expect=1)
-                                             if p != victim])
+        wait_for(lambda: deaths().get("signal") == 1, 30, "a death by signal")
+        wait_for(lambda: [p for p in g.worker_pids(expect=1) if p != victim], 30,
+                 "the next worker")
         assert g.request("GET", "/pid")[0] == 200
         stuck(g).join(30)  # gunicorn's timeout aborts the worker serving it
-        wait_for("a death by timeout", lambda: deaths().get("timeout") == 1)
+        wait_for(lambda: deaths().get("timeout") == 1, 30, "a death by timeout")
         time.sleep(0.5)
         assert deaths() == {"signal": 1, "timeout": 1, "oom_kill": 0}
 

@@ -11,7 +11,6 @@ import glob
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 import threading
@@ -20,10 +19,19 @@ import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
-from support import REPO, free_port, gunicorn, wait_for_port
+from support import (
+    REPO,
+    free_port,
+    gunicorn,
+    proc_pss,
+    proc_rss,
+    proc_threads,
+    wait_for,
+    wait_for_port,
+)
 
 from memwarden.events import DEATH_CAUSES
 from memwarden.export import RECYCLE_REASONS
@@ -31,36 +39,14 @@ from memwarden.export.prometheus import footprint_kind
 from memwarden.settings import Settings
 
 from .pool_script import pool_refusals_script
+from .prom_support import sample, tool
 
 RULES = REPO / "deploy" / "prometheus" / "memwarden.rules.yml"
 DASHBOARD = REPO / "deploy" / "grafana" / "memwarden.json"
-INSTALL_HINT = ("apt-get install -y prometheus (Debian's package provides the prometheus "
-                "server and promtool; the Makefile's `prometheus` target installs it)")
-T = TypeVar("T")
 ZEROS = dict.fromkeys(RECYCLE_REASONS, 0.0)  # every reason's series, before any recycle
 SLOTS = {"0", "1"}  # the slots of a server of two workers, whatever its recycles
 # What the footprint counts by default (recycling's setting, MEMWARDEN_FOOTPRINT).
 KIND = footprint_kind(Settings())[0]
-
-
-def tool(name: str) -> str:
-    """The path of a prometheus binary; a clear failure, never a skip, when it is missing."""
-    path = shutil.which(name)
-    if path is None:
-        pytest.fail(f"{name} is not installed: {INSTALL_HINT}")
-    return path
-
-
-def wait_until(what: str, probe: Callable[[], T | None], timeout: float = 30.0,
-               every: float = 0.2) -> T:
-    deadline = time.monotonic() + timeout
-    last: T | None = None
-    while time.monotonic() < deadline:
-        last = probe()
-        if last is not None:
-            return last
-        time.sleep(every)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 class PrometheusServer:
@@ -84,7 +70,7 @@ class PrometheusServer:
             stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True)
         try:
             wait_for_port(self.port, proc=self.proc)
-            wait_until("prometheus to be ready", lambda: self._ready() or None)
+            wait_for(self._ready, 30, "prometheus to be ready")
         except Exception:
             self.stop()
             raise AssertionError(f"prometheus did not start:\n{self.log_path.read_text()}"
@@ -151,25 +137,6 @@ def prometheus(tmp: Path, targets: list[str], rule_files: list[Path]
         server.stop()
 
 
-def proc_rss(pid: int) -> int:
-    pages = int(Path(f"/proc/{pid}/statm").read_text().split()[1])
-    return pages * os.sysconf("SC_PAGE_SIZE")
-
-
-def proc_rollup(pid: int) -> dict[str, int]:
-    out = {}
-    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
-        key, _, rest = line.partition(":")
-        if key in ("Pss", "Rss"):
-            out[key] = int(rest.split()[0]) * 1024
-    return out
-
-
-def proc_threads(pid: int) -> int:
-    text = Path(f"/proc/{pid}/status").read_text()
-    return int(re.search(r"^Threads:\s+(\d+)", text, re.M).group(1))  # type: ignore[union-attr]
-
-
 def close(a: float, b: float, rel: float, floor: float) -> bool:
     return abs(a - b) <= max(floor, rel * max(abs(a), abs(b)))
 
@@ -190,7 +157,7 @@ def check_against_proc(prom: PrometheusServer, pids: set[int]) -> None:
     assert len(prom.query("memwarden_worker_rss_bytes")) == len(pids)
     for slot, pid in holder.items():
         assert close(rss[slot], proc_rss(pid), 0.02, 1 << 20), (pid, rss[slot], proc_rss(pid))
-        assert close(pss[slot], proc_rollup(pid)["Pss"], 0.05, 2 << 20), (pid, pss[slot])
+        assert close(pss[slot], proc_pss(pid), 0.05, 2 << 20), (pid, pss[slot])
         own = pss[slot] if KIND == "pss" else rss[slot]
         assert foot[slot] == own + desc[slot]
         assert threads[slot] == proc_threads(pid)
@@ -227,20 +194,20 @@ def test_real_prometheus_sees_one_series_per_live_worker_across_recycles(tmp_pat
             started = time.time() - 60
             first = set(g.worker_pids(expect=2))
             # Before any recycle, every reason's series is there at 0, done and dry-run.
-            wait_until("every reason's series at 0", lambda: (
-                prom.by_reason("memwarden_recycles_total")
-                == prom.by_reason("memwarden_would_recycles_total") == ZEROS) or None)
+            wait_for(lambda: prom.by_reason("memwarden_recycles_total")
+                     == prom.by_reason("memwarden_would_recycles_total") == ZEROS, 30,
+                     "every reason's series at 0")
             sent = send_pairs(lambda: g.request("GET", "/slow"), 1)
             for path in ("/events/shed", "/events/recycle/memory", "/events/recycle/memory",
                          "/events/recycle/soft_limit"):
                 assert g.request("POST", path)[0] == 200
                 sent += 1
             # The first recycle of a reason is an increase: its series was at 0 before.
-            wait_until("increase() to see the first soft_limit recycle", lambda: prom.query(
-                'increase(memwarden_recycles_total{reason="soft_limit"}[1m]) > 0') or None,
-                timeout=15)
-            wait_until("a series for both workers", lambda: (
-                set(prom.slot_pids().values()) == first) or None)
+            wait_for(lambda: prom.query(
+                'increase(memwarden_recycles_total{reason="soft_limit"}[1m]) > 0'), 15,
+                "increase() to see the first soft_limit recycle")
+            wait_for(lambda: set(prom.slot_pids().values()) == first, 30,
+                     "a series for both workers")
             # Every cause of death is there at 0 before the first death.
             assert {s["metric"]["cause"]: float(s["value"][1]) for s in prom.query(
                 "memwarden_worker_deaths_total")} == dict.fromkeys(DEATH_CAUSES, 0.0)
@@ -252,8 +219,8 @@ def test_real_prometheus_sees_one_series_per_live_worker_across_recycles(tmp_pat
                 sent += send_pairs(lambda: g.request("GET", "/slow"), 1)
             second = set(g.worker_pids(expect=2))
             assert not second & first, "every worker should have been recycled"
-            wait_until("the new workers to hold the slots", lambda: (
-                set(prom.slot_pids().values()) == second) or None)
+            wait_for(lambda: set(prom.slot_pids().values()) == second, 30,
+                     "the new workers to hold the slots")
             check_against_proc(prom, second)
             # Four worker processes over the run, two series: one per slot, none per pid.
             for name in ("memwarden_worker_rss_bytes", "memwarden_worker_footprint_bytes",
@@ -263,13 +230,11 @@ def test_real_prometheus_sees_one_series_per_live_worker_across_recycles(tmp_pat
                 assert not [s for s in seen if "pid" in s], seen
 
             # Counters of dead workers were folded, not lost: the totals still add up.
-            def totals() -> tuple[float, float, float] | None:
-                got = (sum(float(s["value"][1]) for s in prom.query(q)) for q in (
+            def totals() -> bool:
+                return tuple(sum(float(s["value"][1]) for s in prom.query(q)) for q in (
                     "memwarden_requests_total", "memwarden_shed_requests_total",
-                    'memwarden_recycles_total{reason="memory"}'))
-                values = tuple(got)
-                return values if values == (sent, 1.0, 2.0) else None  # type: ignore[return-value]
-            wait_until(f"memwarden_requests_total == {sent}", totals, timeout=15)
+                    'memwarden_recycles_total{reason="memory"}')) == (sent, 1.0, 2.0)
+            wait_for(totals, 15, f"memwarden_requests_total == {sent}")
             # The zero series survive the fold too, each once: no reason counted twice.
             assert prom.by_reason("memwarden_recycles_total") == {
                 **ZEROS, "soft_limit": 1.0, "memory": 2.0}
@@ -294,9 +259,8 @@ def test_real_prometheus_sees_one_series_per_live_worker_across_recycles(tmp_pat
             assert {r["name"] for grp in groups for r in grp["rules"]} >= {
                 "MemwardenWorkerFootprintPredictedOverLimit", "MemwardenOOMKill",
                 "MemwardenRecycleRateRising", "MemwardenShedding"}
-            wait_until("every rule evaluated", lambda: all(
-                r["health"] == "ok" for grp in prom.api("rules")["groups"]
-                for r in grp["rules"]) or None)
+            wait_for(lambda: all(r["health"] == "ok" for grp in prom.api("rules")["groups"]
+                                 for r in grp["rules"]), 30, "every rule evaluated")
 
             # Every dashboard query runs on the real server; the fleet panels have data.
             for expr in dashboard_queries():
@@ -340,7 +304,7 @@ def test_asgi_workers_serve_the_metrics_route(tmp_path: Path) -> None:
             seen = {int(pid) for pid in re.findall(
                 r'memwarden_worker_pid\{slot="[01]"\} (\d+)(?:\.0)?$', text, re.M)}
             return text if seen == pids else None
-        text = wait_until("both workers in the scrape", both, timeout=20)
+        text = wait_for(both, 20, "both workers in the scrape")
         assert "memwarden_requests_total" in text
         assert g.request("GET", "/items/3")[0] == 200
         assert not [x for x in g.lines("memwarden.request")
@@ -375,12 +339,6 @@ def scrape(directory: Path) -> str:
     from memwarden.export.prometheus import make_registry
 
     return generate_latest(make_registry(str(directory))).decode()
-
-
-def sample(text: str, line_start: str) -> float:
-    found = [line for line in text.splitlines() if line.startswith(line_start + " ")]
-    assert len(found) == 1, (line_start, text)
-    return float(found[0].rsplit(" ", 1)[1])
 
 
 @pytest.mark.timeout(60)

@@ -3,34 +3,25 @@
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
-import pytest
 from support import REPO
 
 from memwarden.events import DEATH_CAUSES
 from memwarden.export.prometheus import METRICS
 from memwarden.hold import policy as recycle
 
+from .prom_support import tool
+
 DEPLOY = REPO / "deploy" / "prometheus"
 RULES = DEPLOY / "memwarden.rules.yml"
 TESTS = DEPLOY / "memwarden.rules.test.yml"
-INSTALL_HINT = ("apt-get install -y prometheus (Debian's package provides promtool; "
-                "the Makefile's `prometheus` target installs it)")
 DRY_RUN_ALERTS = {"MemwardenWouldRecycle", "MemwardenWouldShed", "MemwardenWouldPoolRefuse"}
 
 
-def promtool() -> str:
-    path = shutil.which("promtool")
-    if path is None:
-        pytest.fail(f"promtool is not installed: {INSTALL_HINT}")
-    return path
-
-
 def run(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([promtool(), *args], cwd=DEPLOY, capture_output=True, text=True,
+    return subprocess.run([tool("promtool"), *args], cwd=DEPLOY, capture_output=True, text=True,
                           timeout=60)
 
 
@@ -112,7 +103,7 @@ def test_the_otlp_alert_examples_parse_and_use_the_names_otlp_brings(tmp_path: P
 
     path = tmp_path / "otlp.rules.yml"
     path.write_text(otlp_rules())
-    result = subprocess.run([promtool(), "check", "rules", str(path)], capture_output=True,
+    result = subprocess.run([tool("promtool"), "check", "rules", str(path)], capture_output=True,
                             text=True, timeout=60)
     assert result.returncode == 0, result.stdout + result.stderr
     names = {otlp_name(n, kind, unit) for n, (kind, unit, _) in INSTRUMENTS.items()}

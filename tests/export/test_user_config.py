@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import os
-import re
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
-from support import gunicorn
+from support import Gunicorn, gunicorn, wait_for
+
+from .prom_support import sample
 
 # The exporter hooks alone, from the user's own hooks: no memwarden.gunicorn_conf.
 EXPORTERS_ONLY = """
@@ -41,24 +41,16 @@ def on_exit(server):
 """
 
 
-def scraped(text: str, name: str) -> float:
-    found = re.findall(rf"^{name} (\S+)$", text, re.M)
-    assert len(found) == 1, (name, text)
-    return float(found[0])
-
-
 def db_files(directory: Path) -> set[str]:
     return {p.name for p in directory.glob("*.db")}
 
 
-def wait_for_new_worker(g: object, old: int, timeout: float = 30.0) -> int:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        pids = g.worker_pids()  # type: ignore[attr-defined]
-        if pids and old not in pids:
-            return int(pids[0])
-        time.sleep(0.05)
-    raise AssertionError("no new worker after the old one was stopped")
+def wait_for_new_worker(g: Gunicorn, old: int, timeout: float = 30.0) -> int:
+    """The worker that replaced ``old``, once the master no longer has ``old``."""
+    def replaced() -> list[int]:
+        pids = g.worker_pids()
+        return pids if pids and old not in pids else []
+    return wait_for(replaced, timeout, "a new worker after the old one was stopped")[0]
 
 
 @pytest.mark.timeout(90)
@@ -91,7 +83,7 @@ def test_a_new_worker_leaves_every_counter_and_file_of_the_service_alone(
         assert {"counter_archive.db", f"counter_{second}.db"} <= after, after
         status, _, body = g.request("GET", "/metrics")
         assert status == 200
-        assert scraped(body.decode(), "memwarden_shed_requests_total") == 8
+        assert sample(body.decode(), "memwarden_shed_requests_total") == 8
 
 
 def test_importing_the_gunicorn_config_changes_nothing(tmp_path: Path) -> None:
