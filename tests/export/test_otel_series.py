@@ -18,6 +18,8 @@ import pytest
 from memwarden.events import DEATH_CAUSES
 from memwarden.export.otel import INSTRUMENTS
 
+from .death_script import DEATHS_COUNTED, DEATHS_PUBLISHED
+
 # Every point the reader collects: [name, unit, data type, attributes, value].
 _DUMP = """
 import json
@@ -55,15 +57,7 @@ dump()
 MASTER = _DUMP + """
 otel.setup_master()
 otel._sink.start(provider, None)
-events.publish(events.OomKill(2))
-events.publish(events.DeathInFlight("timeout", "/slow", "r1", 30.5))
-events.publish(events.DeathInFlight("timeout", "/slow", "r2", 31.0))
-events.publish(events.DeathInFlight("signal", "/chat", "r3", 0.2))
-# An OOM kill in flight is the OomKill above, not a second death.
-events.publish(events.DeathInFlight("oom_kill", "/chat", "r4", 1.0))
-events.publish(events.DeathInFlight("unheard-of", "/chat", "r5", 1.0))
-dump()
-"""
+""" + DEATHS_PUBLISHED + "dump()\n"
 
 # The master before any death: each cause is there at 0.
 MASTER_IDLE = _DUMP + """
@@ -113,11 +107,11 @@ def test_deaths_are_counted_by_cause_from_the_bus() -> None:
     points = run(MASTER)
     deaths = {a["memwarden.death.cause"]: v for n, u, d, a, v in named(
         points, "memwarden.worker.deaths")}
-    assert deaths == {"oom_kill": 2, "timeout": 2, "signal": 1}
+    assert deaths == DEATHS_COUNTED
     assert {(u, d) for n, u, d, *_ in named(points, "memwarden.worker.deaths")} == {
         ("{death}", "Sum")}
     assert INSTRUMENTS["memwarden.worker.deaths"][:2] == ("counter", "{death}")
-    assert sum(v for *_, v in named(points, "memwarden.oom_kills")) == 2
+    assert sum(v for *_, v in named(points, "memwarden.oom_kills")) == DEATHS_COUNTED["oom_kill"]
     assert set(DEATH_CAUSES) == {"timeout", "oom_kill", "signal"}
 
 

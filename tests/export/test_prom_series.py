@@ -21,6 +21,8 @@ from memwarden.events import DEATH_CAUSES
 from memwarden.export.prom_metrics import METRICS
 from memwarden.export.prom_slots import claim, pids_by_slot, release
 
+from .death_script import DEATHS_COUNTED, DEATHS_PUBLISHED
+
 # A worker: takes its slot, publishes a census with counts and bytes, scrapes.
 WORKER = """
 import sys
@@ -38,17 +40,10 @@ print(generate_latest(make_registry(sys.argv[1])).decode())
 # The master: publishes deaths on the bus as hold and the watchdog do.
 DEATHS = """
 import sys
-from memwarden import events
 from memwarden.export import prometheus
 from memwarden.settings import Settings
 prometheus.setup_master(Settings(prometheus_dir=sys.argv[1]))
-events.publish(events.OomKill(2))
-events.publish(events.DeathInFlight("timeout", "/slow", "r1", 30.5))
-events.publish(events.DeathInFlight("timeout", "/slow", "r2", 31.0))
-events.publish(events.DeathInFlight("signal", "/chat", "r3", 0.2))
-# An OOM kill in flight is the OomKill above, not a second death.
-events.publish(events.DeathInFlight("oom_kill", "/chat", "r4", 1.0))
-events.publish(events.DeathInFlight("unheard-of", "/chat", "r5", 1.0))
+""" + DEATHS_PUBLISHED + """
 from prometheus_client import generate_latest
 print(generate_latest(prometheus.make_registry(sys.argv[1])).decode())
 """
@@ -95,11 +90,10 @@ def test_census_counts_and_bytes_are_apart(tmp_path: Path) -> None:
 def test_deaths_are_counted_by_cause_from_the_bus(tmp_path: Path) -> None:
     got = samples(run(DEATHS, tmp_path))
     deaths = {k: v for k, v in got.items() if k.startswith("memwarden_worker_deaths_total")}
-    assert deaths == {'memwarden_worker_deaths_total{cause="oom_kill"}': 2.0,
-                      'memwarden_worker_deaths_total{cause="timeout"}': 2.0,
-                      'memwarden_worker_deaths_total{cause="signal"}': 1.0}
+    assert deaths == {f'memwarden_worker_deaths_total{{cause="{cause}"}}': float(n)
+                      for cause, n in DEATHS_COUNTED.items()}
     assert set(DEATH_CAUSES) == {"timeout", "oom_kill", "signal"}
-    assert got["memwarden_oom_kills_total"] == 2.0
+    assert got["memwarden_oom_kills_total"] == DEATHS_COUNTED["oom_kill"]
 
 
 def test_the_lowest_free_slot_is_taken_and_a_freed_one_reused(tmp_path: Path) -> None:
