@@ -31,3 +31,12 @@ close_failures
 health_failures
 swap_bytes
 ALL_ATTRIBUTES
+
+# The exporters' sink methods: memwarden.export.sinks calls them by name for each event.
+record_recycle
+record_would_recycle
+record_shed
+record_would_shed
+record_pool_refusal
+record_would_pool_refusal
+record_oom_kill

@@ -263,9 +263,9 @@ class Watchdog:
             fields["signal"] = "SIGTERM"
             if actions.perform(self.settings.recycle, _log, "recycle", fields,
                                lambda: self._kill(pid, signal.SIGTERM), logging.WARNING):
-                _count_recycle()
+                events.publish(events.Recycle(HARD_LIMIT))
             elif self.settings.recycle == actions.DRY_RUN:
-                _count_recycle(would=True)
+                events.publish(events.Recycle(HARD_LIMIT, dry_run=True))
         else:
             fields["signal"] = "SIGKILL"
             actions.perform(self.settings.recycle, _log, "hard_limit_kill", fields,
@@ -322,7 +322,3 @@ class Watchdog:
         actions.emit(_log, "worker_killed", fields, logging.ERROR)
         if oom:
             events.publish(events.OomKill(1))
-
-
-def _count_recycle(would: bool = False) -> None:
-    events.publish(events.Recycle(HARD_LIMIT, dry_run=would))
