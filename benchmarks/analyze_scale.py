@@ -182,9 +182,17 @@ def child(kind: str, path: str) -> dict[str, object]:
             rows += len(batch)
         result["rows"] = rows
     else:
-        from memwarden.find.analysis import analyze_paths
-        report = analyze_paths([path])
+        from memwarden.find.analysis.analyze import feed_paths, report_of
+        from memwarden.find.analysis.stream import StreamAnalysis
+        stream = StreamAnalysis()
+        feed_paths(stream, [path])
+        fed = time.perf_counter()
+        judged_while_reading = stream.judging_seconds
+        report = report_of(stream)
         result["seconds"] = time.perf_counter() - started
+        result["reading_seconds"] = fed - started - judged_while_reading
+        result["judging_seconds"] = stream.judging_seconds
+        result["lives"] = stream.tally.total
         from memwarden.find.report.html import render_html
         result["html_mib"] = len(render_html(report).encode()) / 2**20
         data = report.to_json_dict()
@@ -247,6 +255,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"analyze: {one['seconds']:.1f} s, peak {one['peak_rss_mib']:.0f} MiB, "
               f"verdict {one['verdict']}; {one['listed']} lives listed, other {one['other']}; "
               f"HTML report {float(one['html_mib']):.1f} MiB (not timed)")
+        rest = (float(one["seconds"]) - float(one["judging_seconds"])
+                - float(one["reading_seconds"]))
+        print(f"of which reading the lines {float(one['reading_seconds']):.1f} s, judging the "
+              f"{one['lives']} worker lives (the trend tests) "
+              f"{float(one['judging_seconds']):.1f} s, suspects and report {rest:.1f} s")
         print(f"analyze over twice the lines: {two['seconds']:.1f} s, "
               f"peak {two['peak_rss_mib']:.0f} MiB")
         listed_leaks = set(one["leak_pids"])  # type: ignore[call-overload]

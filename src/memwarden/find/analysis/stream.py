@@ -12,6 +12,7 @@ grows with the number of workers running at once, never with lines.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -51,7 +52,7 @@ __all__ = ["MAX_PLOTTED_ACTIONS", "MAX_POOL", "MAX_SERIES", "MAX_WORKERS", "Stre
 MAX_PLOTTED_ACTIONS = 1000
 MAX_WORKERS = 500   # lives listed in report.json's workers
 MAX_SERIES = 40     # lives whose memory the HTML report plots
-MAX_POOL = 16       # lives whose requests the suspects are computed from
+MAX_POOL = 8        # lives whose requests the suspects are computed from
 MAX_ORPHANS = 1000  # recycle and kill lines of a PID with no request before them
 MAX_WINDOWS = 4096  # allocation_sites lines; thinned evenly past it
 # A life whose PID has been silent this many lines is judged without waiting
@@ -141,6 +142,7 @@ class StreamAnalysis:
         # for each request's own block delta (``routes.block_deltas``).
         self._blocks: dict[int, tuple[float, float]] = {}
         self._swept: dict[int, int] = {}  # pid -> index of its last life judged early
+        self.judging_seconds = 0.0  # time spent judging lives (the trend tests), for benchmarks
 
     # -- lines in ----------------------------------------------------------------------
 
@@ -293,6 +295,13 @@ class StreamAnalysis:
 
     def close(self, life: OpenLife) -> None:
         """Judge a life that has ended and keep what ranks of it."""
+        started = time.perf_counter()
+        try:
+            self._close(life)
+        finally:
+            self.judging_seconds += time.perf_counter() - started
+
+    def _close(self, life: OpenLife) -> None:
         worker_life = life.worker_life(self.names.names)
         assessment = assess_life(worker_life, self.config)
         outcome = LifeOutcome(assessment.verdict, assessment.conflicting, life.requests,
