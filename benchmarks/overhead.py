@@ -3,7 +3,9 @@
 All variants run in this one process, on the same Flask hello-world request,
 interleaved round by round so that drift hits them alike; logs go to
 /dev/null. The added cost of a variant is its median per-request time minus
-the bare app's.
+the bare app's, timed in this thread's CPU time: other processes' load on a
+shared machine stretches wall time (a round's bare requests by half or more),
+not this.
 
 Also timed: the same tracker with one request observer registered (what
 recycling and the exporters add, doing nothing here), which makes the
@@ -94,8 +96,8 @@ def _start_response(status: str, headers: list[tuple[str, str]], exc_info: Any =
     return lambda data: None
 
 
-def time_round(app: WSGIApp, n: int, clock: Callable[[], float] = time.perf_counter) -> float:
-    """Mean seconds per request over n requests (by ``clock``: wall time by default)."""
+def time_round(app: WSGIApp, n: int, clock: Callable[[], float] = time.thread_time) -> float:
+    """Mean seconds per request over n requests, by ``clock`` (this thread's CPU time)."""
     environ = _environ
     start_response = _start_response
     started = clock()
