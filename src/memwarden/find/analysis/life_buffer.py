@@ -56,8 +56,9 @@ def _add(a: float, b: float) -> float:
 class OpenLife:
     """The requests, end events and marks of one life; see the module docstring."""
 
-    __slots__ = ("census", "cols", "end_events", "index", "last_line", "marks", "max_seq",
-                 "min_seq", "order", "pid", "requests", "route_ids", "seen", "seqs")
+    __slots__ = ("after_census", "census", "cols", "end_events", "index", "last_line", "marks",
+                 "max_seq", "min_seq", "order", "pid", "prev_blocks", "requests", "route_ids",
+                 "seen", "seqs")
 
     def __init__(self, pid: int, index: int, order: int) -> None:
         self.pid = pid
@@ -74,6 +75,10 @@ class OpenLife:
         self.max_seq = 0
         self.min_seq: int | None = None
         self.last_line = 0  # the input line of its latest request
+        # For each request's own block delta (routes.block_deltas): the last
+        # absolute count, and the closing count of the census before (NaN: none).
+        self.prev_blocks = NAN
+        self.after_census = NAN
 
     def starts_new_life(self, seq: int) -> bool:
         """``WorkerLife._starts_new_life`` with a bounded memory of seen seqs."""

@@ -30,11 +30,23 @@ MAX_ROUTE_NAMES = 4000
 class RouteNames:
     """(route, method) pairs by id, bounded; the last id collects the overflow."""
 
-    __slots__ = ("_ids", "names")
+    __slots__ = ("_entries", "_ids", "keys", "names")
 
     def __init__(self) -> None:
         self.names: list[tuple[str, str | None]] = []
+        self.keys: list[str] = []  # "METHOD route" of each id
         self._ids: dict[tuple[str, str | None], int] = {}
+        self._entries: dict[tuple[str, str | None], tuple[int, str]] = {}
+
+    def entry(self, route: str, method: str | None) -> tuple[int, str]:
+        """(id, "METHOD route") in one look-up: the request path's way in."""
+        found = self._entries.get((route, method))
+        if found is None:
+            rid = self.id(route, method)
+            found = (rid, self.keys[rid])
+            if len(self._entries) < MAX_ROUTE_NAMES:
+                self._entries[(route, method)] = found
+        return found
 
     def id(self, route: str, method: str | None) -> int:
         key = (route, method)
@@ -48,6 +60,7 @@ class RouteNames:
                 return found
         self._ids[key] = len(self.names)
         self.names.append(key)
+        self.keys.append(self.key(key))
         return self._ids[key]
 
     @staticmethod

@@ -138,9 +138,7 @@ class StreamAnalysis:
         self.plotted = 0
         self.orphans: list[LifecycleEvent] = []
         self.deaths = DeathTally()
-        # Per open life: the last absolute block count and the census's closing one,
-        # for each request's own block delta (``routes.block_deltas``).
-        self._blocks: dict[int, tuple[float, float]] = {}
+        self._count_route = self.parser.count_route
         self._swept: dict[int, int] = {}  # pid -> index of its last life judged early
         self.judging_seconds = 0.0  # time spent judging lives (the trend tests), for benchmarks
 
@@ -188,12 +186,12 @@ class StreamAnalysis:
         if not route or not route.isprintable() or (method and not method.isprintable()):
             return False
         census = line.census
-        row: Row = (line.seq, self.names.id(route, method or None), float(line.status),
+        rid, key = self.names.entry(route, method or None)
+        row: Row = (line.seq, rid, float(line.status),
                     line.duration_ms, line.rss_bytes, line.rss_delta_bytes, line.blocks_delta,
                     line.blocks, line.pss_bytes, line.uss_bytes,
                     None if census is None else self.parser.census_dict(census))
-        self._take(line.pid, row, f"{method} {route}" if method else route,
-                   line.timestamp or None)
+        self._take(line.pid, row, key, line.timestamp or None)
         return True
 
     def _request(self, obj: Mapping[str, Any]) -> None:
@@ -213,7 +211,7 @@ class StreamAnalysis:
             counters.filtered_lines += 1
             return
         counters.request_lines += 1
-        parser.count_route(key)
+        self._count_route(key)
         life = self.open.get(pid)
         if life is None or life.starts_new_life(row[0]):
             if life is not None:
@@ -224,7 +222,6 @@ class StreamAnalysis:
             life = OpenLife(pid, index, self.next_order)
             self.next_order += 1
             self.open[pid] = life
-            self._blocks[pid] = (NAN, NAN)
         life.add(row)
         life.last_line = counters.lines
         self.requests += 1
@@ -235,7 +232,7 @@ class StreamAnalysis:
         self.failed += failed
         # routes.block_deltas, request by request.
         blocks, blocks_delta = row[7], row[6]
-        previous, after_census = self._blocks[pid]
+        previous, after_census = life.prev_blocks, life.after_census
         if after_census == after_census and blocks == blocks:
             delta = blocks - after_census
         elif blocks_delta == blocks_delta:
@@ -246,7 +243,8 @@ class StreamAnalysis:
             delta = NAN
         census = row[10]
         closing = census.get("blocks") if census else None
-        self._blocks[pid] = (blocks, NAN if closing is None else closing)
+        life.prev_blocks = blocks
+        life.after_census = NAN if closing is None else closing
         self.routes.add(key, failed, row[5], delta, row[3])
 
     def _kept(self, pid: int, timestamp: str | None) -> bool:
@@ -330,7 +328,6 @@ class StreamAnalysis:
             silent = now - life.last_line
             if silent > limit or (life.end_events and silent > SILENT_AFTER_END):
                 del self.open[pid]
-                del self._blocks[pid]
                 self.close(life)
                 # Should the PID come back (reused), its next life is numbered on.
                 self._swept[pid] = life.index
@@ -341,4 +338,3 @@ class StreamAnalysis:
         for life in sorted(self.open.values(), key=lambda open_life: open_life.order):
             self.close(life)
         self.open.clear()
-        self._blocks.clear()
