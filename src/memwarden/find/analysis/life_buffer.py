@@ -41,6 +41,43 @@ Row = tuple[int, int, float, float, float, float, float, float, float, float,
             Mapping[str, float] | None]
 
 
+class _Request:
+    """A request of a life being judged: ``RequestRecord``'s fields without its frozen
+    dataclass's construction cost (a seventh of it), since judging builds thousands."""
+
+    __slots__ = ("blocks", "blocks_delta", "census", "duration_ms", "method", "pid",
+                 "pss_bytes", "route", "rss_bytes", "rss_delta_bytes", "seq", "status",
+                 "timestamp", "uss_bytes")
+
+    def __init__(self, pid: int, seq: int, route: str, method: str | None, status: int | None,
+                 duration_ms: float | None, rss_bytes: float | None,
+                 rss_delta_bytes: float | None, blocks_delta: float | None,
+                 blocks: float | None, pss_bytes: float | None, uss_bytes: float | None,
+                 census: Mapping[str, float] | None) -> None:
+        self.pid = pid
+        self.seq = seq
+        self.route = route
+        self.method = method
+        self.status = status
+        self.duration_ms = duration_ms
+        self.rss_bytes = rss_bytes
+        self.rss_delta_bytes = rss_delta_bytes
+        self.blocks_delta = blocks_delta
+        self.blocks = blocks
+        self.pss_bytes = pss_bytes
+        self.uss_bytes = uss_bytes
+        self.census = census
+        self.timestamp = None
+
+    @property
+    def route_key(self) -> str:
+        return f"{self.method} {self.route}" if self.method else self.route
+
+    @property
+    def failed(self) -> bool:
+        return self.status is not None and self.status >= 500
+
+
 def _opt(value: float) -> float | None:
     return None if value != value else value  # NaN is the only value unequal to itself
 
@@ -142,20 +179,24 @@ class OpenLife:
     def thinned(self) -> bool:
         return len(self.seqs) < self.requests
 
-    def worker_life(self, routes: Sequence[tuple[str, str | None]]) -> WorkerLife:
-        """The kept requests as a ``WorkerLife`` in seq order (``routes`` names the ids)."""
+    def worker_life(self, routes: Sequence[tuple[str, str | None]],
+                    records: bool = True) -> WorkerLife:
+        """The kept requests as a ``WorkerLife`` in seq order (``routes`` names the ids).
+
+        ``records=False`` builds lighter request objects with the same fields, for
+        judging; the suspects' lives get real records (their routes may be folded).
+        """
         cols = self.cols
+        make: Any = RequestRecord if records else _Request
         requests = []
         for i in sorted(range(len(self.seqs)), key=self.seqs.__getitem__):
             route, method = routes[self.route_ids[i]]
             status = cols[0][i]
-            requests.append(RequestRecord(
-                pid=self.pid, seq=self.seqs[i], route=route, method=method,
-                status=None if status != status else int(status),
-                duration_ms=_opt(cols[1][i]), rss_bytes=_opt(cols[2][i]),
-                rss_delta_bytes=_opt(cols[3][i]), blocks_delta=_opt(cols[4][i]),
-                blocks=_opt(cols[5][i]), pss_bytes=_opt(cols[6][i]),
-                uss_bytes=_opt(cols[7][i]), census=self.census[i]))
+            requests.append(make(
+                self.pid, self.seqs[i], route, method,
+                None if status != status else int(status),
+                _opt(cols[1][i]), _opt(cols[2][i]), _opt(cols[3][i]), _opt(cols[4][i]),
+                _opt(cols[5][i]), _opt(cols[6][i]), _opt(cols[7][i]), self.census[i]))
         life = WorkerLife(pid=self.pid, index=self.index, requests=requests,
                           end_events=list(self.end_events), marks=list(self.marks))
         life._max_seq = self.max_seq

@@ -300,7 +300,7 @@ class StreamAnalysis:
             self.judging_seconds += time.perf_counter() - started
 
     def _close(self, life: OpenLife) -> None:
-        worker_life = life.worker_life(self.names.names)
+        worker_life = life.worker_life(self.names.names, records=False)
         assessment = assess_life(worker_life, self.config)
         outcome = LifeOutcome(assessment.verdict, assessment.conflicting, life.requests,
                               life.order, worker_life.label, assessment.reason)
