@@ -4,14 +4,14 @@ The same hello-world apps, servers and wrk load as throughput.py (2 workers,
 10 connections, rounds interleaved). The reference is memwarden's defaults;
 each other variant changes one thing: the census on every request, the PSS
 footprint for recycling, tracemalloc windows, allocated blocks every 8th
-request, memwarden's gunicorn logger class (Flask), and loop tracking
+request, gunicorn's own logger class in place of memwarden's (Flask), and loop tracking
 (FastAPI). Reported per variant: median req/s and its ratio to the
 defaults', and the server's CPU per request (master and workers, user and
 system) with what it adds to the defaults' (steadier than req/s on a shared
 machine).
 
 Last line: ``census_every_1_us=A pss_us=B tracemalloc_us=C blocks_every_8_us=D
-logger_class_us=E loop_tracking_us=F`` (CPU microseconds per request added to
+gunicorn_logger_us=E loop_tracking_us=F`` (CPU microseconds per request added to
 memwarden's defaults; negative: saved).
 """
 
@@ -24,7 +24,8 @@ from pathlib import Path
 
 from throughput import SUMMARY_LUA, Server, Variant, load_round, report, running, wrk
 
-LOGGER_CLASS = ("--logger-class", "memwarden.see.gunicorn_log.Logger")
+# memwarden.gunicorn_conf sets memwarden's logger class; this puts gunicorn's back.
+GUNICORN_LOGGER = ("--logger-class", "gunicorn.glogging.Logger")
 DEFAULTS = Variant("defaults", "bare", memwarden=True)
 # name in the last line -> the variant
 FLASK = {
@@ -32,7 +33,7 @@ FLASK = {
     "pss": Variant("pss", "bare", True, (("MEMWARDEN_FOOTPRINT", "pss"),)),
     "tracemalloc": Variant("tracemalloc", "bare", True, (("MEMWARDEN_TRACEMALLOC", "1"),)),
     "blocks_every_8": Variant("blocks8", "bare", True, (("MEMWARDEN_BLOCKS_EVERY", "8"),)),
-    "logger_class": Variant("loggerclass", "bare", True, args=LOGGER_CLASS),
+    "gunicorn_logger": Variant("gunicornlogger", "bare", True, args=GUNICORN_LOGGER),
 }
 FASTAPI = {
     "loop_tracking": Variant("loops", "bare", True, (("MEMWARDEN_LOOP_TRACKING", "1"),)),

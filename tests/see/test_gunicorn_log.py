@@ -48,8 +48,11 @@ def test_access_log_is_off_while_gunicorn_access_drops_records() -> None:
 
 def test_under_gunicorn_request_lines_stay_and_access_lines_follow_the_setting(
         tmp_path: Path) -> None:
+    # memwarden.gunicorn_conf names the logger class: no --logger-class needed.
+    from memwarden import gunicorn_conf
+    assert gunicorn_conf.logger_class == LOGGER
     for access in ("0", "1"):
-        with gunicorn("flask_app:app", tmp_path, args=["-w", "1", "--logger-class", LOGGER],
+        with gunicorn("flask_app:app", tmp_path, args=["-w", "1"],
                       env={"MEMWARDEN_ACCESS_LOG": access}) as server:
             for i in range(5):
                 status, _, _ = server.request("GET", f"/items/{i}")
