@@ -49,7 +49,7 @@ def gone(pid: int) -> bool:
 
 
 def check_report_schema(report: dict[str, Any]) -> None:
-    """report.json as DESIGN.md defines it."""
+    """report.json as docs/contracts.md defines it."""
     assert report["verdict"] in VERDICTS
     assert isinstance(report["requests"], int) and isinstance(report["failed_requests"], int)
     for worker in report["workers"]:

@@ -168,7 +168,7 @@ def parse_routes(data: Any, source: str = "routes") -> tuple[Route, ...]:
 
 
 def load_routes(path: Path | str) -> tuple[Route, ...]:
-    """Read and validate a routes file (see DESIGN.md)."""
+    """Read and validate a routes file (docs/contracts.md)."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
