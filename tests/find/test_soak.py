@@ -297,7 +297,8 @@ def test_bad_routes_are_refused_with_a_clear_message(doc: Any, message: str) -> 
 
 
 def test_routes_file_is_read_and_validated(tmp_path: Path) -> None:
-    """load_routes reads the docs/contracts.md example; unreadable or invalid JSON is a RoutesError."""
+    """load_routes reads the docs/contracts.md example; unreadable or invalid JSON is a
+    RoutesError."""
     good = tmp_path / "routes.json"
     good.write_text(json.dumps({"routes": [
         {"method": "GET", "path": "/items/{rand}", "weight": 3},
