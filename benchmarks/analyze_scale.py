@@ -171,6 +171,8 @@ def child(kind: str, path: str) -> dict[str, object]:
         with open(path, "rb") as f:
             for line in f:
                 decode(line)
+    elif kind == "lives":
+        result.update(_short_lives(int(path)))
     elif kind == "duckdb":
         import duckdb
         con = duckdb.connect()
@@ -206,6 +208,32 @@ def child(kind: str, path: str) -> dict[str, object]:
     return result
 
 
+def _short_lives(lives: int) -> dict[str, object]:
+    """``lives`` worker lives of 10 requests each, streamed: the report's caps at work."""
+    from memwarden.find.analysis.analyze import report_of
+    from memwarden.find.analysis.stream import StreamAnalysis
+    from memwarden.find.report.html import render_html
+    started = time.perf_counter()
+    stream = StreamAnalysis()
+    for n in range(lives):
+        pid = 100_000 + n
+        for seq in range(1, 11):
+            stream.add(
+                f'{{"timestamp": "2026-11-28T01:00:00.000Z", "logger": "memwarden.request", '
+                f'"message": "request", "pid": {pid}, "seq": {seq}, "method": "GET", '
+                f'"route": "/r{seq % 3}", "status": 200, "duration_ms": 1.5, '
+                f'"rss_bytes": {90_000_000 + seq * 4096}, "rss_delta_bytes": 4096, '
+                f'"blocks": {60_000 + seq}, "blocks_delta": 1}}'.encode())
+        stream.add(f'{{"logger": "memwarden.recycle", "message": "recycle", "pid": {pid}, '
+                   f'"reason": "max_requests", "requests": 10}}'.encode())
+    report = report_of(stream)
+    seconds = time.perf_counter() - started
+    return {"analysis_seconds": seconds, "lives": stream.tally.total,
+            "listed": len(report.workers), "plotted": len(report.series),
+            "html_mib": len(render_html(report).encode()) / 2**20,
+            "json_mib": len(json.dumps(report.to_json_dict())) / 2**20}
+
+
 def run_child(kind: str, path: Path) -> dict[str, object]:
     done = subprocess.run([sys.executable, __file__, "--child", kind, str(path)],
                           capture_output=True, text=True, check=False)
@@ -223,10 +251,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--life", default="8000:16000", metavar="LOW:HIGH",
                         help="requests per worker life")
+    parser.add_argument("--short-lives", type=int, default=0, metavar="N",
+                        help="instead: N worker lives of 10 requests each (the report's caps)")
     parser.add_argument("--child", nargs=2, metavar=("KIND", "PATH"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
         print(json.dumps(child(*args.child)))
+        return 0
+    if args.short_lives:
+        got = run_child("lives", Path(str(args.short_lives)))
+        print(f"lives={got['lives']} seconds={float(got['analysis_seconds']):.1f} "
+              f"listed={got['listed']} plotted={got['plotted']} "
+              f"html_mib={float(got['html_mib']):.2f} json_mib={float(got['json_mib']):.2f} "
+              f"peak_rss_mib={float(got['peak_rss_mib']):.0f}")
         return 0
     with tempfile.TemporaryDirectory(prefix="memwarden-scale-") as tmp:
         path, twice = Path(tmp) / "fleet.log", Path(tmp) / "fleet2.log"
