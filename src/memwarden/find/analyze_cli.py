@@ -81,12 +81,14 @@ def add_analyze_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _html_renderer(stderr: TextIO) -> Callable[[Report], str] | None:
     try:
-        # Imported by name: the renderer is a separate, optional part.
+        # Imported by name; the renderer ships with memwarden (no extra): missing, the
+        # install is broken.
         renderer: Callable[[Report], str] = importlib.import_module(HTML_RENDERER).render_html
     except (ImportError, AttributeError) as exc:
         print(f"memwarden analyze: --html needs the HTML report renderer ({HTML_RENDERER}), "
-              f"which is not available here: {exc}. Install memwarden[report], or leave out "
-              f"--html.", file=stderr)
+              f"which is not available here: {exc}. It is part of memwarden itself: reinstall "
+              f"memwarden (pip install --force-reinstall memwarden), or leave out --html.",
+              file=stderr)
         return None
     return renderer
 
@@ -196,8 +198,8 @@ def _analyze(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
               f"{exc.strerror or exc}", file=err)
         return EXIT_ERROR
     except ImportError as exc:  # a missing optional dependency of the renderer
-        print(f"memwarden analyze: the HTML report needs {exc.name or exc}; "
-              f"install memwarden[report]", file=err)
+        print(f"memwarden analyze: the HTML report needs {exc.name or exc}, which memwarden "
+              f"ships; reinstall memwarden (pip install --force-reinstall memwarden)", file=err)
         return EXIT_ERROR
     if args.fail_on_leak and report.verdict == "leak":
         return EXIT_LEAK

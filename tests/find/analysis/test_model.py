@@ -1,4 +1,4 @@
-"""report.json is the DESIGN.md contract, JSON-safe, with the series kept apart."""
+"""report.json is the docs/contracts.md contract, JSON-safe, with the series kept apart."""
 
 from __future__ import annotations
 

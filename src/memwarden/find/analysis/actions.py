@@ -3,7 +3,7 @@
 Beside its request lines, memwarden logs every protective action: in mode
 ``on`` under the action's name (``recycle``, ``shed``, ``terminate_orphans``,
 ``terminate_descendants``, ``hard_limit_kill``, ``pool_refuse``), in
-``dry-run`` as ``would_<name>`` with the same figures, the deed not done.
+``dry-run`` as ``would_<name>`` with the same figures, the action not taken.
 Some lines go with them in every mode: ``recycle_done``,
 ``recycle_deferred``, ``shedding_started`` / ``shedding_stopped``,
 ``worker_killed``, ``oom_kill``, ``orphan_killed``, ``descendants_terminated``.

@@ -1,6 +1,6 @@
 """The report model: plain data, no rendering.
 
-``Report.to_json_dict()`` is the report.json contract of DESIGN.md (plus a
+``Report.to_json_dict()`` is the report.json contract of docs/contracts.md (plus a
 few extra keys, ``actions`` among them: see ``ActionSummary``);
 ``Report.series_json_dict()`` adds what the HTML report plots. Both return
 only JSON-safe values: finite numbers, strings, lists.
@@ -348,7 +348,7 @@ class Report:
     other_lives: OtherLives = OtherLives()
 
     def to_json_dict(self) -> dict[str, Any]:
-        """report.json: the DESIGN.md keys first, then the extras."""
+        """report.json: the docs/contracts.md keys first, then the extras."""
         return {
             "verdict": self.verdict,
             "requests": self.requests,
