@@ -40,9 +40,6 @@ _log = logging.getLogger("memwarden.exporters.prometheus")
 
 # -- scraping -----------------------------------------------------------------------
 
-_FRESH = (RSS, PSS, USS, DESCENDANTS_PSS, FOOTPRINT)
-
-
 class MemwardenCollector:
     """Merges the directory's files; refreshes live workers' memory from /proc, and
     names each worker's series by its slot (``slot="0"``), not its pid, so that a

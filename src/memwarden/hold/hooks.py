@@ -42,8 +42,6 @@ from memwarden.settings import Settings, warn_unknown_variables
 
 __all__ = [
     "child_exit",
-    "current_recycler",
-    "current_shedder",
     "on_exit",
     "post_fork",
     "post_request",
@@ -66,14 +64,6 @@ _slots: RecycleSlots | None = None
 _workers = 1
 _recycler: Recycler | None = None
 _shedder: Shedder | None = None
-
-
-def current_recycler() -> Recycler | None:
-    return _recycler
-
-
-def current_shedder() -> Shedder | None:
-    return _shedder
 
 
 # -- master -----------------------------------------------------------------------------
