@@ -19,6 +19,7 @@ from bisect import bisect_left, bisect_right, insort
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from operator import mul
 
 __all__ = [
@@ -151,27 +152,37 @@ class SlopeFit:
     variance_factor: float
 
 
+@lru_cache(maxsize=256)
+def _sampled_pairs(n: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """The MAX_PAIRS index pairs (i != j) drawn for a series of ``n`` points.
+
+    Seeded by the length so that a given series always gives the same fit; the
+    draw is the same for every series of that length, so it is made once (series
+    are binned to a few lengths, and a fleet's worker lives repeat them).
+    """
+    draw = random.Random(n * 7919 + 1).random
+    firsts: list[int] = []
+    seconds: list[int] = []
+    for _ in range(MAX_PAIRS):
+        i = int(draw() * n)
+        j = int(draw() * (n - 1))
+        if j >= i:
+            j += 1
+        firsts.append(i)
+        seconds.append(j)
+    return tuple(firsts), tuple(seconds)
+
+
 def _pair_slopes(xs: Sequence[float], ys: Sequence[float]) -> list[float]:
     n = len(xs)
-    slopes: list[float] = []
+    slopes: list[float]
     if n * (n - 1) // 2 <= MAX_PAIRS:
-        for i in range(n - 1):
-            xi, yi = xs[i], ys[i]
-            for j in range(i + 1, n):
-                dx = xs[j] - xi
-                if dx:
-                    slopes.append((ys[j] - yi) / dx)
+        slopes = [(ys[j] - ys[i]) / dx for i in range(n - 1) for j in range(i + 1, n)
+                  if (dx := xs[j] - xs[i])]
     else:
-        # Seeded by the length so that a given series always gives the same fit.
-        draw = random.Random(n * 7919 + 1).random
-        for _ in range(MAX_PAIRS):
-            i = int(draw() * n)
-            j = int(draw() * (n - 1))
-            if j >= i:
-                j += 1
-            dx = xs[j] - xs[i]
-            if dx:
-                slopes.append((ys[j] - ys[i]) / dx)
+        firsts, seconds = _sampled_pairs(n)
+        slopes = [(ys[j] - ys[i]) / dx for i, j in zip(firsts, seconds, strict=True)
+                  if (dx := xs[j] - xs[i])]
     slopes.sort()
     return slopes
 
