@@ -9,6 +9,7 @@ from typing import Any
 from memwarden.find.analysis import analyze_lines, analyze_paths
 from memwarden.find.analysis.life_buffer import LIFE_POINTS
 from memwarden.find.analysis.stream import MAX_WORKERS, StreamAnalysis
+from memwarden.find.analysis.text import render_text
 
 from .parts import differences
 from .synthetic import (
@@ -141,6 +142,9 @@ def test_death_in_flight_lines_make_a_section_and_suspects() -> None:
     # No slope anywhere, and still the route that keeps dying tops the suspects.
     assert report.verdict == "no_leak"
     assert report.suspects[0].name == "POST /export"
+    # The summary counts deaths, not "per request".
+    assert ("1. deaths POST /export: 86 deaths, +190.7 MiB in the request"
+            in render_text(report))
 
 
 def test_a_death_line_without_a_cause_is_invalid() -> None:

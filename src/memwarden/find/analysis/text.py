@@ -69,10 +69,15 @@ def render_text(report: Report) -> str:
     if not report.suspects:
         lines.append("  (none)")
     for rank, suspect in enumerate(report.suspects, start=1):
-        size = (f", {format_signed_bytes(suspect.bytes_per_request)}/request"
-                if suspect.bytes_per_request is not None else "")
-        lines.append(f"  {rank}. {suspect.kind} {suspect.name}: "
-                     f"{format_count(suspect.per_request)} per request{size}, "
+        if suspect.kind == "deaths":  # a count of deaths, and the growth during the request
+            growth = f"{format_count(suspect.per_request)} deaths"
+            size = (f", {format_signed_bytes(suspect.bytes_per_request)} in the request"
+                    if suspect.bytes_per_request is not None else "")
+        else:
+            growth = f"{format_count(suspect.per_request)} per request"
+            size = (f", {format_signed_bytes(suspect.bytes_per_request)}/request"
+                    if suspect.bytes_per_request is not None else "")
+        lines.append(f"  {rank}. {suspect.kind} {suspect.name}: {growth}{size}, "
                      f"confidence {suspect.confidence:.2f}")
         lines.append(f"     {suspect.evidence}")
     if report.routes:
