@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import random
+from array import array
 from bisect import bisect_left, bisect_right, insort
 from collections import Counter
 from collections.abc import Sequence
@@ -152,17 +153,18 @@ class SlopeFit:
     variance_factor: float
 
 
-@lru_cache(maxsize=256)
-def _sampled_pairs(n: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
+@lru_cache(maxsize=32)
+def _sampled_pairs(n: int) -> tuple[array[int], array[int]]:
     """The MAX_PAIRS index pairs (i != j) drawn for a series of ``n`` points.
 
     Seeded by the length so that a given series always gives the same fit; the
     draw is the same for every series of that length, so it is made once (series
-    are binned to a few lengths, and a fleet's worker lives repeat them).
+    are binned to a few lengths, and a fleet's worker lives repeat them). Kept as
+    4-byte arrays and few: 48 KiB a length, so analyze's memory stays flat.
     """
     draw = random.Random(n * 7919 + 1).random
-    firsts: list[int] = []
-    seconds: list[int] = []
+    firsts: array[int] = array("I")
+    seconds: array[int] = array("I")
     for _ in range(MAX_PAIRS):
         i = int(draw() * n)
         j = int(draw() * (n - 1))
@@ -170,7 +172,7 @@ def _sampled_pairs(n: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
             j += 1
         firsts.append(i)
         seconds.append(j)
-    return tuple(firsts), tuple(seconds)
+    return firsts, seconds
 
 
 def _pair_slopes(xs: Sequence[float], ys: Sequence[float]) -> list[float]:
