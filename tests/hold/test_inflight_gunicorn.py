@@ -14,15 +14,10 @@ import signal
 import subprocess
 import threading
 import time
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
-from support import REPO, VENV_BIN, Gunicorn, gunicorn
-
-from hold.test_recycle_gunicorn import logged, wait_for
+from support import REPO, VENV_BIN, Gunicorn, gunicorn, memory_cgroup, wait_for
 
 HOLD_CONF = str(REPO / "tests" / "apps" / "hold_conf.py")
 MiB = 1024 * 1024
@@ -44,7 +39,7 @@ def _in_background(server: Gunicorn, path: str, request_id: str) -> threading.Th
 
 
 def deaths(server: Gunicorn) -> list[dict[str, Any]]:
-    return logged(server, "memwarden.recycle", "death_in_flight")
+    return server.lines("memwarden.recycle", "death_in_flight")
 
 
 def test_a_gunicorn_timeout_names_the_request_by_its_route(tmp_path: Path) -> None:
@@ -99,10 +94,10 @@ def test_a_worker_killed_mid_request_names_it_and_an_idle_one_names_nothing(
         assert server.request("GET", "/pid")[0] == 200
         # The client has its answer before the worker closes the request: wait
         # for its line, written when the request has ended.
-        wait_for(lambda: [x for x in logged(server, "memwarden.request", "request")
+        wait_for(lambda: [x for x in server.lines("memwarden.request", "request")
                           if x["pid"] == idle], what="the idle worker's request line")
         os.kill(idle, signal.SIGKILL)
-        wait_for(lambda: [x for x in logged(server, "memwarden.recycle", "worker_killed")
+        wait_for(lambda: [x for x in server.lines("memwarden.recycle", "worker_killed")
                           if x["pid"] == idle], what="the idle worker's worker_killed")
         time.sleep(0.5)
         found = deaths(server)
@@ -130,35 +125,6 @@ def test_a_recycled_worker_names_nothing(tmp_path: Path) -> None:
         assert deaths(server) == []
 
 
-@contextlib.contextmanager
-def memory_cgroup(limit: int) -> Iterator[Path]:
-    """A child memory cgroup (v1 here) with ``limit`` bytes; skips when none can be made."""
-    line = next((x for x in Path("/proc/self/cgroup").read_text().splitlines()
-                 if ":memory:" in x), None)
-    if line is None:
-        pytest.skip("no cgroup v1 memory controller here (a v2-only host needs a "
-                    "delegated subtree to make one)")
-    group = Path("/sys/fs/cgroup/memory") / line.split(":", 2)[2].lstrip("/") / (
-        f"memwarden-test-{uuid.uuid4().hex[:8]}")
-    try:
-        group.mkdir()
-        (group / "memory.limit_in_bytes").write_text(str(limit))
-        with contextlib.suppress(OSError):
-            (group / "memory.memsw.limit_in_bytes").write_text(str(limit))
-    except OSError as exc:
-        pytest.skip(f"cannot make a memory cgroup here: {exc}")
-    try:
-        yield group
-    finally:
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                group.rmdir()
-                break
-            except OSError:
-                time.sleep(0.1)
-
-
 def test_an_oom_kill_names_the_request_that_outgrew_the_limit(tmp_path: Path) -> None:
     env = {**QUIET, "MEMWARDEN_RECYCLE": "off"}
     with memory_cgroup(200 * MiB) as group:
@@ -169,7 +135,7 @@ def test_an_oom_kill_names_the_request_that_outgrew_the_limit(tmp_path: Path) ->
             assert server.request("GET", "/pid")[0] == 200
             _in_background(server, "/leak?mb=400", "big-1").join(30)
             [line] = wait_for(lambda: deaths(server), timeout=20, what="death_in_flight")
-            [killed] = logged(server, "memwarden.recycle", "worker_killed")
+            [killed] = server.lines("memwarden.recycle", "worker_killed")
     assert killed["oom_kill"] is True
     assert line["pid"] == victim and line["cause"] == "oom_kill" and line["signal"] == "SIGKILL"
     assert line["request_id"] == "big-1" and line["route"] == "/leak"

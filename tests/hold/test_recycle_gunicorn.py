@@ -37,9 +37,6 @@ def alive(pid: int) -> bool:
     return stat[stat.rindex(")") + 2] not in "ZX"
 
 
-# Kept under this name for modules that import it from here; Gunicorn.lines reads the log.
-logged = Gunicorn.lines
-
 
 def get_json(server: Gunicorn, path: str, timeout: float = 30.0) -> tuple[int, Any]:
     status, _, body = server.request("GET", path, timeout=timeout)

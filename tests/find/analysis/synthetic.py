@@ -141,6 +141,17 @@ class SyntheticWorker:
         return out
 
 
+def ar1(rng: random.Random, n: int, phi: float, sd: float) -> list[float]:
+    """Stationary AR(1) noise of marginal deviation ``sd``."""
+    innovation = sd * math.sqrt(1.0 - phi * phi)
+    e = rng.gauss(0.0, sd)
+    out = []
+    for _ in range(n):
+        out.append(e)
+        e = phi * e + rng.gauss(0.0, innovation)
+    return out
+
+
 def to_lines(records: Sequence[dict[str, Any]]) -> list[str]:
     return [json.dumps(record) for record in records]
 

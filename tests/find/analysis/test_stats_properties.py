@@ -19,6 +19,8 @@ from memwarden.find.analysis.levels import Level, lift_z, window_level
 from memwarden.find.analysis.stats import _mann_kendall_s, theil_sen, variance_inflation
 from memwarden.find.analysis.trend import TrendRule, assess_trend
 
+from .synthetic import ar1
+
 # Values a memory series takes: finite, within a few orders of magnitude of
 # each other, some repeated (integer counts tie).
 values = st.one_of(st.integers(-1000, 1000).map(float),
@@ -30,16 +32,6 @@ PROPERTY = settings(max_examples=80, deadline=None, derandomize=True)
 
 def _xs(n: int) -> list[float]:
     return [float(i) for i in range(n)]
-
-
-def _ar1(rng: random.Random, n: int, phi: float, sd: float) -> list[float]:
-    innovation = sd * math.sqrt(1.0 - phi * phi)
-    e = rng.gauss(0.0, sd)
-    out = []
-    for _ in range(n):
-        out.append(e)
-        e = phi * e + rng.gauss(0.0, innovation)
-    return out
 
 
 def _close(a: float, b: float, scale: float) -> bool:
@@ -116,7 +108,7 @@ def test_a_level_moves_with_the_series_and_its_uncertainty_does_not(ys: list[flo
 def test_the_correction_approaches_the_ar1_variance_factor(phi: float, seed: int) -> None:
     # The variance of a mean of AR(1) points is (1 + phi) / (1 - phi) times
     # that of independent ones (for n much longer than 1 / (1 - phi)).
-    factor = variance_inflation(_ar1(random.Random(seed), 4000, phi, 1.0))
+    factor = variance_inflation(ar1(random.Random(seed), 4000, phi, 1.0))
     ideal = (1.0 + phi) / (1.0 - phi)
     assert 0.6 * ideal <= factor <= 1.5 * ideal
 
@@ -127,7 +119,7 @@ def test_the_correction_approaches_the_ar1_variance_factor(phi: float, seed: int
 def test_stationary_ar1_noise_is_never_a_growing_series(phi: float, n: int, seed: int,
                                                         sd: float) -> None:
     # The floor sits far below the noise: only the tests can hold the line.
-    ys = _ar1(random.Random(seed), n, phi, sd)
+    ys = ar1(random.Random(seed), n, phi, sd)
     trend = assess_trend(_xs(n), ys, TrendRule(floor=sd * 1e-6))
     assert trend.state != "growing"
 
@@ -140,6 +132,6 @@ def test_level_lifts_of_noise_stay_within_normal_bounds(phi: float, n: int, seed
     # window alone (its mean and slope soak up the slow part) put lifts of
     # noise at 5 to 11 standard errors here; measured over 1,000 such series,
     # the largest lift is under 3.
-    ys = _ar1(random.Random(seed), n, phi, 100.0)
+    ys = ar1(random.Random(seed), n, phi, 100.0)
     trend = assess_trend(_xs(n), ys, TrendRule(floor=1e-4))
     assert max(abs(lift) for lift in trend.window_lifts) < 4.0

@@ -18,28 +18,19 @@ import pytest
 from memwarden.find.analysis.levels import Level, lift_z
 from memwarden.find.analysis.trend import TrendRule, assess_trend
 
+from .synthetic import ar1
+
 RULE = TrendRule(floor=1.0)
 EARLIER = TrendRule(floor=1.0, level_lift=False)
 N = 2048
 SEEDS = range(40)
 
 
-def _ar1(rng: random.Random, n: int, phi: float, sd: float) -> list[float]:
-    """Stationary AR(1) noise of marginal deviation ``sd``."""
-    innovation = sd * math.sqrt(1.0 - phi * phi)
-    e = rng.gauss(0.0, sd)
-    out = []
-    for _ in range(n):
-        out.append(e)
-        e = phi * e + rng.gauss(0.0, innovation)
-    return out
-
-
 def _doubled_slope(seed: int) -> list[float]:
     # Slope 2 (twice the floor) over 2,048 points under AR(1) noise with
     # phi 0.8: each window rises by one noise deviation.
     rng = random.Random(seed)
-    return [2.0 * i + e for i, e in enumerate(_ar1(rng, N, 0.8, 2.0 * N / 4))]
+    return [2.0 * i + e for i, e in enumerate(ar1(rng, N, 0.8, 2.0 * N / 4))]
 
 
 def _xs(n: int) -> list[float]:
@@ -74,7 +65,7 @@ def test_a_cache_that_filled_in_the_third_window_stays_a_plateau() -> None:
     # ramp), but does not grow: the last window is judged by its own trend.
     for stop in (0.55, 0.6, 0.65, 0.7):
         rng = random.Random(5)
-        ys = [4.0 * min(i, stop * N) + e for i, e in enumerate(_ar1(rng, N, 0.8, 100.0))]
+        ys = [4.0 * min(i, stop * N) + e for i, e in enumerate(ar1(rng, N, 0.8, 100.0))]
         trend = assess_trend(_xs(N), ys, RULE)
         assert trend.window_lifts[-1] >= 0.0
         assert trend.state == "plateau" and trend.window_growth == (True, True, True, False)
