@@ -14,6 +14,7 @@ import jsonschema
 import pytest
 from support import REPO
 
+from memwarden.events import DEATH_CAUSES
 from memwarden.export import RECYCLE_REASONS
 from memwarden.export.newrelic import (
     ALL_ATTRIBUTES,
@@ -21,6 +22,7 @@ from memwarden.export.newrelic import (
     EVENT_ACTIONS,
     EVENT_ATTRIBUTES,
     EVENT_TYPE,
+    HANDED_ACTIONS,
     METRICS,
 )
 from memwarden.hold import watchdog
@@ -227,8 +229,15 @@ def test_the_parser_sees_names_and_literals() -> None:
     assert [v for _, v in literals] == ["shed", "idle", "x"]
 
 
-@pytest.mark.parametrize(("title", "query"), _queries())
-def test_each_query_names_only_what_memwarden_sends(title: str, query: str) -> None:
+# The values an event query may compare each attribute with: what memwarden sends.
+EVENT_VALUES = {"action": set(EVENT_ACTIONS) | set(HANDED_ACTIONS),
+                "reason": set(RECYCLE_REASONS),
+                "cause": set(DEATH_CAUSES)}
+
+
+def _check(query: str) -> None:
+    """Fail (AssertionError) when ``query`` reads an event type, attribute, metric or
+    value that memwarden does not send."""
     kind, names, literals = _parse(query)
     values = {v for _, v in literals}
     if kind == "Metric":
@@ -238,7 +247,11 @@ def test_each_query_names_only_what_memwarden_sends(title: str, query: str) -> N
     elif kind == EVENT_TYPE:
         allowed = set(EVENT_ATTRIBUTES) | _BUILTIN[EVENT_TYPE]
         assert names <= allowed, names - allowed
-        assert values <= set(EVENT_ACTIONS) | set(RECYCLE_REASONS), values
+        # Each literal against the values of the attribute it is compared with; one in a
+        # list (IN ('a', 'b')) against every attribute's.
+        every = set().union(*EVENT_VALUES.values())
+        for key, value in literals:
+            assert value in EVENT_VALUES.get(key or "", every), (key, value)
     elif kind == "Transaction":
         allowed = set(ALL_ATTRIBUTES) | _BUILTIN["Transaction"]
         assert names <= allowed, names - allowed
@@ -250,7 +263,31 @@ def test_each_query_names_only_what_memwarden_sends(title: str, query: str) -> N
         for key, value in words:
             assert value in LOG_KEYS[key], (key, value)
     else:
-        raise AssertionError(f"{title}: FROM {kind} is nothing memwarden sends")
+        raise AssertionError(f"FROM {kind} is nothing memwarden sends")
+
+
+@pytest.mark.parametrize(("title", "query"), _queries())
+def test_each_query_names_only_what_memwarden_sends(title: str, query: str) -> None:
+    _check(query)
+
+
+@pytest.mark.parametrize("query", [
+    "SELECT count(*) FROM MemwardenDeath FACET cause",
+    "SELECT count(*) FROM MemwardenAction WHERE action = 'worker_death'",
+    "SELECT count(*) FROM MemwardenAction WHERE action = 'soft_limit'",
+    "SELECT count(*) FROM MemwardenAction WHERE cause = 'oom'",
+    "SELECT count(*) FROM MemwardenAction FACET signal",
+    "SELECT max(newrelic.timeslice.value) FROM Metric "
+    "WHERE metricTimesliceName = 'Custom/Memwarden/Worker/Deaths'",
+    "SELECT max(newrelic.timeslice.value) FROM Metric WHERE metricName = 'x'",
+    "SELECT average(memwarden.death_seconds) FROM Transaction",
+    "SELECT count(*) FROM Log WHERE message = 'worker_death'",
+])
+def test_a_query_for_what_memwarden_does_not_send_fails(query: str) -> None:
+    """The check above fails a query that reads an event type, attribute, metric or value
+    memwarden never sends: such a widget would stay empty."""
+    with pytest.raises(AssertionError):
+        _check(query)
 
 
 def test_log_values_are_the_masters() -> None:
@@ -264,9 +301,10 @@ def test_log_values_are_the_masters() -> None:
 
 
 def test_every_action_and_metric_is_shown() -> None:
-    """The dashboard has a place for each action and each memory metric."""
+    """The dashboard has a place for each action (deaths in flight among them) and each
+    memory metric."""
     text = Path(DEPLOY / "dashboard.json").read_text()
-    for action in EVENT_ACTIONS:
+    for action in (*EVENT_ACTIONS, *HANDED_ACTIONS):
         assert f"action = '{action}'" in text, action
     for name in ("footprint", "limit", "rss", "pss", "children_pss", "blocks"):
         assert METRICS[name] in text, name
