@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import jsonschema
+import pytest
 from support import REPO
 
 from memwarden.export.prometheus import METRICS
@@ -156,17 +157,34 @@ def test_the_fleet_is_on_the_dashboard() -> None:
             "memwarden_oom_kills_total", "memwarden_worker_deaths_total"} <= used
     footprint = next(p for p in board()["panels"] if p["title"] == "Footprint per worker")
     assert "{{slot}}" in footprint["targets"][0]["legendFormat"]
+    # Deaths in flight (timeout, signal) apart from OOM kills: the counter by its cause.
+    deaths = [e for e in exprs() if "memwarden_worker_deaths_total" in metrics_in(e)]
+    assert deaths and all(re.search(r"sum by \([^)]*\bcause\b", e) for e in deaths), deaths
+
+
+def check_metrics(expr: str) -> None:
+    """Fail (AssertionError) unless ``expr`` names at least one metric, all of them among
+    the exporter's definitions (prom_metrics.METRICS, exposition names)."""
+    used = metrics_in(expr)
+    assert used, expr
+    assert used <= set(METRICS), (expr, used - set(METRICS))
 
 
 def test_every_query_names_only_metrics_memwarden_exports() -> None:
-    """Each query and variable names at least one metric, all of them among the
-    exporter's definitions (prom_metrics.METRICS, exposition names)."""
+    """Every panel's query and every variable's definition passes check_metrics."""
     queries = exprs() + [v["definition"] for v in board()["templating"]["list"]
                          if v["type"] == "query"]
     for expr in queries:
-        used = metrics_in(expr)
-        assert used, expr
-        assert used <= set(METRICS), (expr, used - set(METRICS))
+        check_metrics(expr)
+
+
+def test_a_query_for_a_metric_memwarden_does_not_export_fails() -> None:
+    """A panel on a name the exporter never exposes would stay empty: the check refuses it."""
+    for expr in ('sum by (instance) (increase(memwarden_deaths_in_flight_total[5m]))',
+                 'memwarden_worker_deaths{cause="timeout"}',
+                 'up{job=~"$job"}'):
+        with pytest.raises(AssertionError):
+            check_metrics(expr)
 
 
 def test_workers_are_named_by_slot_never_by_pid() -> None:
