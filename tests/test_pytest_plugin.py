@@ -1,8 +1,8 @@
 """The memwarden pytest plugin, driven through pytester in real pytest subprocesses.
 
-Each inner test module leaks a real resource and cleans it up in its own
-``teardown_module``, which runs after the plugin's check, so nothing outlives
-the inner run.
+Each inner test module leaks real resources through ``leaked`` (below), whose
+``release`` is the module's ``teardown_module``: it runs after the plugin's
+check, so the check sees the leak and nothing outlives the inner run.
 """
 
 from __future__ import annotations
@@ -17,8 +17,64 @@ from memwarden.pytest_plugin import Leak, _grew_every_run
 pytest_plugins = ["pytester"]
 
 
+# Importable by the inner tests: what they leak on purpose, kept until release().
+LEAKED = """
+    import asyncio
+    import os
+    import subprocess
+    import threading
+
+    _RELEASE = threading.Event()
+    _THREADS = []
+    _FDS = []
+    _CHILDREN = []
+    _LOOPS = []
+
+    def thread(name):  # runs until release()
+        started = threading.Thread(target=_RELEASE.wait, name=name)
+        started.start()
+        _THREADS.append(started)
+
+    def fd():
+        _FDS.append(os.open(os.devnull, os.O_RDONLY))
+
+    def pipe():
+        _FDS.extend(os.pipe())
+
+    def child(*argv, **popen):
+        process = subprocess.Popen(list(argv), **popen)
+        _CHILDREN.append(process)
+        return process
+
+    def loop():  # left open; its tasks cancelled and run out at release()
+        _LOOPS.append(asyncio.new_event_loop())
+        return _LOOPS[-1]
+
+    def release():
+        _RELEASE.set()
+        for started in _THREADS:
+            started.join()
+        for process in _CHILDREN:
+            process.kill()
+            process.wait()
+            if process.stdin is not None:
+                process.stdin.close()
+        for number in _FDS:
+            os.close(number)
+        for opened in _LOOPS:
+            for task in asyncio.all_tasks(opened):
+                task.cancel()
+            opened.run_until_complete(asyncio.sleep(0))
+            opened.close()
+"""
+
+
 def run_inner(pytester: pytest.Pytester, source: str, *args: str) -> pytest.RunResult:
-    pytester.makepyfile(test_inner=textwrap.dedent(source))
+    """Run ``source`` as test_inner.py, with ``pytest`` and ``leaked`` imported and
+    ``leaked.release`` as the module's teardown."""
+    inner = textwrap.dedent(source)
+    pytester.makepyfile(leaked=textwrap.dedent(LEAKED), test_inner=(
+        f"import leaked\nimport pytest\n{inner}\n\nteardown_module = leaked.release\n"))
     # A subprocess per run: leaked threads, fds and loop tracking stay out of this process.
     return pytester.runpytest_subprocess("--strict-markers", "-W", "error", "-rA", *args)
 
@@ -29,22 +85,9 @@ def run_inner(pytester: pytest.Pytester, source: str, *args: str) -> pytest.RunR
 def test_no_leaks_fails_on_a_thread_left_running_and_names_it(
         pytester: pytest.Pytester) -> None:
     result = run_inner(pytester, """
-        import threading
-        import pytest
-
-        RELEASE = threading.Event()
-        THREADS = []
-
         @pytest.mark.no_leaks(settle=0.2)
         def test_leaky():
-            thread = threading.Thread(target=RELEASE.wait, name="leaky-worker")
-            thread.start()
-            THREADS.append(thread)
-
-        def teardown_module():
-            RELEASE.set()
-            for thread in THREADS:
-                thread.join()
+            leaked.thread("leaky-worker")
     """)
     result.assert_outcomes(passed=1, errors=1)
     result.stdout.re_match_lines([
@@ -56,19 +99,9 @@ def test_no_leaks_fails_on_a_thread_left_running_and_names_it(
 def test_no_leaks_fails_on_fds_kept_open_and_names_what_they_point_to(
         pytester: pytest.Pytester) -> None:
     result = run_inner(pytester, """
-        import os
-        import pytest
-
-        PIPES = []
-
         @pytest.mark.no_leaks(settle=0.2)
         def test_leaky():
-            PIPES.append(os.pipe())
-
-        def teardown_module():
-            for read_end, write_end in PIPES:
-                os.close(read_end)
-                os.close(write_end)
+            leaked.pipe()
     """)
     result.assert_outcomes(passed=1, errors=1)
     result.stdout.re_match_lines([
@@ -79,20 +112,9 @@ def test_no_leaks_fails_on_fds_kept_open_and_names_what_they_point_to(
 def test_no_leaks_fails_on_a_child_process_left_running_with_its_pid_and_cmdline(
         pytester: pytest.Pytester) -> None:
     result = run_inner(pytester, """
-        import subprocess
-        import pytest
-
-        CHILDREN = []
-
         @pytest.mark.no_leaks(settle=0.2)
         def test_leaky():
-            CHILDREN.append(subprocess.Popen(["sleep", "30"]))
-            print("child pid", CHILDREN[-1].pid)
-
-        def teardown_module():
-            for child in CHILDREN:
-                child.kill()
-                child.wait()
+            print("child pid", leaked.child("sleep", "30").pid)
     """)
     result.assert_outcomes(passed=1, errors=1)
     pid = re.search(r"child pid (\d+)", result.stdout.str())
@@ -106,25 +128,13 @@ def test_no_leaks_fails_on_an_unclosed_event_loop_its_pending_task_and_its_fds(
         pytester: pytest.Pytester) -> None:
     result = run_inner(pytester, """
         import asyncio
-        import pytest
-
-        LOOPS = []
 
         async def sleeper():
             await asyncio.sleep(30)
 
         @pytest.mark.no_leaks(settle=0.2)
         def test_leaky():
-            loop = asyncio.new_event_loop()
-            loop.create_task(sleeper(), name="sleeper-task")
-            LOOPS.append(loop)
-
-        def teardown_module():
-            for loop in LOOPS:
-                for task in asyncio.all_tasks(loop):
-                    task.cancel()
-                loop.run_until_complete(asyncio.sleep(0))
-                loop.close()
+            leaked.loop().create_task(sleeper(), name="sleeper-task")
     """)
     result.assert_outcomes(passed=1, errors=1)
     result.stdout.re_match_lines([
@@ -137,7 +147,6 @@ def test_no_leaks_fails_on_an_unclosed_event_loop_its_pending_task_and_its_fds(
 
 def test_no_leaks_fails_on_live_objects_of_a_tracked_kind(pytester: pytest.Pytester) -> None:
     result = run_inner(pytester, """
-        import pytest
         from memwarden.see import census
 
         class BrowserContext:
@@ -168,7 +177,6 @@ def test_no_leaks_passes_a_test_that_cleans_up_after_itself(pytester: pytest.Pyt
         import os
         import subprocess
         import threading
-        import pytest
 
         @pytest.mark.no_leaks
         def test_clean():
@@ -188,20 +196,12 @@ def test_no_leaks_passes_a_test_that_cleans_up_after_itself(pytester: pytest.Pyt
 def test_no_leaks_fixture_without_marker_applies_the_default_check(
         pytester: pytest.Pytester) -> None:
     result = run_inner(pytester, """
-        import os
-
-        FDS = []
-
         def test_clean(no_leaks):
             assert no_leaks.settle == 2.0
 
         def test_leaky(no_leaks):
             no_leaks.settle = 0.2
-            FDS.append(os.open(os.devnull, os.O_RDONLY))
-
-        def teardown_module():
-            for fd in FDS:
-                os.close(fd)
+            leaked.fd()
     """)
     result.assert_outcomes(passed=2, errors=1)
     result.stdout.re_match_lines([r"\s+fds: \d+ -> \d+ \(\+1\): /dev/null$"])
@@ -209,33 +209,13 @@ def test_no_leaks_fixture_without_marker_applies_the_default_check(
 
 def test_no_leaks_ignore_by_kind_skips_that_kind_only(pytester: pytest.Pytester) -> None:
     result = run_inner(pytester, """
-        import os
-        import threading
-        import pytest
-
-        RELEASE = threading.Event()
-        THREADS = []
-        FDS = []
-
-        def start_thread():
-            thread = threading.Thread(target=RELEASE.wait, name="worker")
-            thread.start()
-            THREADS.append(thread)
-
         @pytest.mark.no_leaks(settle=0.2, ignore=("threads",))
         def test_thread_ignored():
-            start_thread()
+            leaked.thread("worker")
 
         @pytest.mark.no_leaks(settle=0.2, ignore="threads")
         def test_fd_still_checked():
-            FDS.append(os.open(os.devnull, os.O_RDONLY))
-
-        def teardown_module():
-            RELEASE.set()
-            for thread in THREADS:
-                thread.join()
-            for fd in FDS:
-                os.close(fd)
+            leaked.fd()
     """)
     result.assert_outcomes(passed=2, errors=1)
     result.stdout.re_match_lines([r"ERROR test_inner.py::test_fd_still_checked .*"])
@@ -244,30 +224,14 @@ def test_no_leaks_ignore_by_kind_skips_that_kind_only(pytester: pytest.Pytester)
 def test_no_leaks_ignore_thread_prefix_skips_only_threads_named_so(
         pytester: pytest.Pytester) -> None:
     result = run_inner(pytester, """
-        import threading
-        import pytest
-
-        RELEASE = threading.Event()
-        THREADS = []
-
-        def start_thread(name):
-            thread = threading.Thread(target=RELEASE.wait, name=name)
-            thread.start()
-            THREADS.append(thread)
-
         @pytest.mark.no_leaks(settle=0.2, ignore=("thread:pydevd",))
         def test_debugger_thread_ignored():
-            start_thread("pydevd.Reader")
+            leaked.thread("pydevd.Reader")
 
         @pytest.mark.no_leaks(settle=0.2, ignore=("thread:pydevd",))
         def test_other_thread_reported():
-            start_thread("pydevd.Writer")
-            start_thread("app-worker")
-
-        def teardown_module():
-            RELEASE.set()
-            for thread in THREADS:
-                thread.join()
+            leaked.thread("pydevd.Writer")
+            leaked.thread("app-worker")
     """)
     result.assert_outcomes(passed=2, errors=1)
     result.stdout.re_match_lines([
@@ -280,21 +244,11 @@ def test_no_leaks_ignore_child_prefix_matches_the_command_line(
         pytester: pytest.Pytester) -> None:
     result = run_inner(pytester, """
         import subprocess
-        import pytest
-
-        CHILDREN = []
 
         @pytest.mark.no_leaks(settle=0.2, ignore="child:sleep 3")
         def test_leaky():
-            CHILDREN.append(subprocess.Popen(["sleep", "30"]))  # ignored
-            CHILDREN.append(subprocess.Popen(["cat"], stdin=subprocess.PIPE))
-
-        def teardown_module():
-            for child in CHILDREN:
-                child.kill()
-                child.wait()
-                if child.stdin is not None:
-                    child.stdin.close()
+            leaked.child("sleep", "30")  # ignored
+            leaked.child("cat", stdin=subprocess.PIPE)
     """)
     result.assert_outcomes(passed=1, errors=1)
     result.stdout.re_match_lines([
@@ -305,22 +259,15 @@ def test_no_leaks_ignore_child_prefix_matches_the_command_line(
 
 def test_no_leaks_kinds_limits_the_check_to_the_kinds_named(pytester: pytest.Pytester) -> None:
     result = run_inner(pytester, """
-        import os
-        import pytest
         from memwarden.see import census
 
         SESSIONS = {}
-        FDS = []
         census.gauge("sessions", lambda: len(SESSIONS))
 
         @pytest.mark.no_leaks(settle=0.2, kinds=("sessions",))
         def test_gauge_checked():
-            FDS.append(os.open(os.devnull, os.O_RDONLY))  # fds are not checked here
+            leaked.fd()  # fds are not checked here
             SESSIONS["user-1"] = {"history": []}
-
-        def teardown_module():
-            for fd in FDS:
-                os.close(fd)
     """)
     result.assert_outcomes(passed=1, errors=1)
     output = result.stdout.str()
@@ -330,8 +277,6 @@ def test_no_leaks_kinds_limits_the_check_to_the_kinds_named(pytester: pytest.Pyt
 
 def test_no_leaks_rejects_a_kind_no_census_knows(pytester: pytest.Pytester) -> None:
     result = run_inner(pytester, """
-        import pytest
-
         @pytest.mark.no_leaks(kinds=("fd",))
         def test_typo():
             pass
@@ -345,7 +290,6 @@ def test_no_leaks_waits_for_a_thread_that_finishes_within_the_settle_period(
     result = run_inner(pytester, """
         import threading
         import time
-        import pytest
 
         @pytest.mark.no_leaks
         def test_thread_finishes_after_the_test():
@@ -359,7 +303,6 @@ def test_no_leaks_reports_a_thread_still_running_when_settle_is_shorter(
     result = run_inner(pytester, """
         import threading
         import time
-        import pytest
 
         @pytest.mark.no_leaks(settle=0.05)
         def test_thread_outlives_the_settle():
@@ -374,7 +317,6 @@ def test_no_leaks_baseline_includes_module_fixtures_and_function_fixtures_clean_
     result = run_inner(pytester, """
         import os
         import threading
-        import pytest
 
         @pytest.fixture(scope="module")
         def server():
@@ -401,19 +343,10 @@ def test_no_leaks_baseline_includes_module_fixtures_and_function_fixtures_clean_
 def test_no_leaks_does_not_report_leaks_of_a_test_that_already_failed(
         pytester: pytest.Pytester) -> None:
     result = run_inner(pytester, """
-        import os
-        import pytest
-
-        FDS = []
-
         @pytest.mark.no_leaks(settle=0.2)
         def test_fails():
-            FDS.append(os.open(os.devnull, os.O_RDONLY))
+            leaked.fd()
             assert False, "the test's own failure"
-
-        def teardown_module():
-            for fd in FDS:
-                os.close(fd)
     """)
     result.assert_outcomes(failed=1)
     assert "memwarden no_leaks" not in result.stdout.str()
@@ -421,8 +354,6 @@ def test_no_leaks_does_not_report_leaks_of_a_test_that_already_failed(
 
 def test_no_leaks_rejects_unknown_options_with_the_valid_ones(pytester: pytest.Pytester) -> None:
     result = run_inner(pytester, """
-        import pytest
-
         @pytest.mark.no_leaks(setle=1.0)
         def test_typo():
             pass
@@ -440,8 +371,6 @@ def test_no_leaks_rejects_unknown_options_with_the_valid_ones(pytester: pytest.P
 def test_limit_growth_fails_when_blocks_grow_in_every_run_and_reports_each_delta(
         pytester: pytest.Pytester) -> None:
     result = run_inner(pytester, """
-        import pytest
-
         KEPT = []
 
         @pytest.mark.limit_growth
@@ -459,8 +388,6 @@ def test_limit_growth_fails_when_blocks_grow_in_every_run_and_reports_each_delta
 def test_limit_growth_passes_a_lazy_cache_filled_on_the_first_call(
         pytester: pytest.Pytester) -> None:
     result = run_inner(pytester, """
-        import pytest
-
         CACHE = {}
 
         @pytest.mark.limit_growth
@@ -473,8 +400,6 @@ def test_limit_growth_passes_a_lazy_cache_filled_on_the_first_call(
 
 def test_limit_growth_passes_a_body_that_does_not_grow(pytester: pytest.Pytester) -> None:
     result = run_inner(pytester, """
-        import pytest
-
         @pytest.mark.limit_growth(runs=8, warmup=1)
         def test_no_growth():
             scratch = [object() for _ in range(1000)]
@@ -485,8 +410,6 @@ def test_limit_growth_passes_a_body_that_does_not_grow(pytester: pytest.Pytester
 
 def test_limit_growth_passes_growth_in_only_some_runs(pytester: pytest.Pytester) -> None:
     result = run_inner(pytester, """
-        import pytest
-
         KEPT = []
         CALLS = []
 
@@ -502,8 +425,6 @@ def test_limit_growth_passes_growth_in_only_some_runs(pytester: pytest.Pytester)
 def test_limit_growth_runs_warmup_plus_runs_times_within_the_same_fixtures(
         pytester: pytest.Pytester) -> None:
     result = run_inner(pytester, """
-        import pytest
-
         CALLS = []
         SETUPS = []
 
@@ -526,18 +447,9 @@ def test_limit_growth_runs_warmup_plus_runs_times_within_the_same_fixtures(
 
 def test_limit_growth_on_a_census_kind_reports_fd_growth(pytester: pytest.Pytester) -> None:
     result = run_inner(pytester, """
-        import os
-        import pytest
-
-        FDS = []
-
         @pytest.mark.limit_growth(metric="fds", runs=3, warmup=1)
         def test_opens_a_file_every_run():
-            FDS.append(os.open(os.devnull, os.O_RDONLY))
-
-        def teardown_module():
-            for fd in FDS:
-                os.close(fd)
+            leaked.fd()
     """)
     result.assert_outcomes(failed=1)
     result.stdout.re_match_lines([r".*fds grew in all 3 runs: \+1, \+1, \+1$"])
@@ -545,8 +457,6 @@ def test_limit_growth_on_a_census_kind_reports_fd_growth(pytester: pytest.Pytest
 
 def test_limit_growth_on_rss_honours_min_growth(pytester: pytest.Pytester) -> None:
     result = run_inner(pytester, """
-        import pytest
-
         KEPT = []
 
         @pytest.mark.limit_growth(metric="rss", runs=3, warmup=1, min_growth=1 << 20)
@@ -566,7 +476,6 @@ def test_limit_growth_gives_each_run_fresh_log_and_warning_capture(
     result = run_inner(pytester, """
         import logging
         import warnings
-        import pytest
 
         @pytest.mark.limit_growth
         @pytest.mark.filterwarnings("default")
@@ -580,8 +489,6 @@ def test_limit_growth_gives_each_run_fresh_log_and_warning_capture(
 
 def test_limit_growth_rejects_async_tests_with_a_clear_error(pytester: pytest.Pytester) -> None:
     result = run_inner(pytester, """
-        import pytest
-
         @pytest.mark.limit_growth
         async def test_async_body():
             pass
@@ -595,8 +502,6 @@ def test_limit_growth_rejects_async_tests_with_a_clear_error(pytester: pytest.Py
 def test_limit_growth_rejects_an_unknown_metric_and_lists_known_ones(
         pytester: pytest.Pytester) -> None:
     result = run_inner(pytester, """
-        import pytest
-
         @pytest.mark.limit_growth(metric="sesions")
         def test_typo():
             pass
@@ -614,8 +519,6 @@ def test_limit_growth_runs_under_pytest_memray_which_tracks_every_run(
     over all its runs: a 4 MiB buffer kept by each of 4 runs passes memray's 10 MB."""
     pytest.importorskip("pytest_memray", reason="pytest-memray is in the dev extra")
     result = run_inner(pytester, """
-        import pytest
-
         KEPT = []
 
         @pytest.mark.limit_growth(runs=3, warmup=1)
@@ -646,8 +549,6 @@ def test_limit_growth_runs_under_pytest_memray_which_tracks_every_run(
 
 POOLS = """
     import asyncio
-    import os
-    import pytest
     from memwarden.pool import Pool, PoolTimeout
 
     async def make():
@@ -698,17 +599,10 @@ def test_tests_that_made_a_pool_refuse_are_named_with_what_it_did(
 def test_a_leak_report_says_which_protective_actions_the_test_set_off(
         pytester: pytest.Pytester) -> None:
     result = run_inner(pytester, POOLS + """
-    PIPES = []
-
     @pytest.mark.no_leaks(settle=0.2)
     def test_leaky():
         asyncio.run(refuse_one("on"))
-        PIPES.append(os.pipe())
-
-    def teardown_module():
-        for read_end, write_end in PIPES:
-            os.close(read_end)
-            os.close(write_end)
+        leaked.pipe()
     """)
     result.assert_outcomes(passed=1, errors=1)
     result.stdout.re_match_lines([
