@@ -167,6 +167,21 @@ def test_alert_conditions_match_the_schema() -> None:
             assert term["thresholdDuration"] % window == 0, condition["name"]
 
 
+# Prometheus alerts NRQL cannot say (a linear prediction, a slope over hours): New Relic
+# warns at 90% of the limit instead (MemwardenWorkerFootprintNearLimit).
+_NO_NRQL_TWIN = {"MemwardenWorkerFootprintPredictedOverLimit", "MemwardenWorkerFootprintGrowing",
+                 "MemwardenCgroupMemoryPredictedFull"}
+
+
+def test_each_prometheus_alert_has_a_condition_of_its_name() -> None:
+    """The conditions mirror deploy/prometheus's rules, deaths in flight included."""
+    rules = (REPO / "deploy" / "prometheus" / "memwarden.rules.yml").read_text()
+    alerts = set(re.findall(r"^\s*- alert: (\w+)\s*$", rules, re.MULTILINE))
+    assert "MemwardenWorkerTimeouts" in alerts
+    conditions = {c["name"] for c in _load("alert_conditions.json")["conditions"]}
+    assert alerts - _NO_NRQL_TWIN <= conditions, alerts - _NO_NRQL_TWIN - conditions
+
+
 def test_dashboard_matches_the_schema() -> None:
     doc = _load("dashboard.json")
     jsonschema.validate(doc, DASHBOARD_SCHEMA)
