@@ -167,8 +167,9 @@ def test_alert_conditions_match_the_schema() -> None:
             assert term["thresholdDuration"] % window == 0, condition["name"]
 
 
-# Prometheus alerts NRQL cannot say (a linear prediction, a slope over hours): New Relic
-# warns at 90% of the limit instead (MemwardenWorkerFootprintNearLimit).
+# Prometheus alerts without a condition here: NRQL has no linear prediction (New Relic
+# warns at 90% of the limit instead, MemwardenWorkerFootprintNearLimit), the cgroup's
+# gauges are exported to Prometheus only, and growth without a limit has none written.
 _NO_NRQL_TWIN = {"MemwardenWorkerFootprintPredictedOverLimit", "MemwardenWorkerFootprintGrowing",
                  "MemwardenCgroupMemoryPredictedFull"}
 
