@@ -32,3 +32,14 @@ def test_warm_up_is_left_out_of_every_signal() -> None:
     assert signals.blocks is not None and signals.blocks_source == "blocks"
     assert list(signals.census) == ["fds"]  # the census's own block count is not a resource
     assert signals.census["fds"].xs[0] == 40
+
+
+def test_absolute_blocks_read_on_every_nth_request_are_a_series() -> None:
+    # MEMWARDEN_BLOCKS_EVERY=16 on a quiet heap (the default), or the blocks
+    # budget at its widest gap (99): one line in 16, or in 100, carries blocks.
+    for every in (16, 100):
+        requests = [RequestRecord(1, i, "/x", blocks=float(i) if i % every == 1 else None)
+                    for i in range(1, 1001)]
+        values, source = cumulative_blocks(requests)
+        assert source == "blocks"
+        assert values[every] == float(every) and values[1] is None
