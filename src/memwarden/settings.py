@@ -62,9 +62,9 @@ SETTINGS: tuple[Setting, ...] = (
             "Read allocated blocks on every request while that costs at most this many "
             "microseconds; on a bigger heap, on every Nth request so the average stays "
             "within it (0: every request, whatever it costs)."),
-    Setting("blocks_every", "1", int_at_least(1),
+    Setting("blocks_every", "16", int_at_least(1),
             "Read allocated blocks on every Nth request, and on any request whose RSS "
-            "moved (1: every request; 8 saves most of the reading's cost on a quiet heap)."),
+            "moved (1: every request; 16 saves most of the reading's cost on a quiet heap)."),
     Setting("census_descendants", "1", parse_bool,
             "Include descendant processes and their PSS in the census."),
     Setting("gc_types", "0", int_at_least(0),
@@ -193,7 +193,7 @@ class Settings:
     census_every: int = 1000
     census_seconds: float = 60.0
     blocks_budget_us: float = 20.0
-    blocks_every: int = 1
+    blocks_every: int = 16
     census_descendants: bool = True
     gc_types: int = 0
     census_collect: bool = False
