@@ -7,7 +7,7 @@ from pathlib import Path
 from support import gunicorn
 
 UVICORN = ["-k", "uvicorn_worker.UvicornWorker"]
-EVERY_BLOCKS = {"MEMWARDEN_BLOCKS_BUDGET_US": "0"}
+EVERY_BLOCKS = {"MEMWARDEN_BLOCKS_BUDGET_US": "0", "MEMWARDEN_BLOCKS_EVERY": "1"}
 CONTRACT_KEYS = {"timestamp", "level", "logger", "message", "request_id", "pid", "seq",
                  "method", "route", "status", "duration_ms", "rss_bytes", "rss_delta_bytes",
                  "blocks_delta"}
@@ -21,7 +21,7 @@ def _statm_rss(pid: int) -> int:
 
 def test_fastapi_request_lines_carry_every_contract_field(tmp_path: Path) -> None:
     """Each FastAPI request yields one line with the route template and the worker's RSS."""
-    # Budget off: blocks are read on every request however loaded the machine.
+    # Budget off and every request: blocks on every line however loaded the machine.
     with gunicorn("fastapi_app:app", tmp_path, args=["-w", "2", *UVICORN],
                   env=EVERY_BLOCKS) as server:
         workers = set(server.worker_pids(expect=2))

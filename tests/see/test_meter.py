@@ -43,9 +43,9 @@ def fresh_worker() -> None:
 
 def test_deltas_add_up_to_the_workers_growth(lines: list[dict[str, Any]]) -> None:
     fresh_worker()
-    # Budget 0: every request's blocks, whatever a reading costs on this machine.
-    run(RequestMeter(Settings(census_every=10**6, census_seconds=0, blocks_budget_us=0.0)),
-        50)
+    # Budget 0 and every request: every request's blocks, whatever a reading costs.
+    run(RequestMeter(Settings(census_every=10**6, census_seconds=0, blocks_budget_us=0.0,
+                              blocks_every=1)), 50)
     assert len(lines) == 50
     assert all("blocks" in f and "blocks_delta" in f for f in lines)
     # Deltas run from one request's end to the next one's: they add up exactly.
@@ -59,7 +59,8 @@ def test_over_budget_reads_blocks_on_every_nth_request(lines: list[dict[str, Any
     readings grows (at most doubling per census) to its cap; lines between
     readings omit blocks, and no delta spans a skipped request."""
     fresh_worker()
-    m = RequestMeter(Settings(census_every=5, census_seconds=0, blocks_budget_us=1e-6))
+    m = RequestMeter(Settings(census_every=5, census_seconds=0, blocks_budget_us=1e-6,
+                              blocks_every=1))
     run(m, 1500)
     read_at = [f["seq"] for f in lines if "blocks" in f]
     gaps = [b - a - 1 for a, b in itertools.pairwise(read_at)]
@@ -74,7 +75,8 @@ def test_over_budget_reads_blocks_on_every_nth_request(lines: list[dict[str, Any
 
 def test_gap_closes_when_readings_get_cheap_again(lines: list[dict[str, Any]]) -> None:
     fresh_worker()
-    m = RequestMeter(Settings(census_every=5, census_seconds=0, blocks_budget_us=1e-6))
+    m = RequestMeter(Settings(census_every=5, census_seconds=0, blocks_budget_us=1e-6,
+                              blocks_every=1))
     run(m, 50)
     assert any("blocks" not in f for f in lines)
     m._blocks_budget = 1.0  # 1 s: any reading is within it from now on
@@ -134,6 +136,15 @@ def test_blocks_every_n_reads_blocks_every_nth_request_while_rss_stands_still(
     # first request's runs from its own start).
     assert [f["seq"] for f in lines if "blocks_delta" in f] == [1]
 
+
+def test_by_default_blocks_are_read_on_every_16th_request_while_rss_stands_still(
+        lines: list[dict[str, Any]], tmp_path: Path) -> None:
+    fresh_worker()
+    _, probe = fake_statm(tmp_path)
+    m = RequestMeter(Settings(census_every=10**6, census_seconds=0, blocks_budget_us=0.0),
+                     probe)
+    run(m, 40)
+    assert [f["seq"] for f in lines if "blocks" in f] == [1, 17, 33]
 
 def test_blocks_every_n_reads_blocks_whenever_rss_moved(
         lines: list[dict[str, Any]], tmp_path: Path) -> None:

@@ -16,7 +16,7 @@ CONTRACT_KEYS = {"timestamp", "level", "logger", "message", "request_id", "pid",
                  "blocks_delta"}
 SAFE_ID = re.compile(r"[A-Za-z0-9._:+=/-]{1,128}")
 SECRETS = ("s3cr3t-query", "s3cr3t-cookie", "s3cr3t-bearer", "s3cr3t-body")
-EVERY_BLOCKS = {"MEMWARDEN_BLOCKS_BUDGET_US": "0"}
+EVERY_BLOCKS = {"MEMWARDEN_BLOCKS_BUDGET_US": "0", "MEMWARDEN_BLOCKS_EVERY": "1"}
 
 
 def _statm_rss(pid: int) -> int:
@@ -27,7 +27,7 @@ def _statm_rss(pid: int) -> int:
 
 def test_request_lines_carry_every_contract_field(tmp_path: Path) -> None:
     """Each request yields one JSON line with all fields right, per worker, and no secrets."""
-    # Budget off: blocks are read on every request however loaded the machine.
+    # Budget off and every request: blocks on every line however loaded the machine.
     with gunicorn("flask_app:app", tmp_path, args=["-w", "2"], env=EVERY_BLOCKS) as server:
         workers = set(server.worker_pids(expect=2))
         assert len(workers) == 2

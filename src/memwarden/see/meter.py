@@ -1,7 +1,8 @@
 """The per-request measurement shared by the WSGI and ASGI trackers.
 
-The hot path is deliberately small: one ``sys.getallocatedblocks()`` and one
-pread of statm per request, a counter, and one line written. Deltas run from
+The hot path is deliberately small: one pread of statm per request, a
+counter, and one line written; ``sys.getallocatedblocks()`` on every
+``blocks_every``-th request (16) and whenever RSS moved. Deltas run from
 the end of the previous request in this worker to the end of this one, so
 they add up exactly to the worker's growth (no gaps between requests, no
 double counting when requests overlap in an async worker) and cost one
