@@ -189,20 +189,28 @@ def on_exit(server: Any) -> None:
         _exporters.on_exit(server)
 
 
-@_guarded
+# The two hooks of every request guard themselves: _guarded's wrapper (an
+# extra frame, its arguments packed and unpacked) would be paid per request.
 def pre_request(worker: Any, req: Any) -> None:
-    # Replaces gunicorn's default, which logs this at debug level.
-    worker.log.debug("%s %s", req.method, req.path)
-    hold = sys.modules.get("memwarden.hold.hooks")
-    if hold is not None:
-        hold.pre_request(worker, req)
+    try:
+        # Replaces gunicorn's default, which logs this at debug level.
+        worker.log.debug("%s %s", req.method, req.path)
+        hold = sys.modules.get("memwarden.hold.hooks")
+        if hold is not None:
+            hold.pre_request(worker, req)
+    except Exception:
+        with contextlib.suppress(Exception):
+            _log.exception("memwarden gunicorn hook pre_request failed; continuing")
 
 
-@_guarded
 def post_request(worker: Any, req: Any, environ: Any = None, resp: Any = None) -> None:
-    hold = sys.modules.get("memwarden.hold.hooks")
-    if hold is not None:
-        hold.post_request(worker, req)
+    try:
+        hold = sys.modules.get("memwarden.hold.hooks")
+        if hold is not None:
+            hold.post_request(worker, req)
+    except Exception:
+        with contextlib.suppress(Exception):
+            _log.exception("memwarden gunicorn hook post_request failed; continuing")
 
 
 @_guarded

@@ -63,7 +63,6 @@ _watchdog: Watchdog | None = None
 _slots: RecycleSlots | None = None
 _workers = 1
 _recycler: Recycler | None = None
-_shedder: Shedder | None = None
 
 
 # -- master -----------------------------------------------------------------------------
@@ -95,8 +94,8 @@ def on_exit(server: Any) -> None:
 # -- worker -----------------------------------------------------------------------------
 
 def post_fork(server: Any, worker: Any) -> None:
-    global _watchdog, _slots, _workers, _recycler, _shedder
-    _recycler = _shedder = None
+    global _watchdog, _slots, _workers, _recycler
+    _recycler = None
     n = getattr(server, "num_workers", None)
     _workers = n if isinstance(n, int) and n > 0 else 1
     watchdog, _watchdog = _watchdog, None
@@ -111,7 +110,7 @@ def post_fork(server: Any, worker: Any) -> None:
 
 def wrap_app(worker: Any, app: Any, settings: Settings, asgi: bool) -> Any:
     """Build this worker's recycler and shedder; return the app with their middleware."""
-    global _recycler, _shedder
+    global _recycler
     from memwarden.see import census, meter
     from memwarden.system import probe as _probe
 
@@ -125,7 +124,6 @@ def wrap_app(worker: Any, app: Any, settings: Settings, asgi: bool) -> Any:
     shedder = Shedder(settings, sampler, workers=_workers, cgroup_limit=cgroup_limit,
                       cgroup_reader=lambda: cgroup_working_set(settings.sys_root))
     if shedder.enabled:
-        _shedder = shedder
         # Dry-run counts under its own name, never as requests really refused.
         census.gauge("shed.would_requests" if shedder.mode == actions.DRY_RUN
                      else "shed.requests", shedder.shed_count)
