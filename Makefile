@@ -10,7 +10,10 @@ CHROMIUM := /usr/lib/chromium/chromium
 venv: $(VENV_STAMP)
 
 $(VENV_STAMP): pyproject.toml
-	@test -x $(PY) || python3 -m venv .venv
+	@test -x $(PY) || python3 -m venv .venv || { \
+		echo "installing Debian's python3-venv (apt-get)"; rm -rf .venv; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null && \
+		python3 -m venv .venv; }
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[dev]'
 	@touch $@
