@@ -9,7 +9,6 @@ reading /proc for descendants costs far more than the per-request probe.
 
 from __future__ import annotations
 
-import asyncio
 import gc
 import logging
 import math
@@ -17,9 +16,12 @@ import sys
 import threading
 import weakref
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from memwarden.system import probe as _probe
+
+if TYPE_CHECKING:
+    import asyncio
 
 __all__ = [
     "census",
@@ -142,6 +144,10 @@ def enable_loop_tracking() -> None:
     global _loop_tracking_on
     if _loop_tracking_on:
         return
+    # Imported here, not with the module: a sync worker that never tracks
+    # loops would carry asyncio's 1.5 MiB for nothing.
+    import asyncio
+
     original_init = asyncio.BaseEventLoop.__init__
 
     def tracking_init(self: asyncio.BaseEventLoop, *args: Any, **kwargs: Any) -> None:
@@ -153,6 +159,8 @@ def enable_loop_tracking() -> None:
 
 
 def _loop_counts() -> dict[str, int]:
+    import asyncio  # loaded already: loops were tracked, or none are counted
+
     loops = list(_loops)
     open_loops = [loop for loop in loops if not loop.is_closed()]
     tasks = 0
