@@ -15,6 +15,7 @@ import pytest
 from memwarden.see import meter
 from memwarden.see.logs import JsonFormatter
 from memwarden.see.meter import RequestMeter
+from memwarden.see.request_log import RequestLineWriter
 from memwarden.settings import Settings
 from memwarden.system.probe import Probe
 
@@ -113,6 +114,38 @@ def test_a_status_that_is_not_an_int_still_gives_a_valid_line(
     assert [d["request_id"] for d in decoded] == ["id0", "id1", "odd"]
     assert decoded[2]["status"] == status and decoded[2]["rss_delta_bytes"] is not None
 
+
+
+def test_lines_without_blocks_take_the_one_template(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Blocks skipped (by default on 15 requests in 16) do not send the line
+    through the dict and the general formatter: only the census line does."""
+    fresh_worker()
+    _, probe = fake_statm(tmp_path)
+    general: list[dict[str, Any]] = []
+    write = RequestLineWriter.write
+    monkeypatch.setattr(RequestLineWriter, "write",
+                        lambda self, fields: (general.append(fields), write(self, fields)))
+    log = logging.getLogger(meter.REQUEST_LOGGER)
+    saved = log.propagate, log.level
+    path = tmp_path / "lines.log"
+    with path.open("w") as stream:
+        handler = logging.StreamHandler(stream)  # made in the test body: the fast path
+        handler.setFormatter(JsonFormatter())
+        log.addHandler(handler)
+        log.propagate = False
+        log.setLevel(logging.INFO)
+        try:
+            run(RequestMeter(Settings(census_every=10**6, census_seconds=0), probe), 40)
+        finally:
+            log.removeHandler(handler)
+            log.propagate, level = saved
+            log.setLevel(level)
+    decoded = [json.loads(line) for line in path.read_text().splitlines()]
+    assert [d["seq"] for d in decoded] == list(range(1, 41))
+    assert [f["seq"] for f in general] == [1]  # the worker's first request: its census
+    assert [d["seq"] for d in decoded if "blocks" in d] == [1, 17, 33]
+    assert not any("blocks_delta" in d for d in decoded[1:])
 
 def fake_statm(tmp_path: Path) -> tuple[Path, Probe]:
     """A real probe reading a statm file this test writes: RSS is what it says."""

@@ -132,6 +132,23 @@ def test_usual_template_writes_what_write_writes(
     assert f'"duration_ms": {duration_us // 1000}.{duration_us % 1000:03d},' in usual
 
 
+
+@pytest.mark.parametrize("without", [(), ("blocks_delta",), ("blocks", "blocks_delta")])
+def test_usual_template_leaves_out_blocks_not_read(tmp_path: Path,
+                                                   without: tuple[str, ...]) -> None:
+    """Blocks skipped on this request (no blocks, no delta) or on the one before
+    (no delta): the template writes what write writes of the fields left."""
+    fields = {k: v for k, v in USUAL.items() if k not in without}
+    args = usual_args(fields) + [None] * len(without)
+    path = tmp_path / "lines.log"
+    with json_logger(path, f"memwarden_test_request_log_no_{len(without)}") as log:
+        writer = RequestLineWriter(log)
+        assert writer.write_usual(*args) is True
+        writer.write(fields)
+    usual, general = path.read_text().splitlines()
+    assert _without_timestamp(usual) == _without_timestamp(general)
+    assert dict(_without_timestamp(usual)[3:]) == fields
+
 def test_usual_template_declines_when_logging_must_carry_the_line(tmp_path: Path) -> None:
     path = tmp_path / "lines.log"
     with json_logger(path, "memwarden_test_request_log_declines") as log:

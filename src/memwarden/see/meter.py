@@ -230,11 +230,11 @@ class RequestMeter:
             census = worker.census_left <= 0 or now >= worker.census_due
             written = False
             if (not census and error is None and rss is not None and last_rss is not None
-                    and blocks is not None and last_blocks is not None
                     and type(status) is int and route not in self._health):
                 written = self._writer.write_usual(
                     request_id, worker.pid, worker.seq, method, route, status, duration_us,
-                    rss, rss - last_rss, blocks, blocks - last_blocks)
+                    rss, rss - last_rss, blocks,
+                    None if blocks is None or last_blocks is None else blocks - last_blocks)
                 if written and not _observers:
                     return  # nobody else reads the fields: no dict is made
             fields: dict[str, Any] = {
