@@ -19,6 +19,8 @@ from __future__ import annotations
 import math
 from array import array
 from collections.abc import Mapping, Sequence
+from itertools import repeat
+from operator import itemgetter
 from typing import Any
 
 from memwarden.find.analysis.lives import REORDER_TOLERANCE, WorkerLife
@@ -186,17 +188,23 @@ class OpenLife:
         ``records=False`` builds lighter request objects with the same fields, for
         judging; the suspects' lives get real records (their routes may be folded).
         """
-        cols = self.cols
         make: Any = RequestRecord if records else _Request
-        requests = []
-        for i in sorted(range(len(self.seqs)), key=self.seqs.__getitem__):
-            route, method = routes[self.route_ids[i]]
-            status = cols[0][i]
-            requests.append(make(
-                self.pid, self.seqs[i], route, method,
-                None if status != status else int(status),
-                _opt(cols[1][i]), _opt(cols[2][i]), _opt(cols[3][i]), _opt(cols[4][i]),
-                _opt(cols[5][i]), _opt(cols[6][i]), _opt(cols[7][i]), self.census[i]))
+        n = len(self.seqs)
+        order = sorted(range(n), key=self.seqs.__getitem__)
+        in_order = order == list(range(n))
+        # Column by column, then one constructor call per request through map: the
+        # same values as a loop over the rows, at a fraction of its cost.
+
+        def column(values: Sequence[Any]) -> Sequence[Any]:
+            # Out of order means two requests at least, so itemgetter gives a tuple.
+            return values if in_order else itemgetter(*order)(values)
+
+        names = [routes[i] for i in column(self.route_ids)]
+        statuses = [None if v != v else int(v) for v in column(self.cols[0])]
+        optional = [[None if v != v else v for v in column(col)] for col in self.cols[1:]]
+        requests = list(map(make, repeat(self.pid, n), column(self.seqs),
+                            [name[0] for name in names], [name[1] for name in names],
+                            statuses, *optional, column(self.census)))
         life = WorkerLife(pid=self.pid, index=self.index, requests=requests,
                           end_events=list(self.end_events), marks=list(self.marks))
         life._max_seq = self.max_seq

@@ -16,12 +16,12 @@ from __future__ import annotations
 import math
 import random
 from array import array
-from bisect import bisect_left, bisect_right, insort
+from bisect import bisect_right
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from operator import mul
+from operator import itemgetter, mul, sub, truediv
 
 __all__ = [
     "SlopeFit",
@@ -161,17 +161,13 @@ def _sampled_pairs(n: int) -> tuple[array[int], array[int]]:
     draw is the same for every series of that length, so it is made once (series
     are binned to a few lengths, and a fleet's worker lives repeat them). Kept as
     4-byte arrays and few: 48 KiB a length, so analyze's memory stays flat.
+    Drawn in that order: i from one draw, j from the next, j past i skipping i.
     """
     draw = random.Random(n * 7919 + 1).random
-    firsts: array[int] = array("I")
-    seconds: array[int] = array("I")
-    for _ in range(MAX_PAIRS):
-        i = int(draw() * n)
-        j = int(draw() * (n - 1))
-        if j >= i:
-            j += 1
-        firsts.append(i)
-        seconds.append(j)
+    draws = [draw() for _ in range(2 * MAX_PAIRS)]
+    firsts = array("I", [int(d * n) for d in draws[0::2]])
+    seconds = array("I", [j + (j >= i) for i, j in
+                          zip(firsts, [int(d * (n - 1)) for d in draws[1::2]], strict=True)])
     return firsts, seconds
 
 
@@ -183,26 +179,49 @@ def _pair_slopes(xs: Sequence[float], ys: Sequence[float]) -> list[float]:
                   if (dx := xs[j] - xs[i])]
     else:
         firsts, seconds = _sampled_pairs(n)
-        slopes = [(ys[j] - ys[i]) / dx for i, j in zip(firsts, seconds, strict=True)
-                  if (dx := xs[j] - xs[i])]
+        slopes = _sampled_slopes(xs, ys, firsts, seconds)
     slopes.sort()
     return slopes
+
+
+def _sampled_slopes(xs: Sequence[float], ys: Sequence[float], firsts: array[int],
+                    seconds: array[int]) -> list[float]:
+    """(ys[j] - ys[i]) / (xs[j] - xs[i]) for each pair, pairs with xs[j] == xs[i] left out.
+
+    The same divisions, done in C: the points picked by itemgetter, differences and
+    quotients by map. Strictly increasing xs never divide by zero; should they tie,
+    the pairs are taken one by one instead.
+    """
+    if len(firsts) >= 2:
+        pick_i, pick_j = itemgetter(*firsts), itemgetter(*seconds)
+        try:
+            return list(map(truediv, map(sub, pick_j(ys), pick_i(ys)),
+                            map(sub, pick_j(xs), pick_i(xs))))
+        except ZeroDivisionError:
+            pass
+    return [(ys[j] - ys[i]) / dx for i, j in zip(firsts, seconds, strict=True)
+            if (dx := xs[j] - xs[i])]
 
 
 def _mann_kendall_s(ys: Sequence[float]) -> int:
     """Exact S = concordant - discordant pairs, for xs already increasing.
 
-    Insertion into a sorted list is a memmove: fast for the few thousand
-    points a test sees (series are binned before they get here).
+    Of the pairs a point closes with the points before it, those above it are
+    discordant, those equal tie, the rest concord: S = all pairs - tied pairs
+    - 2 * discordant. Each point costs one bisect and one insertion into a
+    sorted list (a memmove, in C): fast for the few thousand points a test
+    sees (series are binned before they get here).
     """
     seen: list[float] = []
-    s = 0
+    insert = seen.insert
+    discordant = 0
     for y in ys:
-        below = bisect_left(seen, y)
-        above = len(seen) - bisect_right(seen, y)
-        s += below - above
-        insort(seen, y)
-    return s
+        at = bisect_right(seen, y)
+        discordant += len(seen) - at
+        insert(at, y)
+    n = len(seen)
+    tied = sum(t * (t - 1) // 2 for t in Counter(seen).values())
+    return n * (n - 1) // 2 - tied - 2 * discordant
 
 
 def _mann_kendall_variance(ys: Sequence[float]) -> float:

@@ -17,6 +17,7 @@ without the fourth growing).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import pairwise
@@ -158,12 +159,20 @@ def _bin_medians(xs: Sequence[float], ys: Sequence[float],
     if n <= max_points:
         return list(xs), list(ys)
     size = -(-n // max_points)
-    bx: list[float] = []
+    bx = [xs[(start + min(start + size, n) - 1) // 2] for start in range(0, n, size)]
     by: list[float] = []
-    for start in range(0, n, size):
-        stop = min(start + size, n)
-        bx.append(xs[(start + stop - 1) // 2])
-        by.append(median(ys[start:stop]))
+    # median() of each bin, its interpolation inlined: a full bin's two middle
+    # points and their weight are the same for every bin.
+    middle = 0.5 * (size - 1)
+    low = math.floor(middle)
+    high = min(low + 1, size - 1)
+    fraction = middle - low
+    full = n - n % size
+    for start in range(0, full, size):
+        ordered = sorted(ys[start:start + size])
+        by.append(ordered[low] + (ordered[high] - ordered[low]) * fraction)
+    if full < n:
+        by.append(median(ys[full:n]))
     return bx, by
 
 
@@ -220,27 +229,56 @@ def _sparse_trend(xs: Sequence[float], ys: Sequence[float], rule: TrendRule) -> 
                  strictly_rising=rising)
 
 
-def assess_trend(xs: Sequence[float], ys: Sequence[float], rule: TrendRule) -> Trend:
-    """Judge the growth of ``ys`` over strictly increasing ``xs`` (request numbers)."""
-    n = len(xs)
-    if n < 3 or len(ys) != n:
-        return _insufficient(n)
-    if n < rule.min_points:
-        return _sparse_trend(xs, ys, rule)
+@dataclass(frozen=True, slots=True)
+class _Window:
+    """One window's figures, whatever the rule (its trend test, level lift, low point)."""
+
+    slope: float
+    z: float
+    lift: float
+    low: float
+    up: int
+
+
+@dataclass(frozen=True, slots=True)
+class _Fits:
+    """What ``assess_trend`` computes from the series alone: the rule only weighs it."""
+
+    fit: SlopeFit
+    windows: tuple[_Window, ...]
+
+
+# The fits of the last few series tested, by identity of their (immutable) xs and ys:
+# a life's RSS series is tested under two rules (rss support, and RSS alone), and the
+# fits, nearly all of the cost, do not depend on the rule.
+_RECENT = 8
+_recent: list[tuple[tuple[float, ...], tuple[float, ...], int, _Fits | None]] = []
+
+
+def _series_fits(xs: Sequence[float], ys: Sequence[float], windows: int) -> _Fits | None:
+    immutable = type(xs) is tuple and type(ys) is tuple
+    if immutable:
+        for seen_xs, seen_ys, seen_windows, fits in _recent:
+            if seen_xs is xs and seen_ys is ys and seen_windows == windows:
+                return fits
+    fits = _fits(xs, ys, windows)
+    if immutable:
+        _recent.append((xs, ys, windows, fits))  # type: ignore[arg-type]
+        if len(_recent) > _RECENT:
+            del _recent[0]
+    return fits
+
+
+def _fits(xs: Sequence[float], ys: Sequence[float], windows: int) -> _Fits | None:
     bx, by = _bin_medians(xs, ys, MAX_TEST_POINTS)
     fit = theil_sen(bx, by)
     if fit is None:
-        return _insufficient(n)
-    slopes: list[float] = []
-    grows: list[bool] = []
-    previous_low: float | None = None
-    lows: list[float] = []
-    rises: list[int] = []
-    lifts: list[float] = []
+        return None
+    found: list[_Window] = []
     previous_level: Level | None = None
     # Computed with the lift off too, so that window_lifts mean the same either way.
     series_long_run = long_run_variance(bx, by, fit)
-    for k, (start, stop) in enumerate(_split(len(bx), rule.windows)):
+    for start, stop in _split(len(bx), windows):
         window_fit = theil_sen(bx[start:stop], by[start:stop])
         slope = window_fit.slope if window_fit is not None else 0.0
         z = window_fit.z if window_fit is not None else 0.0
@@ -248,28 +286,44 @@ def assess_trend(xs: Sequence[float], ys: Sequence[float], rule: TrendRule) -> T
                  if window_fit is not None else None)
         lift = (lift_z(previous_level, level)
                 if previous_level is not None and level is not None else 0.0)
-        lifts.append(lift)
         previous_level = level
+        # Steps that end in this window, the one from the previous window included.
+        up = sum(by[i] > by[i - 1] for i in range(max(start, 1), stop))
+        found.append(_Window(slope, z, lift, min(by[start:stop]), up))
+    return _Fits(fit, tuple(found))
+
+
+def assess_trend(xs: Sequence[float], ys: Sequence[float], rule: TrendRule) -> Trend:
+    """Judge the growth of ``ys`` over strictly increasing ``xs`` (request numbers)."""
+    n = len(xs)
+    if n < 3 or len(ys) != n:
+        return _insufficient(n)
+    if n < rule.min_points:
+        return _sparse_trend(xs, ys, rule)
+    fits = _series_fits(xs, ys, rule.windows)
+    if fits is None:
+        return _insufficient(n)
+    fit = fits.fit
+    slopes: list[float] = []
+    grows: list[bool] = []
+    previous_low: float | None = None
+    for k, window in enumerate(fits.windows):
         middle = 0 < k < rule.windows - 1
-        trend_shown = z >= Z_WINDOW or (rule.level_lift and middle and z > 0.0
-                                         and lift >= Z_LIFT)
+        trend_shown = window.z >= Z_WINDOW or (rule.level_lift and middle and window.z > 0.0
+                                                and window.lift >= Z_LIFT)
         # The floor must rise too. Garbage that survives into the oldest
         # generation ramps up like a leak until a full collection drops it
         # back; a window holding such a drop reaches back down to the
         # earlier floor, while a leak lifts every floor.
-        low = min(by[start:stop])
-        floor_rises = previous_low is None or low > previous_low
-        lows.append(low)
-        previous_low = low
-        slopes.append(slope)
-        # Steps that end in this window, the one from the previous window included.
-        up = sum(by[i] > by[i - 1] for i in range(max(start, 1), stop))
-        rises.append(up)
-        grows.append(slope >= WINDOW_FLOOR_SHARE * rule.floor and trend_shown and floor_rises
-                     and up >= rule.min_rises)
+        floor_rises = previous_low is None or window.low > previous_low
+        previous_low = window.low
+        slopes.append(window.slope)
+        grows.append(window.slope >= WINDOW_FLOOR_SHARE * rule.floor and trend_shown
+                     and floor_rises and window.up >= rule.min_rises)
     span = xs[-1] - xs[0]
     state = _classify(grows, slopes, fit, rule, fit.slope * span)
     rising = all(b > a for a, b in pairwise(ys))
     return Trend(state, n, fit, tuple(slopes), tuple(grows), span, ys[0], ys[-1],
-                 window_lows=tuple(lows), strictly_rising=rising, window_rises=tuple(rises),
-                 window_lifts=tuple(lifts))
+                 window_lows=tuple(w.low for w in fits.windows), strictly_rising=rising,
+                 window_rises=tuple(w.up for w in fits.windows),
+                 window_lifts=tuple(w.lift for w in fits.windows))

@@ -1,0 +1,120 @@
+"""The fast statistics give the numbers of their plain definitions, bit for bit.
+
+The trend tests' inner loops run in C (bisect, itemgetter, map) instead of
+Python loops; the verdicts stay the same because every number does. Each
+fast function is held here to a plain reference on random series, ties and
+repeated values included.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from array import array
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from memwarden.find.analysis import stats, trend
+from memwarden.find.analysis.life_buffer import OpenLife
+from memwarden.find.analysis.stats import _mann_kendall_s, median
+
+# Integer counts tie constantly; floats of a few magnitudes; both mixed.
+values = st.one_of(st.integers(-20, 20).map(float), st.integers(-3, 3),
+                   st.floats(-1e6, 1e6, allow_nan=False, allow_infinity=False))
+PROPERTY = settings(max_examples=200, deadline=None, derandomize=True)
+
+
+def _s_by_definition(ys: list[float]) -> int:
+    return sum((ys[j] > ys[i]) - (ys[j] < ys[i])
+               for i in range(len(ys)) for j in range(i + 1, len(ys)))
+
+
+@PROPERTY
+@given(ys=st.lists(values, max_size=120))
+def test_mann_kendall_s_is_the_sum_of_pair_signs(ys: list[float]) -> None:
+    assert _mann_kendall_s(ys) == _s_by_definition(ys)
+
+
+def test_mann_kendall_s_on_long_series_with_many_ties() -> None:
+    rng = random.Random(5)
+    for n in (300, 1000):
+        ys = [float(rng.randrange(12)) + 0.01 * i // 50 for i in range(n)]
+        assert _mann_kendall_s(ys) == _s_by_definition(ys)
+
+
+def _pairs_one_by_one(n: int) -> tuple[list[int], list[int]]:
+    draw = random.Random(n * 7919 + 1).random
+    firsts, seconds = [], []
+    for _ in range(stats.MAX_PAIRS):
+        i = int(draw() * n)
+        j = int(draw() * (n - 1))
+        if j >= i:
+            j += 1
+        firsts.append(i)
+        seconds.append(j)
+    return firsts, seconds
+
+
+def test_sampled_pairs_are_the_pairs_drawn_one_by_one() -> None:
+    for n in (111, 500, 1639, 2000, 70_000):
+        firsts, seconds = stats._sampled_pairs(n)
+        assert (list(firsts), list(seconds)) == _pairs_one_by_one(n)
+
+
+def _slopes_one_by_one(xs: list[float], ys: list[float]) -> list[float]:
+    firsts, seconds = _pairs_one_by_one(len(xs))
+    return sorted((ys[j] - ys[i]) / dx for i, j in zip(firsts, seconds, strict=True)
+                  if (dx := xs[j] - xs[i]))
+
+
+@PROPERTY
+@given(ys=st.lists(values, min_size=111, max_size=300), data=st.data())
+def test_sampled_slopes_are_the_slopes_taken_one_by_one(ys: list[float],
+                                                        data: st.DataObject) -> None:
+    steps = data.draw(st.lists(st.integers(0, 3), min_size=len(ys), max_size=len(ys)))
+    # Ties in xs (steps of 0) take the careful path, strictly increasing ones the fast.
+    xs = [float(sum(steps[:k + 1])) for k in range(len(ys))]
+    assert stats._pair_slopes(xs, ys) == _slopes_one_by_one(xs, ys)
+    increasing = [float(k) for k in range(len(ys))]
+    assert stats._pair_slopes(increasing, tuple(ys)) == _slopes_one_by_one(increasing, ys)
+
+
+def _bins_one_by_one(xs: list[float], ys: list[float], most: int
+                     ) -> tuple[list[float], list[float]]:
+    n = len(xs)
+    if n <= most:
+        return list(xs), list(ys)
+    size = -(-n // most)
+    bx, by = [], []
+    for start in range(0, n, size):
+        stop = min(start + size, n)
+        bx.append(xs[(start + stop - 1) // 2])
+        by.append(median(ys[start:stop]))
+    return bx, by
+
+
+@PROPERTY
+@given(ys=st.lists(values, max_size=400), most=st.integers(1, 60))
+def test_bin_medians_are_each_bins_median(ys: list[float], most: int) -> None:
+    xs = [float(k) for k in range(len(ys))]
+    fast = trend._bin_medians(xs, ys, most)
+    slow = _bins_one_by_one(xs, ys, most)
+    # Equal, and with the same signs of zero.
+    assert [(v, math.copysign(1.0, v)) for v in fast[1]] == \
+        [(v, math.copysign(1.0, v)) for v in slow[1]]
+    assert fast[0] == slow[0]
+
+
+def test_worker_life_out_of_seq_order_is_sorted_by_seq() -> None:
+    life = OpenLife(7, 1, 0)
+    for seq in (3, 1, 2):
+        life.add((seq, seq % 2, 200.0, 1.0, float(seq), math.nan, 1.0, 10.0 + seq,
+                  math.nan, math.nan, None))
+    built = life.worker_life([("/a", "GET"), ("/b", None)], records=False)
+    assert [r.seq for r in built.requests] == [1, 2, 3]
+    assert [r.route for r in built.requests] == ["/b", "/a", "/b"]
+    assert [r.method for r in built.requests] == [None, "GET", None]
+    assert [r.blocks for r in built.requests] == [11.0, 12.0, 13.0]
+    assert [r.rss_delta_bytes for r in built.requests] == [None, None, None]
+    assert life.seqs == array("q", [3, 1, 2])
