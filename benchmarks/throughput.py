@@ -10,7 +10,10 @@ other load on the machine hit them alike:
   defaults, the request lines written to a file;
 - census: the same with the census on every request (``MEMWARDEN_CENSUS_EVERY=1``);
 - prometheus: prometheus_flask_exporter or prometheus-fastapi-instrumentator;
-- naive: psutil before and after, one json.dumps line (benchmarks/apps/naive.py).
+- naive: psutil before and after, one json.dumps line (benchmarks/apps/naive.py);
+- floor: one statm pread and one write(2) of a line of the same size per request,
+  nothing else (benchmarks/apps/floor.py): the least a per-request memory line
+  costs here, the floor under memwarden's own cost.
 
 Every round checks that every request was answered 2xx (wrk's non-2xx/3xx
 and socket error counts are 0) and, for memwarden's variants, that the log
@@ -21,10 +24,11 @@ are finished and logged by the server, not counted by wrk).
 Then memwarden's own memory: fresh bare and memwarden Flask servers, the
 workers' mean RSS once booted and after 10,000 requests.
 
-Last line: ``throughput_ratio=R asgi_throughput_ratio=A best_peer_ratio=P
-own_rss_mib=M``: memwarden's median req/s over bare's (Flask, FastAPI), the
-best peer's ratio on Flask, and memwarden's RSS per worker after 10,000
-requests less bare's, in MiB.
+The line before the last: ``floor_ratio=F asgi_floor_ratio=G``, the floor's
+median req/s over bare's (Flask, FastAPI). Last line: ``throughput_ratio=R
+asgi_throughput_ratio=A best_peer_ratio=P own_rss_mib=M``: memwarden's median
+req/s over bare's (Flask, FastAPI), the best peer's ratio on Flask, and
+memwarden's RSS per worker after 10,000 requests less bare's, in MiB.
 """
 
 from __future__ import annotations
@@ -70,6 +74,7 @@ class Variant:
     memwarden: bool = False
     env: tuple[tuple[str, str], ...] = ()
     args: tuple[str, ...] = ()  # more gunicorn arguments
+    module: str | None = None  # the app's module, named for each family by factory
 
 
 VARIANTS = (
@@ -78,6 +83,7 @@ VARIANTS = (
     Variant("census", "bare", memwarden=True, env=(("MEMWARDEN_CENSUS_EVERY", "1"),)),
     Variant("prometheus", "prometheus"),
     Variant("naive", "naive"),
+    Variant("floor", "", module="floor"),
 )
 FAMILIES = {"flask": ("flask_hello", ()),
             "fastapi": ("fastapi_hello", ("-k", "uvicorn_worker.UvicornWorker"))}
@@ -117,7 +123,10 @@ class Server:
         if self.variant.memwarden:
             command += ["-c", CONF]
         command += self.variant.args
-        command.append(f"{module}:{self.variant.factory}()")
+        if self.variant.module is not None:
+            command.append(f"{self.variant.module}:{self.family}()")
+        else:
+            command.append(f"{module}:{self.variant.factory}()")
         with self.log.open("ab") as out:
             self.process = subprocess.Popen(command, env=env, stdout=out, stderr=out,
                                             start_new_session=True)
@@ -299,6 +308,8 @@ def main() -> None:
         own = own_memory(work, args.memory_requests)
     flask, fastapi = medians["flask"], medians["fastapi"]
     best_peer = max(flask[p] for p in PEERS) / flask["bare"]
+    print(f"floor_ratio={flask['floor'] / flask['bare']:.3f} "
+          f"asgi_floor_ratio={fastapi['floor'] / fastapi['bare']:.3f}")
     print(f"throughput_ratio={flask['memwarden'] / flask['bare']:.3f} "
           f"asgi_throughput_ratio={fastapi['memwarden'] / fastapi['bare']:.3f} "
           f"best_peer_ratio={best_peer:.3f} own_rss_mib={own:.1f}")

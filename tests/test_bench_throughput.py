@@ -18,6 +18,7 @@ VARIANT = re.compile(r"(flask|fastapi)\s+(\w+)\s+\d+ req/s\s+ratio [\d.]+\s+"
                      r"\((\d+) requests, (?:(\d+) lines, )?all 2xx\)")
 LAST = re.compile(r"throughput_ratio=[\d.]+ asgi_throughput_ratio=[\d.]+ "
                   r"best_peer_ratio=[\d.]+ own_rss_mib=-?[\d.]+")
+FLOOR = re.compile(r"floor_ratio=[\d.]+ asgi_floor_ratio=[\d.]+")
 CONNECTIONS = 10  # the benchmark's: requests in flight when wrk stops
 
 
@@ -29,13 +30,14 @@ def test_quick_mode_answers_every_request_and_logs_one_line_each(tmp_path: Path)
     assert done.returncode == 0, done.stdout + done.stderr
     lines = done.stdout.splitlines()
     assert LAST.fullmatch(lines[-1]), lines
+    assert FLOOR.fullmatch(lines[-2]), lines
     seen = {}
     for line in lines:
         match = VARIANT.fullmatch(line)
         if match:
             family, name, requests, logged = match.groups()
             seen[family, name] = (int(requests), logged)
-    names = ("bare", "memwarden", "census", "prometheus", "naive")
+    names = ("bare", "memwarden", "census", "prometheus", "naive", "floor")
     assert set(seen) == {(f, n) for f in ("flask", "fastapi") for n in names}, lines
     for family in ("flask", "fastapi"):
         for name in ("memwarden", "census"):
