@@ -3,14 +3,14 @@
 The same hello-world apps, servers and wrk load as throughput.py (2 workers,
 10 connections, rounds interleaved). The reference is memwarden's defaults;
 each other variant changes one thing: the census on every request, the PSS
-footprint for recycling, tracemalloc windows, allocated blocks every 8th
-request, gunicorn's own logger class in place of memwarden's (Flask), and loop tracking
+footprint for recycling, tracemalloc windows, allocated blocks on every
+request (the default reads them on every 16th and whenever RSS moved), gunicorn's own logger class in place of memwarden's (Flask), and loop tracking
 (FastAPI). Reported per variant: median req/s and its ratio to the
 defaults', and the server's CPU per request (master and workers, user and
 system) with what it adds to the defaults' (steadier than req/s on a shared
 machine).
 
-Last line: ``census_every_1_us=A pss_us=B tracemalloc_us=C blocks_every_8_us=D
+Last line: ``census_every_1_us=A pss_us=B tracemalloc_us=C blocks_every_1_us=D
 gunicorn_logger_us=E loop_tracking_us=F`` (CPU microseconds per request added to
 memwarden's defaults; negative: saved).
 """
@@ -32,7 +32,7 @@ FLASK = {
     "census_every_1": Variant("census", "bare", True, (("MEMWARDEN_CENSUS_EVERY", "1"),)),
     "pss": Variant("pss", "bare", True, (("MEMWARDEN_FOOTPRINT", "pss"),)),
     "tracemalloc": Variant("tracemalloc", "bare", True, (("MEMWARDEN_TRACEMALLOC", "1"),)),
-    "blocks_every_8": Variant("blocks8", "bare", True, (("MEMWARDEN_BLOCKS_EVERY", "8"),)),
+    "blocks_every_1": Variant("blocks1", "bare", True, (("MEMWARDEN_BLOCKS_EVERY", "1"),)),
     "gunicorn_logger": Variant("gunicornlogger", "bare", True, args=GUNICORN_LOGGER),
 }
 FASTAPI = {
