@@ -61,10 +61,13 @@ def add_analyze_arguments(parser: argparse.ArgumentParser) -> None:
                         help="write the HTML report here")
     parser.add_argument("--fail-on-leak", action="store_true",
                         help="exit 1 when the verdict is leak")
-    parser.add_argument("--jobs", type=_jobs, default=1, metavar="N",
+    parser.add_argument("--jobs", type=_jobs, default=None, metavar="N",
                         help="split the log files over N processes and merge their results "
                              "(a worker life must not continue from one file into a file of "
-                             "another part)")
+                             "another part); one file is read by one process while N judge "
+                             "its worker lives. Default: one pass over the files in order, "
+                             "its lives judged by as many processes as there are CPUs "
+                             "available; 1: everything in one process")
     parser.add_argument("--since", type=_time, default=None, metavar="TIME",
                         help="read only lines at or after this ISO 8601 time")
     parser.add_argument("--until", type=_time, default=None, metavar="TIME",
@@ -128,6 +131,7 @@ def _stream(args: argparse.Namespace, err: TextIO) -> StreamAnalysis:
     from memwarden.find.analysis.analyze import feed_paths
     from memwarden.find.analysis.filters import line_filter
     from memwarden.find.analysis.jobs import analyze_in_parts
+    from memwarden.find.analysis.judges import default_judges
     from memwarden.find.analysis.partial import merge
     from memwarden.find.analysis.progress import Progress
     from memwarden.find.analysis.stream import StreamAnalysis
@@ -138,10 +142,11 @@ def _stream(args: argparse.Namespace, err: TextIO) -> StreamAnalysis:
         merge(target, data)
     if not args.logs:
         return target
-    if args.jobs > 1:
+    if args.jobs is not None and args.jobs > 1:
         stream = analyze_in_parts(args.logs, args.jobs, since, until, worker)
     else:
-        stream = StreamAnalysis(None, line_filter(since, until, worker))
+        judges = default_judges() if args.jobs is None else 0
+        stream = StreamAnalysis(None, line_filter(since, until, worker), judges=judges)
         if Progress.wanted(err):
             progress = Progress(args.logs, err, stream.parser.counters)
             feed_paths(stream, args.logs, progress.opened, progress.tick)

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from memwarden.find.analysis.analyze import analyze_paths, report_of
+from memwarden.find.analysis.analyze import analyze_paths, feed_paths, report_of
 from memwarden.find.analysis.jobs import analyze_in_parts, partial_of_paths
 from memwarden.find.analysis.partial import merge
 from memwarden.find.analysis.stream import StreamAnalysis
@@ -44,14 +44,20 @@ def report_dicts(stream_or_report: Any) -> dict[str, Any]:
 
 def differences(paths: Sequence[Path], jobs: int = 2) -> dict[str, list[str]]:
     """What one pass over ``paths`` says that the merged partials (one per file) and
-    ``--jobs`` do not; empty lists when all three agree."""
+    ``--jobs`` do not; empty lists when all agree. ``--jobs`` is both of its ways:
+    the files split over processes, and one pass whose lives other processes judge
+    (that one exactly the same, floats and all)."""
     one = report_dicts(analyze_paths(paths))
     merged = StreamAnalysis()
     for path in paths:
         # Through JSON text, as --partial writes it and --merge reads it.
         merge(merged, json.loads(json.dumps(partial_of_paths([path]), allow_nan=False)))
+    judged = StreamAnalysis(judges=jobs)
+    feed_paths(judged, paths)
+    exact = report_dicts(judged)
     return {"merge": _same(one, report_dicts(merged)),
-            "jobs": _same(one, report_dicts(analyze_in_parts(paths, jobs)))}
+            "jobs": _same(one, report_dicts(analyze_in_parts(paths, jobs)))
+            + ([] if exact == one else ["lives judged by other processes differ"])}
 
 
 def shifted_copy(source: Path, target: Path, pid_shift: int) -> None:

@@ -81,6 +81,60 @@ def test_lives_beyond_the_cap_are_counted_not_listed() -> None:
     assert pids == sorted(pids)
 
 
+def _many_lives() -> list[bytes]:
+    """Lives that end all along the log (recycles, pids reused, silent pids swept),
+    some leaking, more than the report lists."""
+    records: list[dict[str, Any]] = []
+    for n in range(MAX_WORKERS + 30):
+        pid = 60_000 + n % 97  # reused: a new life under an old pid
+        leaks = n % 7 == 3
+        worker = SyntheticWorker(pid=pid, seed=n, census_every=40)
+        records += worker.run(320 if leaks else 120 + n % 50,
+                              linear_leak(8_000.0) if leaks else None)
+        records.append(recycle_line(pid, requests=120))
+    return [line.encode() for line in to_lines(records)]
+
+
+def _report_of(lines: list[bytes], judges: int) -> tuple[dict[str, Any], StreamAnalysis]:
+    from memwarden.find.analysis.analyze import report_of
+
+    stream = StreamAnalysis(judges=judges)
+    for line in lines:
+        stream.add(line)
+    report = report_of(stream)
+    return {**report.to_json_dict(), **report.series_json_dict()}, stream
+
+
+def test_lives_judged_by_other_processes_give_the_same_report() -> None:
+    lines = _many_lives()
+    here, _ = _report_of(lines, judges=0)
+    elsewhere, stream = _report_of(lines, judges=2)
+    assert elsewhere == here  # exactly: the same floats, lives, order and series
+    assert here["verdict"] == "leak" and here["other_lives"]["count"] > 0
+    assert stream.judges is None and stream.judged_seconds > 0.0
+
+
+def test_a_judge_that_dies_leaves_its_lives_to_the_reading_process() -> None:
+    import os
+    import signal
+
+    lines = _many_lives()
+    here, _ = _report_of(lines, judges=0)
+    stream = StreamAnalysis(judges=1)
+    assert stream.judges is not None and stream.judges.pool is not None
+    for number, line in enumerate(lines):
+        if number == len(lines) // 3:
+            for pid in list(stream.judges.pool._processes):
+                os.kill(pid, signal.SIGKILL)
+        stream.add(line)
+    from memwarden.find.analysis.analyze import report_of
+
+    judges = stream.judges
+    report = report_of(stream)
+    assert {**report.to_json_dict(), **report.series_json_dict()} == here
+    assert judges.judged_here > 0
+
+
 def test_a_silent_pid_is_judged_before_the_end_and_memory_stays_bounded() -> None:
     stream = StreamAnalysis()
     for n in range(60):

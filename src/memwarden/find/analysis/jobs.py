@@ -4,7 +4,9 @@ Files are split into N runs of consecutive files of about equal size (the
 order of the files is the order of the log), each run analysed in its own
 process into a partial summary (``partial``), and the partials merged in
 order: the answer of one pass, as long as no worker life continues from one
-run's files into the next's. One file, or stdin, is one part.
+run's files into the next's. One file, or stdin, is one part: read by one
+process while N processes judge its worker lives (``judges``), the answer
+of one pass whatever the lives.
 """
 
 from __future__ import annotations
@@ -61,7 +63,8 @@ def analyze_in_parts(paths: Sequence[Path], jobs: int, since: str | None = None,
     groups = split_paths(paths, jobs)
     target = StreamAnalysis(config)
     if len(groups) == 1:
-        stream = StreamAnalysis(config, line_filter(since, until, worker))
+        stream = StreamAnalysis(config, line_filter(since, until, worker),
+                                judges=jobs if jobs > 1 else 0)
         feed_paths(stream, groups[0])
         return stream
     with ProcessPoolExecutor(max_workers=len(groups)) as pool:

@@ -20,15 +20,11 @@ from memwarden.find.analysis.actions import PLOTTED, ActionTally, from_lifecycle
 from memwarden.find.analysis.config import AnalysisConfig
 from memwarden.find.analysis.deaths import DeathTally
 from memwarden.find.analysis.fast_lines import DECODE_ERRORS, decode_request
+from memwarden.find.analysis.judges import Judges
+from memwarden.find.analysis.judging import Judged, judge, marker
 from memwarden.find.analysis.life_buffer import OpenLife, Row
-from memwarden.find.analysis.lives import WorkerLife
-from memwarden.find.analysis.model import (
-    ActionMarker,
-    LifeSeries,
-    RecycleMarker,
-    WorkerSummary,
-)
-from memwarden.find.analysis.outcomes import Kept, LifeOutcome, VerdictTally, priority
+from memwarden.find.analysis.model import LifeSeries, RecycleMarker, WorkerSummary
+from memwarden.find.analysis.outcomes import Kept, VerdictTally, priority
 from memwarden.find.analysis.reader import (
     MAX_LINE_BYTES,
     LineParser,
@@ -43,11 +39,9 @@ from memwarden.find.analysis.records import (
 )
 from memwarden.find.analysis.request_row import RouteNames, request_row
 from memwarden.find.analysis.route_tally import RouteTally
-from memwarden.find.analysis.series import life_series
-from memwarden.find.analysis.units import requests_asked
-from memwarden.find.analysis.verdict import LifeAssessment, assess_life
 
-__all__ = ["MAX_PLOTTED_ACTIONS", "MAX_POOL", "MAX_SERIES", "MAX_WORKERS", "StreamAnalysis"]
+__all__ = ["MAX_PLOTTED_ACTIONS", "MAX_POOL", "MAX_SERIES", "MAX_WORKERS", "StreamAnalysis",
+           "marker"]
 
 MAX_PLOTTED_ACTIONS = 1000
 MAX_WORKERS = 500   # lives listed in report.json's workers
@@ -74,46 +68,15 @@ NAN = float("nan")
 LineFilter = Callable[[int, "str | None"], bool]
 
 
-def marker(event: LifecycleEvent, life: int | None, seq: int | None) -> RecycleMarker:
-    return RecycleMarker(pid=event.pid, life=life, seq=seq, event=event.kind,
-                         reason=event.reason, footprint_bytes=event.footprint_bytes,
-                         limit_bytes=event.limit_bytes, signal=event.signal,
-                         oom_kill=event.oom_kill, timestamp=event.timestamp)
-
-
-def _action_markers(life: WorkerLife) -> tuple[ActionMarker, ...]:
-    return tuple(ActionMarker(pid=life.pid, life=life.index, seq=seq, action=event.action,
-                              would=event.would, reason=event.detail,
-                              footprint_bytes=event.figure("footprint_bytes"),
-                              limit_bytes=event.figure("limit_bytes"),
-                              timestamp=event.timestamp)
-                 for seq, event in life.marks)
-
-
-def summary(assessment: LifeAssessment, open_life: OpenLife) -> WorkerSummary:
-    life = assessment.life
-    rss = [r.rss_bytes for r in life.requests if r.rss_bytes is not None]
-    rss_fit = assessment.rss.fit if assessment.rss is not None else None
-    heap = assessment.heap if assessment.heap is not None else assessment.blocks
-    blocks_fit = heap.fit if heap is not None else None
-    return WorkerSummary(
-        pid=life.pid, life=life.index, requests=open_life.requests,
-        first_seq=open_life.min_seq or 0, last_seq=open_life.max_seq,
-        rss_start_bytes=round(rss[0]) if rss else None,
-        rss_end_bytes=round(rss[-1]) if rss else None,
-        slope_bytes_per_request=rss_fit.slope if rss_fit is not None else None,
-        blocks_per_request=blocks_fit.slope if blocks_fit is not None else None,
-        verdict=assessment.verdict, reason=assessment.reason, ended_by=life.ended_by,
-        heap_signal=assessment.heap_signal,
-        more_requests=(requests_asked(assessment.reason)
-                       if assessment.verdict == "inconclusive" else None))
-
-
 class StreamAnalysis:
-    """Feed it lines (``add``), then ``finish`` (``analyze.report_of``) for the report."""
+    """Feed it lines (``add``), then ``finish`` (``analyze.report_of``) for the report.
+
+    ``judges``: processes that judge the ended lives while this one reads
+    (``judges.Judges``; 0: judged here). The report is the same either way.
+    """
 
     def __init__(self, config: AnalysisConfig | None = None,
-                 keep_line: LineFilter | None = None) -> None:
+                 keep_line: LineFilter | None = None, judges: int = 0) -> None:
         self.config = config or AnalysisConfig()
         self.keep_line = keep_line
         self.parser = LineParser()
@@ -140,7 +103,11 @@ class StreamAnalysis:
         self.deaths = DeathTally()
         self._count_route = self.parser.count_route
         self._swept: dict[int, int] = {}  # pid -> index of its last life judged early
-        self.judging_seconds = 0.0  # time spent judging lives (the trend tests), for benchmarks
+        # For benchmarks: this process's time spent on ended lives (judging them,
+        # or waiting for the judges), and the judging itself, wherever it ran.
+        self.judging_seconds = 0.0
+        self.judged_seconds = 0.0
+        self.judges = Judges(judges, self.config) if judges > 0 else None
 
     # -- lines in ----------------------------------------------------------------------
 
@@ -300,19 +267,23 @@ class StreamAnalysis:
             self.judging_seconds += time.perf_counter() - started
 
     def _close(self, life: OpenLife) -> None:
-        worker_life = life.worker_life(self.names.names, records=False)
-        assessment = assess_life(worker_life, self.config)
-        outcome = LifeOutcome(assessment.verdict, assessment.conflicting, life.requests,
-                              life.order, worker_life.label, assessment.reason)
+        if self.judges is None:
+            self._keep(life, judge(life, self.names.names, self.config))
+            return
+        for done, judged in self.judges.submit(life, self.names.names):
+            self._keep(done, judged)
+
+    def _keep(self, life: OpenLife, judged: Judged) -> None:
+        """Keep what ranks of a judged life (in the order the lives ended)."""
+        self.judged_seconds += judged.seconds
+        outcome = judged.outcome
         self.tally.add(outcome)
         key = priority(outcome)
-        markers = tuple(marker(event, life.index, life.max_seq) for event in life.end_events)
-        dropped = self.workers.add(key, (summary(assessment, life), markers))
+        dropped = self.workers.add(key, (judged.summary, judged.markers))
         if dropped is not None:
             self.count_other(dropped[0])
         if self.series.ranks(key):
-            self.series.add(key, life_series(worker_life, self.config, markers,
-                                             _action_markers(worker_life)))
+            self.series.add(key, judged.life_series(self.config))
         self.pool.add(key, life)
 
     def count_other(self, lost: WorkerSummary) -> None:
@@ -335,6 +306,14 @@ class StreamAnalysis:
                     del self._swept[next(iter(self._swept))]
 
     def close_all(self) -> None:
+        """Judge every life still open, and wait for the judges (then let them go)."""
         for life in sorted(self.open.values(), key=lambda open_life: open_life.order):
             self.close(life)
         self.open.clear()
+        if self.judges is not None:
+            started = time.perf_counter()
+            for done, judged in self.judges.drain():
+                self._keep(done, judged)
+            self.judges.shutdown()
+            self.judges = None
+            self.judging_seconds += time.perf_counter() - started
