@@ -37,23 +37,13 @@ from dataclasses import dataclass
 from itertools import pairwise
 
 from memwarden.find.analysis import stats
+from memwarden.find.analysis.noise import ar1
 from memwarden.find.analysis.trend import MAX_TEST_POINTS, TrendRule, assess_trend
 
 FLOOR = 1.0
 OLD = TrendRule(FLOOR, level_lift=False)
 NEW = TrendRule(FLOOR)
 Series = Callable[[random.Random, int], list[float]]
-
-
-def ar1(rng: random.Random, n: int, phi: float, sd: float) -> list[float]:
-    """Stationary AR(1) noise of marginal deviation ``sd``."""
-    innovation = sd * math.sqrt(1.0 - phi * phi)
-    e = rng.gauss(0.0, sd)
-    out = []
-    for _ in range(n):
-        out.append(e)
-        e = phi * e + rng.gauss(0.0, innovation)
-    return out
 
 
 def leak(phi: float, rise: float) -> Series:

@@ -24,6 +24,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from memwarden.find.analysis.noise import ar1 as ar1  # the one AR(1) generator
+
 PAGE = 4096
 MIB = 1024 * 1024
 BYTES_PER_BLOCK = 64
@@ -139,17 +141,6 @@ class SyntheticWorker:
             kept_blocks, kept_bytes = effect(i) if effect is not None else (0.0, 0.0)
             out.append(self.request(route, extra_blocks=kept_blocks, extra_bytes=kept_bytes))
         return out
-
-
-def ar1(rng: random.Random, n: int, phi: float, sd: float) -> list[float]:
-    """Stationary AR(1) noise of marginal deviation ``sd``."""
-    innovation = sd * math.sqrt(1.0 - phi * phi)
-    e = rng.gauss(0.0, sd)
-    out = []
-    for _ in range(n):
-        out.append(e)
-        e = phi * e + rng.gauss(0.0, innovation)
-    return out
 
 
 def to_lines(records: Sequence[dict[str, Any]]) -> list[str]:

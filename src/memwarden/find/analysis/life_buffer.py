@@ -80,10 +80,6 @@ class _Request:
         return self.status is not None and self.status >= 500
 
 
-def _opt(value: float) -> float | None:
-    return None if value != value else value  # NaN is the only value unequal to itself
-
-
 def _add(a: float, b: float) -> float:
     if a != a:
         return b
