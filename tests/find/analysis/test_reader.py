@@ -7,6 +7,11 @@ import io
 import json
 import zlib
 from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from memwarden.find.analysis.reader import MAX_LINE_BYTES, LineParser, ReadCounters, read_path_lines
 from memwarden.find.analysis.records import AllocationWindow, LifecycleEvent, RequestRecord
@@ -178,3 +183,36 @@ def test_route_counts_hold_every_heavy_route_in_bounded_memory() -> None:
     # 6,500 requests: each route above 6,500 / 20 = 325 of them holds a counter.
     assert len(counts) == 20
     assert counts.top(2) == {"/busy", "/steady"}
+
+
+@settings(max_examples=300, deadline=None, derandomize=True)
+@given(data=st.lists(st.sampled_from([b"a", b"bb", b"{}", b"\n", b"\r\n", b"xxxxxxx"]),
+                     max_size=40).map(b"".join),
+       chunk=st.integers(1, 9), most=st.integers(1, 9))
+def test_a_plain_file_read_in_chunks_gives_the_lines_read_one_by_one(
+        data: bytes, chunk: int, most: int) -> None:
+    from memwarden.find.analysis import inputs
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(inputs, "CHUNK_BYTES", chunk)
+        patch.setattr(inputs, "MAX_LINE_BYTES", most)
+        _same_lines(inputs, data)
+
+
+def _same_lines(inputs: Any, data: bytes) -> None:
+    one_by_one = [line[:-1] if line.endswith(b"\n") else line  # the newline aside
+                  for line in inputs._bounded_lines(io.BytesIO(data)) if line is not None]
+    flags = [line is None for line in inputs._bounded_lines(io.BytesIO(data))]
+    chunked = [line for batch in inputs._chunked_lines(io.BytesIO(data)) for line in batch]
+    assert [line is None for line in chunked] == flags
+    assert [line for line in chunked if line is not None] == one_by_one
+
+
+def test_a_plain_file_is_fed_in_batches_to_the_same_report(tmp_path: Path) -> None:
+    from memwarden.find.analysis.analyze import analyze_lines, analyze_paths
+
+    text = "\n".join([_request(seq=i) for i in range(1, 300)] + ["", "not json", "{bad"])
+    path = tmp_path / "plain.log"
+    path.write_text(text + "\r\n", encoding="utf-8")
+    lines = path.read_bytes().splitlines(keepends=True)
+    assert analyze_paths([path]).to_json_dict() == analyze_lines(lines).to_json_dict()

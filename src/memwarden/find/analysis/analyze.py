@@ -13,8 +13,8 @@ from dataclasses import asdict
 from typing import BinaryIO
 
 from memwarden.find.analysis.config import AnalysisConfig
+from memwarden.find.analysis.inputs import read_path_batches
 from memwarden.find.analysis.model import InputStats, OtherLives, Report
-from memwarden.find.analysis.reader import read_path_lines
 from memwarden.find.analysis.stream import MAX_PLOTTED_ACTIONS, LineFilter, StreamAnalysis, marker
 from memwarden.find.analysis.suspects import all_suspects, rank_suspects
 from memwarden.find.analysis.verdict import assess_life
@@ -78,21 +78,19 @@ def analyze_lines(lines: Iterable[str | bytes],
 def feed_paths(stream: StreamAnalysis, paths: Iterable[str | os.PathLike[str]],
                opened: Callable[[BinaryIO], None] | None = None,
                each: Callable[[], None] | None = None, every: int = 65536) -> None:
-    """Feed log files in order; ``each`` is called every ``every`` lines (progress)."""
+    """Feed log files in order; ``each`` is called every ``every`` lines or so (progress)."""
     add = stream.add
     counters = stream.parser.counters
     for path in paths:
-        if each is None:
-            for line in read_path_lines(path, counters, opened):
-                add(line)
-            continue
         count = 0
-        for line in read_path_lines(path, counters, opened):
-            add(line)
-            count += 1
-            if count >= every:
-                count = 0
-                each()
+        for batch in read_path_batches(path, counters, opened):
+            for line in batch:
+                add(line)
+            if each is not None:
+                count += len(batch)
+                if count >= every:
+                    count = 0
+                    each()
 
 
 def analyze_paths(paths: Iterable[str | os.PathLike[str]],

@@ -13,13 +13,18 @@ import os
 import sys
 import zlib
 from collections.abc import Callable, Iterator
-from typing import BinaryIO, Protocol
+from itertools import islice
+from typing import BinaryIO, Protocol, cast
 
 from memwarden.find.analysis.counters import ReadCounters
 
-__all__ = ["MAX_LINE_BYTES", "read_path_lines"]
+__all__ = ["MAX_LINE_BYTES", "read_path_batches", "read_path_lines"]
 
 MAX_LINE_BYTES = 1 << 20
+# A plain file is read in chunks of this size and split into lines in C.
+CHUNK_BYTES = 1 << 20
+# Lines handed on at once from a gzip stream or stdin.
+BATCH_LINES = 4096
 _GZIP_MAGIC = b"\x1f\x8b"
 
 
@@ -42,6 +47,39 @@ def _bounded_lines(stream: _LineSource) -> Iterator[bytes | None]:
             if not line:
                 break
         yield None
+
+
+def _chunked_lines(raw: BinaryIO) -> Iterator[list[bytes | None]]:
+    """``_bounded_lines`` of a plain file, a chunk's lines at a time and without their
+    newlines: the same lines (None for one past MAX_LINE_BYTES, its newline counted),
+    at one split per chunk instead of one readline per line."""
+    rest = b""  # the start of a line the chunk so far has not ended
+    skipping = False  # inside a line already too long: dropped up to its newline
+    while chunk := raw.read(CHUNK_BYTES):
+        parts = chunk.split(b"\n")
+        last = parts.pop()
+        if not parts:  # no newline: the line goes on
+            if not skipping:
+                rest += last
+                if len(rest) > MAX_LINE_BYTES:
+                    rest, skipping = b"", True
+            continue
+        first_too_long = skipping or len(rest) + len(parts[0]) >= MAX_LINE_BYTES
+        if rest and not first_too_long:
+            parts[0] = rest + parts[0]
+        lines = cast("list[bytes | None]", parts)  # the same list, Nones to come
+        if len(parts) > 1 and max(map(len, islice(parts, 1, None))) >= MAX_LINE_BYTES:
+            lines[1:] = [None if len(line) >= MAX_LINE_BYTES else line for line in parts[1:]]
+        if first_too_long:
+            lines[0] = None
+        rest, skipping = last, False
+        if len(rest) > MAX_LINE_BYTES:
+            rest, skipping = b"", True
+        yield lines
+    if skipping:
+        yield [None]
+    elif rest:
+        yield [rest]
 
 
 def _lines_of(stream: _LineSource, counters: ReadCounters) -> Iterator[bytes | None]:
@@ -77,3 +115,25 @@ def read_path_lines(path: str | os.PathLike[str], counters: ReadCounters,
                 yield from _lines_of(unzipped, counters)
         else:
             yield from _lines_of(raw, counters)
+
+
+def read_path_batches(path: str | os.PathLike[str], counters: ReadCounters,
+                      opened: Callable[[BinaryIO], None] | None = None
+                      ) -> Iterator[list[bytes | None]]:
+    """``read_path_lines`` in lists of lines: a plain file split a chunk at a time (its
+    lines without their newlines, which nothing reads), gzip and stdin in batches."""
+    plain = os.fspath(path) != "-"
+    if plain:
+        with open(path, "rb") as raw:
+            plain = raw.peek(2)[:2] != _GZIP_MAGIC
+            if plain:
+                if opened is not None:
+                    opened(raw)
+                try:
+                    yield from _chunked_lines(raw)
+                except OSError:
+                    counters.unreadable_inputs += 1
+                return
+    lines = read_path_lines(path, counters, opened)
+    while batch := list(islice(lines, BATCH_LINES)):
+        yield batch

@@ -15,7 +15,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar, cast
 
 from memwarden.find.analysis.actions import ACTION_LINES, ActionKind
@@ -272,6 +272,11 @@ class LineParser:
 
     def count_route(self, key: str) -> None:
         self._routes.add(key)
+
+    @property
+    def route_counter(self) -> Callable[[str], None]:
+        """``count_route`` without its own call: for the per-line path."""
+        return self._routes.add
 
     def kept_routes(self) -> set[str] | None:
         """The route names the report keeps (None: all), the others being OTHER_ROUTES."""

@@ -30,13 +30,15 @@ MAX_ROUTE_NAMES = 4000
 class RouteNames:
     """(route, method) pairs by id, bounded; the last id collects the overflow."""
 
-    __slots__ = ("_entries", "_ids", "keys", "names")
+    __slots__ = ("_entries", "_ids", "keys", "known", "names")
 
     def __init__(self) -> None:
         self.names: list[tuple[str, str | None]] = []
         self.keys: list[str] = []  # "METHOD route" of each id
         self._ids: dict[tuple[str, str | None], int] = {}
         self._entries: dict[tuple[str, str | None], tuple[int, str]] = {}
+        # (route, method) -> what ``entry`` gave it before, else None: one dict look-up.
+        self.known = self._entries.get
 
     def entry(self, route: str, method: str | None) -> tuple[int, str]:
         """(id, "METHOD route") in one look-up: the request path's way in."""

@@ -101,7 +101,8 @@ class StreamAnalysis:
         self.plotted = 0
         self.orphans: list[LifecycleEvent] = []
         self.deaths = DeathTally()
-        self._count_route = self.parser.count_route
+        self._count_route = self.parser.route_counter
+        self._known_route = self.names.known
         self._swept: dict[int, int] = {}  # pid -> index of its last life judged early
         # For benchmarks: this process's time spent on ended lives (judging them,
         # or waiting for the judges), and the judging itself, wherever it ran.
@@ -149,11 +150,15 @@ class StreamAnalysis:
     def _fast_request(self, line: Any) -> bool:
         """A line msgspec decoded and range-checked; False (nothing done) when it needs
         the reader's own checks (no route, unprintable text)."""
-        route, method = line.route, line.method
-        if not route or not route.isprintable() or (method and not method.isprintable()):
-            return False
+        route, method = line.route or "", line.method or None
+        # A route and method seen on this path passed its checks then.
+        found = self._known_route((route, method))
+        if found is None:
+            if not route or not route.isprintable() or (method and not method.isprintable()):
+                return False
+            found = self.names.entry(route, method)
+        rid, key = found
         census = line.census
-        rid, key = self.names.entry(route, method or None)
         row: Row = (line.seq, rid, float(line.status),
                     line.duration_ms, line.rss_bytes, line.rss_delta_bytes, line.blocks_delta,
                     line.blocks, line.pss_bytes, line.uss_bytes,
