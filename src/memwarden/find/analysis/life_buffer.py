@@ -80,14 +80,6 @@ class _Request:
         return self.status is not None and self.status >= 500
 
 
-def _add(a: float, b: float) -> float:
-    if a != a:
-        return b
-    if b != b:
-        return a
-    return a + b
-
-
 class OpenLife:
     """The requests, end events and marks of one life; see the module docstring."""
 
@@ -149,22 +141,32 @@ class OpenLife:
             self._thin()
 
     def _thin(self) -> None:
-        """Merge neighbours in pairs: half the points, the same sums of deltas."""
-        n = len(self.seqs) // 2 * 2
-        keep: list[int] = []
-        for i in range(0, n, 2):
-            # A census sample outlives a plain request.
-            kept, gone = (i, i + 1) if self.census[i] is not None \
-                and self.census[i + 1] is None else (i + 1, i)
-            for col in (_RSS_DELTA, _BLOCKS_DELTA):
-                values = self.cols[col]
-                values[kept] = _add(values[kept], values[gone])
-            keep.append(kept)
-        keep.extend(range(n, len(self.seqs)))
-        self.seqs = array("q", (self.seqs[i] for i in keep))
-        self.route_ids = array("l", (self.route_ids[i] for i in keep))
-        self.cols = [array("d", (col[i] for i in keep)) for col in self.cols]
-        self.census = [self.census[i] for i in keep]
+        """Merge neighbours in pairs: half the points, the same sums of deltas.
+
+        Column by column (a census sample outlives a plain request; the kept
+        one's deltas get the other's added): the values a loop over the pairs
+        gives, at a fraction of its cost.
+        """
+        size = len(self.seqs)
+        n = size // 2 * 2
+        census = self.census
+        kept = [i if census[i] is not None and census[i + 1] is None else i + 1
+                for i in range(0, n, 2)]
+        gone = [k ^ 1 for k in kept]  # the other of each pair (pairs start at even i)
+        keep = kept + list(range(n, size))
+        pick = itemgetter(*keep) if len(keep) > 1 else lambda v: tuple(v[i] for i in keep)
+        cols = [array("d", pick(col)) for col in self.cols]
+        for c in (_RSS_DELTA, _BLOCKS_DELTA):
+            values = self.cols[c]
+            # NaN (absent) adds nothing: a sum of the two present, or the one present.
+            merged = [b if a != a else a if b != b else a + b
+                      for a, b in zip([values[k] for k in kept], [values[g] for g in gone],
+                                      strict=True)]
+            cols[c][:len(merged)] = array("d", merged)
+        self.seqs = array("q", pick(self.seqs))
+        self.route_ids = array("l", pick(self.route_ids))
+        self.cols = cols
+        self.census = list(pick(census))
 
     def end(self, event: LifecycleEvent) -> None:
         if len(self.end_events) < MAX_END_EVENTS:
