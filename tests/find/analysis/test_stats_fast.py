@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import random
 from array import array
+from itertools import pairwise
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -118,3 +119,54 @@ def test_worker_life_out_of_seq_order_is_sorted_by_seq() -> None:
     assert [r.blocks for r in built.requests] == [11.0, 12.0, 13.0]
     assert [r.rss_delta_bytes for r in built.requests] == [None, None, None]
     assert life.seqs == array("q", [3, 1, 2])
+
+
+def _inflation_by_loops(residuals: list[float]) -> float:
+    n = len(residuals)
+    if n < 4:
+        return 1.0
+    mean = math.fsum(residuals) / n
+    centred = [r - mean for r in residuals]
+    energy = math.fsum(c * c for c in centred)
+    if energy <= 0.0 or not math.isfinite(energy):
+        return 1.0
+    factor = 1.0
+    for lag in range(1, min(stats.MAX_LAG, n // 3) + 1):
+        rho = math.fsum(centred[i] * centred[i + lag] for i in range(n - lag)) / energy
+        if not rho > 0.0:
+            break
+        factor += 2.0 * (1.0 - lag / n) * rho
+    return min(factor, max(1.0, n / stats.MIN_EFFECTIVE_POINTS))
+
+
+@PROPERTY
+@given(ys=st.lists(values, min_size=3, max_size=200))
+def test_theil_sen_residuals_and_levels_are_the_plain_arithmetic(ys: list[float]) -> None:
+    from memwarden.find.analysis.levels import long_run_variance
+
+    xs = [float(3 * k + 1) for k in range(len(ys))]
+    fit = stats.theil_sen(xs, ys)
+    assert fit is not None
+    intercept = median([y - fit.slope * x for x, y in zip(xs, ys, strict=True)])
+    residuals = [y - fit.slope * x - intercept for x, y in zip(xs, ys, strict=True)]
+    assert fit.intercept == intercept or (math.isnan(fit.intercept) and math.isnan(intercept))
+    assert fit.variance_factor == _inflation_by_loops(residuals)
+    mean = math.fsum(residuals) / len(ys)
+    spread = math.fsum((r - mean) ** 2 for r in residuals) / max(len(ys) - 1, 1)
+    assert long_run_variance(xs, ys, fit) == spread * fit.variance_factor
+
+
+def _rising_steps(by: list[float], start: int, stop: int) -> int:
+    return sum(by[i] > by[i - 1] for i in range(max(start, 1), stop))
+
+
+@PROPERTY
+@given(ys=st.lists(values, min_size=20, max_size=200))
+def test_window_rises_count_the_steps_up(ys: list[float]) -> None:
+    xs = [float(k) for k in range(len(ys))]
+    got = trend.assess_trend(xs, ys, trend.TrendRule(1.0))
+    if got.fit is None:
+        return
+    bounds = trend._split(len(ys), 4)
+    assert got.window_rises == tuple(_rising_steps(ys, a, b) for a, b in bounds)
+    assert got.strictly_rising == all(b > a for a, b in pairwise(ys))

@@ -26,6 +26,8 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import repeat
+from operator import mul, sub
 
 from memwarden.find.analysis.stats import SlopeFit, median
 
@@ -46,9 +48,11 @@ class Level:
 def long_run_variance(xs: Sequence[float], ys: Sequence[float], fit: SlopeFit) -> float:
     """Variance of the points around ``fit``'s line times its autocorrelation factor."""
     n = len(ys)
-    residuals = [y - fit.slope * x - fit.intercept for x, y in zip(xs, ys, strict=True)]
+    # y - slope * x - intercept and (r - mean) ** 2, each mapped in C.
+    residuals = list(map(sub, map(sub, ys, map(mul, repeat(fit.slope), xs)),
+                         repeat(fit.intercept)))
     mean = math.fsum(residuals) / n
-    spread = math.fsum((r - mean) ** 2 for r in residuals) / max(n - 1, 1)
+    spread = math.fsum(map(pow, map(sub, residuals, repeat(mean)), repeat(2))) / max(n - 1, 1)
     return spread * fit.variance_factor
 
 

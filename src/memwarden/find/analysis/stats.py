@@ -21,7 +21,8 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from operator import itemgetter, mul, sub, truediv
+from itertools import repeat
+from operator import add, call, ge, itemgetter, mul, sub, truediv
 
 __all__ = [
     "SlopeFit",
@@ -122,8 +123,8 @@ def variance_inflation(residuals: Sequence[float]) -> float:
     if n < 4:
         return 1.0
     mean = math.fsum(residuals) / n
-    centred = [r - mean for r in residuals]
-    energy = math.fsum(c * c for c in centred)
+    centred = list(map(sub, residuals, repeat(mean)))
+    energy = math.fsum(map(mul, centred, centred))
     if energy <= 0.0 or not math.isfinite(energy):
         return 1.0
     factor = 1.0
@@ -164,10 +165,11 @@ def _sampled_pairs(n: int) -> tuple[array[int], array[int]]:
     Drawn in that order: i from one draw, j from the next, j past i skipping i.
     """
     draw = random.Random(n * 7919 + 1).random
-    draws = [draw() for _ in range(2 * MAX_PAIRS)]
-    firsts = array("I", [int(d * n) for d in draws[0::2]])
-    seconds = array("I", [j + (j >= i) for i, j in
-                          zip(firsts, [int(d * (n - 1)) for d in draws[1::2]], strict=True)])
+    # The draws, and int(draw * n) of each, all mapped in C (float * int is float * float).
+    draws = list(map(call, repeat(draw, 2 * MAX_PAIRS)))
+    firsts = array("I", map(int, map(mul, draws[0::2], repeat(float(n)))))
+    others = list(map(int, map(mul, draws[1::2], repeat(float(n - 1)))))
+    seconds = array("I", map(add, others, map(ge, others, firsts)))
     return firsts, seconds
 
 
@@ -243,8 +245,10 @@ def theil_sen(xs: Sequence[float], ys: Sequence[float]) -> SlopeFit | None:
     if not slopes:
         return None
     slope = quantile(slopes, 0.5)
-    intercept = median([y - slope * x for x, y in zip(xs, ys, strict=True)])
-    residuals = [y - slope * x - intercept for x, y in zip(xs, ys, strict=True)]
+    # y - slope * x, then less the intercept: the same operations, mapped in C.
+    offsets = list(map(sub, ys, map(mul, repeat(slope), xs)))
+    intercept = median(offsets)
+    residuals = list(map(sub, offsets, repeat(intercept)))
     factor = variance_inflation(residuals)
     variance = _mann_kendall_variance(ys) * factor
     s = _mann_kendall_s(ys)

@@ -21,6 +21,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import pairwise
+from operator import gt
 from typing import Literal
 
 from memwarden.find.analysis.levels import Level, lift_z, long_run_variance, window_level
@@ -288,7 +289,8 @@ def _fits(xs: Sequence[float], ys: Sequence[float], windows: int) -> _Fits | Non
                 if previous_level is not None and level is not None else 0.0)
         previous_level = level
         # Steps that end in this window, the one from the previous window included.
-        up = sum(by[i] > by[i - 1] for i in range(max(start, 1), stop))
+        first = max(start, 1)
+        up = sum(map(gt, by[first:stop], by[first - 1:stop - 1]))
         found.append(_Window(slope, z, lift, min(by[start:stop]), up))
     return _Fits(fit, tuple(found))
 
@@ -322,7 +324,7 @@ def assess_trend(xs: Sequence[float], ys: Sequence[float], rule: TrendRule) -> T
                      and floor_rises and window.up >= rule.min_rises)
     span = xs[-1] - xs[0]
     state = _classify(grows, slopes, fit, rule, fit.slope * span)
-    rising = all(b > a for a, b in pairwise(ys))
+    rising = all(map(gt, ys[1:], ys[:-1]))
     return Trend(state, n, fit, tuple(slopes), tuple(grows), span, ys[0], ys[-1],
                  window_lows=tuple(w.low for w in fits.windows), strictly_rising=rising,
                  window_rises=tuple(w.up for w in fits.windows),
