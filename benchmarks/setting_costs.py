@@ -4,8 +4,9 @@ The same hello-world apps, servers and wrk load as throughput.py (2 workers,
 10 connections, rounds interleaved). The reference is memwarden's defaults;
 each other variant changes one thing: the census on every request, the PSS
 footprint for recycling, tracemalloc windows, allocated blocks on every
-request (the default reads them on every 16th and whenever RSS moved), gunicorn's own logger class in place of memwarden's (Flask), and loop tracking
-(FastAPI). Reported per variant: median req/s and its ratio to the
+request (the defaults read them on every 16th and whenever RSS moved),
+gunicorn's own logger class in place of memwarden's (Flask), and loop
+tracking (FastAPI). Reported per variant: median req/s and its ratio to the
 defaults', and the server's CPU per request (master and workers, user and
 system) with what it adds to the defaults' (steadier than req/s on a shared
 machine).
