@@ -20,7 +20,12 @@ allocated blocks read on every request, where the defaults read them on every
 schedule with the defaults' tracker, so its round may start from the
 defaults' countdown: at most 15 of its requests skip the reading.
 
-Last line: ``overhead_us=X naive_us=Y ratio=X/Y``.
+And the floor (benchmarks/apps/floor.py): one statm pread and one write(2)
+of a line of the request line's size per request and nothing else, the least
+any per-request memory line costs on this machine.
+
+The line before the last: ``floor_us=F``. Last line: ``overhead_us=X
+naive_us=Y ratio=X/Y``.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ import io
 import json
 import logging
 import mmap
+import os
 import statistics
 import sys
 import time
@@ -40,6 +46,7 @@ from typing import Any
 import psutil
 from flask import Flask
 
+from apps.floor import FloorWsgi
 from memwarden.alloc_sites import SiteSettings, SiteWindows
 from memwarden.see import inflight_slot
 from memwarden.see.logs import JsonFormatter
@@ -149,6 +156,7 @@ def main() -> None:
         "memwarden": tracked,
         "naive": NaiveTracker(bare),
         "blocks_every_1": MemoryTracker(bare, Settings(blocks_every=1)),
+        "floor": FloorWsgi(bare, os.open("/dev/null", os.O_WRONLY)),
     }
     samples: dict[str, list[float]] = {
         name: [] for name in [*variants, "observed", "inflight", "sites", "tracemalloc"]}
@@ -199,6 +207,7 @@ def main() -> None:
     plain_us = median_us["memwarden"]
     print(f"inflight_us={statistics.median(paired) * 1e6:.2f} (CPU) "
           f"sites_us={median_us['sites'] - plain_us:.2f} (each over memwarden's defaults)")
+    print(f"floor_us={median_us['floor'] - base:.2f}")
     print(f"overhead_us={overhead:.2f} naive_us={naive:.2f} ratio={overhead / naive:.3f}")
 
 
