@@ -44,9 +44,9 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 import psutil
+from apps.floor import FloorWsgi
 from flask import Flask
 
-from apps.floor import FloorWsgi
 from memwarden.alloc_sites import SiteSettings, SiteWindows
 from memwarden.see import inflight_slot
 from memwarden.see.logs import JsonFormatter
