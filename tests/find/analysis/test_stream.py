@@ -6,6 +6,9 @@ import json
 from pathlib import Path
 from typing import Any
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from memwarden.find.analysis import analyze_lines, analyze_paths
 from memwarden.find.analysis.life_buffer import LIFE_POINTS
 from memwarden.find.analysis.stream import MAX_WORKERS, StreamAnalysis
@@ -294,3 +297,21 @@ def test_msgspec_and_the_json_module_read_every_line_alike(monkeypatch: Any) -> 
     assert fast.to_json_dict() == slow.to_json_dict()
     assert fast.series_json_dict() == slow.series_json_dict()
     assert fast.input.invalid_fields >= 15 and fast.input.malformed_lines >= 1
+
+
+@settings(max_examples=100, deadline=None, derandomize=True)
+@given(keys=st.lists(st.tuples(st.integers(0, 3), st.integers(-50, 0), st.integers(0, 99)),
+                     max_size=60), limit=st.integers(0, 6))
+def test_a_kept_bar_says_what_ranks_and_only_falls(keys: list[tuple[int, int, int]],
+                                                   limit: int) -> None:
+    from memwarden.find.analysis.outcomes import Kept
+
+    kept: Kept[int] = Kept(limit)
+    bars = []
+    for n, key in enumerate(keys):
+        bar = kept.bar()
+        assert kept.ranks(key) == (bar is None or key < bar)
+        bars.append(bar)
+        kept.add(key, n)
+    set_bars = [bar for bar in bars if bar is not None]
+    assert set_bars == sorted(set_bars, reverse=True)

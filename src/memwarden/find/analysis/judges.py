@@ -54,9 +54,10 @@ class Judges:
         self.config = config
         self.limit = PENDING_PER_PROCESS * processes
         self.judged_here = 0  # lives judged in this process after a judge died
-        # Each life sent, its route names, and its judging (None: judged here).
+        # Each life sent, its route names, the plotting bar, and its judging (None:
+        # judged here).
         self.pending: deque[tuple[OpenLife, Sequence[tuple[str, str | None]],
-                                  Future[Judged] | None]] = deque()
+                                  tuple[int, int, int] | None, Future[Judged] | None]] = deque()
         methods = multiprocessing.get_all_start_methods()
         # fork: the processes start from this one as it is now, before the
         # lives it buffers make it big, and need nothing re-imported.
@@ -67,20 +68,23 @@ class Judges:
         for started in [self.pool.submit(int) for _ in range(processes)]:
             started.result()
 
-    def submit(self, life: OpenLife, names: Sequence[tuple[str, str | None]]
-               ) -> Iterator[tuple[OpenLife, Judged]]:
-        """Send ``life`` off; yield the lives judged by now, in order (waiting when full)."""
+    def submit(self, life: OpenLife, names: Sequence[tuple[str, str | None]],
+               bar: tuple[int, int, int] | None = None) -> Iterator[tuple[OpenLife, Judged]]:
+        """Send ``life`` off; yield the lives judged by now, in order (waiting when full).
+
+        ``bar``: the plotted lives' ``Kept.bar()`` now (``judging.judge_with_series``).
+        """
         # Only the names its route ids reach travel with it.
         used = names[:max(life.route_ids, default=-1) + 1]
         future: Future[Judged] | None = None
         if self.pool is not None:
             try:
-                future = self.pool.submit(judge_with_series, life, used, self.config)
+                future = self.pool.submit(judge_with_series, life, used, self.config, bar)
             except BrokenProcessPool:
                 self.pool = None
-        self.pending.append((life, used, future))
-        while self.pending and (len(self.pending) > self.limit or self.pending[0][2] is None
-                                or self.pending[0][2].done()):
+        self.pending.append((life, used, bar, future))
+        while self.pending and (len(self.pending) > self.limit or self.pending[0][3] is None
+                                or self.pending[0][3].done()):
             yield self._next()
 
     def drain(self) -> Iterator[tuple[OpenLife, Judged]]:
@@ -89,7 +93,7 @@ class Judges:
             yield self._next()
 
     def _next(self) -> tuple[OpenLife, Judged]:
-        life, names, future = self.pending.popleft()
+        life, names, bar, future = self.pending.popleft()
         if future is not None:
             try:
                 return life, future.result()
@@ -97,7 +101,7 @@ class Judges:
                 # A judge died (killed, out of memory): the rest are judged here.
                 self.pool = None
         self.judged_here += 1
-        return life, judge_with_series(life, names, self.config)
+        return life, judge_with_series(life, names, self.config, bar)
 
     def shutdown(self) -> None:
         if self.pool is not None:

@@ -20,7 +20,7 @@ from memwarden.find.analysis.model import (
     RecycleMarker,
     WorkerSummary,
 )
-from memwarden.find.analysis.outcomes import LifeOutcome
+from memwarden.find.analysis.outcomes import LifeOutcome, priority
 from memwarden.find.analysis.records import LifecycleEvent
 from memwarden.find.analysis.series import life_series
 from memwarden.find.analysis.units import requests_asked
@@ -84,7 +84,8 @@ class Judged:
     def life_series(self, config: AnalysisConfig) -> LifeSeries:
         if self.series is not None:
             return self.series
-        assert self.worker_life is not None
+        if self.worker_life is None:
+            raise RuntimeError("a life judged elsewhere without its series is plotted")
         return life_series(self.worker_life, config, self.markers,
                            action_markers(self.worker_life))
 
@@ -103,11 +104,17 @@ def judge(life: OpenLife, names: Sequence[tuple[str, str | None]],
 
 
 def judge_with_series(life: OpenLife, names: Sequence[tuple[str, str | None]],
-                      config: AnalysisConfig) -> Judged:
-    """``judge`` with the plotted series built, and the requests left behind."""
+                      config: AnalysisConfig, bar: tuple[int, int, int] | None) -> Judged:
+    """``judge`` with the plotted series built, and the requests left behind.
+
+    ``bar``: the plotted lives' ``Kept.bar()`` when the life was sent. It only
+    falls, so a life whose key is not below it then will not be plotted: its
+    series is neither built nor sent back.
+    """
     started = time.perf_counter()
     judged = judge(life, names, config)
-    judged.series = judged.life_series(config)
+    if bar is None or priority(judged.outcome) < bar:
+        judged.series = judged.life_series(config)
     judged.worker_life = None
     judged.seconds = time.perf_counter() - started
     return judged

@@ -58,6 +58,18 @@ class Kept(Generic[_T]):
             return True
         return self.limit > 0 and (-key[0], -key[1], -key[2]) > self._heap[0][0]
 
+    def bar(self) -> tuple[int, int, int] | None:
+        """The key an item must be below to be kept (None: any is, while not full).
+
+        It only ever falls: an item that does not rank now never will.
+        """
+        if len(self._heap) < self.limit:
+            return None
+        if self.limit == 0:
+            return (-1, 0, 0)  # below every key: nothing is kept
+        inverted = self._heap[0][0]
+        return -inverted[0], -inverted[1], -inverted[2]
+
     def add(self, key: tuple[int, int, int], item: _T) -> _T | None:
         """Keep ``item`` if it ranks; return whichever item was left out (None: none)."""
         entry = ((-key[0], -key[1], -key[2]), key[2], item)

@@ -275,7 +275,7 @@ class StreamAnalysis:
         if self.judges is None:
             self._keep(life, judge(life, self.names.names, self.config))
             return
-        for done, judged in self.judges.submit(life, self.names.names):
+        for done, judged in self.judges.submit(life, self.names.names, self.series.bar()):
             self._keep(done, judged)
 
     def _keep(self, life: OpenLife, judged: Judged) -> None:
