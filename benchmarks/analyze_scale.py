@@ -316,7 +316,8 @@ def main(argv: Sequence[str] | None = None) -> int:
               f"{rest:.1f} s; judging the {one['lives']} worker lives (the trend tests) took "
               f"{float(one['judged_seconds']):.1f} s in the judges")
         print(f"analyze over twice the lines: {two['seconds']:.1f} s, "
-              f"peak {two['peak_rss_mib']:.0f} MiB")
+              f"peak {two['peak_rss_mib']:.0f} MiB (reading process "
+              f"{float(two['own_peak_rss_mib']):.0f} MiB)")
         listed_leaks = set(one["leak_pids"])  # type: ignore[call-overload]
         other_leaks = one["other"]["verdicts"].get("leak", 0)  # type: ignore[index]
         called = len(listed_leaks) + other_leaks

@@ -93,7 +93,7 @@ class OpenLife:
         self.order = order  # global creation order: the report lists lives in it
         self.requests = 0  # every request, kept or merged
         self.seqs = array("q")
-        self.route_ids = array("l")
+        self.route_ids = array("I")
         self.cols = [array("d") for _ in COLUMNS]
         self.census: list[Mapping[str, float] | None] = []
         self.end_events: list[LifecycleEvent] = []
@@ -164,7 +164,7 @@ class OpenLife:
                                       strict=True)]
             cols[c][:len(merged)] = array("d", merged)
         self.seqs = array("q", pick(self.seqs))
-        self.route_ids = array("l", pick(self.route_ids))
+        self.route_ids = array("I", pick(self.route_ids))
         self.cols = cols
         self.census = list(pick(census))
 
@@ -225,7 +225,7 @@ class OpenLife:
         life = cls(data["pid"], data["index"], data["order"])
         life.requests = data["requests"]
         life.seqs = array("q", data["seqs"])
-        life.route_ids = array("l", (route_ids[i] for i in data["route_ids"]))
+        life.route_ids = array("I", (route_ids[i] for i in data["route_ids"]))
         life.cols = [array("d", (NAN if v is None else v for v in col)) for col in data["cols"]]
         life.census = list(data["census"])
         life.end_events = end_events
