@@ -66,7 +66,7 @@ class _Server:
                 "AGENT_SERVICE_DATA_DIR": str(log.with_suffix(".data")),
                 "MEMWARDEN_CENSUS_EVERY": "1", "MEMWARDEN_LOOP_TRACKING": "1",
                 # Allocated blocks on every request, whatever reading them costs.
-                "MEMWARDEN_BLOCKS_BUDGET_US": "0",
+                "MEMWARDEN_BLOCKS_BUDGET_US": "0", "MEMWARDEN_BLOCKS_EVERY": "1",
                 # Every request is a new user: with the context leak off, a store
                 # bounded to 5 sessions keeps it out of the other scenarios' figures.
                 "AGENT_SERVICE_MAX_SESSIONS": "5", **env}

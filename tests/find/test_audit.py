@@ -81,6 +81,8 @@ def check_files(result: AuditResult, requests: int, workers: int) -> list[dict[s
     # The readiness probe is left out: every line is a soak request.
     assert all(x["request_id"].startswith("soak-") for x in request_lines)
     assert len({x["pid"] for x in request_lines}) == workers == len(result.worker_pids)
+    # An audit reads allocated blocks on every request, whatever the production default.
+    assert all("blocks" in x for x in request_lines)
     # MEMWARDEN_CENSUS_EVERY=10 reached the workers: about one census per 10 requests.
     censuses = sum("census" in x for x in request_lines)
     assert requests // 10 - 2 * workers <= censuses <= requests // 10 + 2 * workers

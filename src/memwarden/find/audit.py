@@ -162,8 +162,9 @@ def run_audit(app: str, app_dir: Path | None, routes: Path | None, requests: int
     # live heap without the garbage that waits for the oldest generation.
     full_env = {**os.environ, "PYTHONUNBUFFERED": "1",
                 "MEMWARDEN_CENSUS_EVERY": str(census_every), "MEMWARDEN_CENSUS_COLLECT": "1",
-                # Every request's blocks, whatever the heap: exactness over cost.
-                "MEMWARDEN_BLOCKS_BUDGET_US": "0",
+                # Every request's blocks, whatever the heap: exactness over cost
+                # (production reads them on every 16th request by default).
+                "MEMWARDEN_BLOCKS_BUDGET_US": "0", "MEMWARDEN_BLOCKS_EVERY": "1",
                 **(env or {})}
     notes: list[str] = []
     if worker_class is None:
