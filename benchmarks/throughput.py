@@ -1,7 +1,7 @@
 """Throughput under real gunicorn: memwarden against a bare app and its peers.
 
 A hello-world Flask app under gunicorn (2 sync workers) and a FastAPI app
-under gunicorn with the uvicorn worker (2 workers), on 127.0.0.1, loaded by
+under gunicorn with the uvicorn worker (1 worker), on 127.0.0.1, loaded by
 wrk at 10 connections. Variants, their rounds interleaved so that drift and
 other load on the machine hit them alike:
 
@@ -20,6 +20,16 @@ and socket error counts are 0) and, for memwarden's variants, that the log
 holds one request line per request: at least wrk's count of completed
 requests, and at most the connections more (those in flight when wrk stopped
 are finished and logged by the server, not counted by wrk).
+
+Why one uvicorn worker: an async worker accepts as many connections as it
+can, so wrk's 10 keep-alive connections, opened once, split between two
+uvicorn workers as the accepts happened to fall, and req/s followed the
+split, not the cost of a request: the floor, which does more than bare, came
+out at 1.6 times bare's req/s. gunicorn's sync worker closes every
+connection after its response, so wrk connects again for each request and
+Flask's two workers take the accepts as they come free. With one uvicorn
+worker every connection is served by the same process, with wrk on the
+other core (the master sleeps): req/s is that worker's cost per request.
 
 Then memwarden's own memory: fresh bare and memwarden Flask servers, the
 workers' mean RSS once booted and after 10,000 requests.
@@ -54,7 +64,6 @@ import psutil
 APPS = Path(__file__).resolve().parent / "apps"
 CONF = "python:memwarden.gunicorn_conf"
 CONNECTIONS = 10
-WORKERS = 2
 # wrk's summary as one JSON line, from its done() hook (cheap: once per run).
 SUMMARY_LUA = """
 done = function(summary, latency, requests)
@@ -85,8 +94,18 @@ VARIANTS = (
     Variant("naive", "naive"),
     Variant("floor", "", module="floor"),
 )
-FAMILIES = {"flask": ("flask_hello", ()),
-            "fastapi": ("fastapi_hello", ("-k", "uvicorn_worker.UvicornWorker"))}
+
+
+@dataclass(frozen=True)
+class Family:
+    module: str
+    workers: int
+    args: tuple[str, ...] = ()
+
+
+# One uvicorn worker: two would split wrk's connections by accept luck (module docstring).
+FAMILIES = {"flask": Family("flask_hello", 2),
+            "fastapi": Family("fastapi_hello", 1, ("-k", "uvicorn_worker.UvicornWorker"))}
 PEERS = ("prometheus", "naive")
 
 
@@ -110,7 +129,7 @@ class Server:
     lines: int = 0  # request lines the rounds wrote (memwarden's variants)
 
     def start(self) -> None:
-        module, worker_args = FAMILIES[self.family]
+        family = FAMILIES[self.family]
         self.port = free_port()
         env = {k: v for k, v in os.environ.items() if not k.startswith("MEMWARDEN_")}
         env.update(self.variant.env)
@@ -118,7 +137,7 @@ class Server:
         if not self.variant.memwarden:
             # The peers keep their metrics per process, as without a multiprocess dir.
             env.pop("PROMETHEUS_MULTIPROC_DIR", None)
-        command = [sys.executable, "-m", "gunicorn", "-w", str(WORKERS), *worker_args,
+        command = [sys.executable, "-m", "gunicorn", "-w", str(family.workers), *family.args,
                    "-b", f"127.0.0.1:{self.port}", "--chdir", str(APPS)]
         if self.variant.memwarden:
             command += ["-c", CONF]
@@ -126,7 +145,7 @@ class Server:
         if self.variant.module is not None:
             command.append(f"{self.variant.module}:{self.family}()")
         else:
-            command.append(f"{module}:{self.variant.factory}()")
+            command.append(f"{family.module}:{self.variant.factory}()")
         with self.log.open("ab") as out:
             self.process = subprocess.Popen(command, env=env, stdout=out, stderr=out,
                                             start_new_session=True)
@@ -140,7 +159,7 @@ class Server:
         return psutil.Process(self.process.pid).children()
 
     def wait_ready(self, timeout: float = 60.0) -> None:
-        """Both workers booted: their RSS unchanged over two readings, then 200s."""
+        """Every worker booted: their RSS unchanged over two readings, then 200s."""
         deadline = time.monotonic() + timeout
         last: list[int] = []
         while time.monotonic() < deadline:
@@ -152,7 +171,7 @@ class Server:
                 now = [w.memory_info().rss for w in self.workers()]
             except psutil.Error:
                 continue
-            if len(now) == WORKERS and now == last:
+            if len(now) == FAMILIES[self.family].workers and now == last:
                 break
             last = now
         while time.monotonic() < deadline:
@@ -302,8 +321,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="mw-throughput-") as tmp:
         work = args.keep or Path(tmp)
         work.mkdir(parents=True, exist_ok=True)
+        workers = " ".join(f"{name}_workers={f.workers}" for name, f in FAMILIES.items())
         print(f"rounds={args.rounds} seconds={args.seconds} connections={CONNECTIONS} "
-              f"workers={WORKERS}")
+              f"{workers}")
         medians = throughput(work, args.rounds, args.seconds)
         own = own_memory(work, args.memory_requests)
     flask, fastapi = medians["flask"], medians["fastapi"]
