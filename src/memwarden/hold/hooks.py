@@ -28,9 +28,10 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import sys
 from typing import Any
 
-from memwarden import alloc_sites, events
+from memwarden import events
 from memwarden.footprint import FootprintSampler, cgroup_working_set
 from memwarden.hold import perform as actions
 from memwarden.hold.policy import limit_basis, resolve_limits
@@ -71,7 +72,13 @@ def when_ready(server: Any, settings: Settings) -> None:
     global _watchdog
     # The settings loaded before gunicorn set its logging up: their warning waited.
     warn_unknown_variables()
-    alloc_sites.configure()
+    # tracemalloc and sysconfig come with allocation sites: only when asked for,
+    # or every worker forked from this master would carry them.
+    if "memwarden.alloc_sites" in sys.modules or os.environ.get(
+            "MEMWARDEN_TRACEMALLOC", "").strip():
+        from memwarden import alloc_sites
+
+        alloc_sites.configure()
     _watchdog = Watchdog(settings)
     _watchdog.start(server)
 
@@ -105,7 +112,9 @@ def post_fork(server: Any, worker: Any) -> None:
     index = watchdog.inflight.index(worker) if watchdog is not None else None
     if watchdog is not None:
         watchdog.inflight.adopt(worker)
-    alloc_sites.start_in_worker(index)
+    alloc_sites = sys.modules.get("memwarden.alloc_sites")  # configured by the master
+    if alloc_sites is not None:
+        alloc_sites.start_in_worker(index)
 
 
 def wrap_app(worker: Any, app: Any, settings: Settings, asgi: bool) -> Any:

@@ -32,7 +32,6 @@ pid read from a /proc of another pid namespace. Descendants come from
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import logging
 import os
 import signal
@@ -108,6 +107,10 @@ def _uptime_ticks(proc_root: str) -> int | None:
 def set_child_subreaper() -> bool:
     """Make this process adopt its orphaned descendants (Linux >= 3.4)."""
     try:
+        # Imported here, only when orphans are handled: the master's imports are
+        # every worker's (by fork), and ctypes is a quarter of a MiB there.
+        import ctypes
+
         # The process's own symbols: find_library would run ldconfig in a subprocess.
         libc = ctypes.CDLL(None, use_errno=True)
         return bool(libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0)
