@@ -68,15 +68,18 @@ def start_lines(summary: Summary, said: frozenset[str] = SAID_ELSEWHERE_AT_START
 
 
 def log_start_summary(server: Any, settings: Settings, ours: Mapping[str, Callable[..., Any]],
-                      said: frozenset[str] = SAID_ELSEWHERE_AT_START) -> None:
+                      said: frozenset[str] = SAID_ELSEWHERE_AT_START,
+                      pid: int | None = None) -> None:
     """Log the summary for this master; the caller makes it once per master and says
-    which kinds of finding other start lines gave (``said``)."""
+    which kinds of finding other start lines gave (``said``). ``pid``: the master's,
+    when a child of it logs the summary (this process's by default)."""
     view = _view(server)
     cfg = getattr(server, "cfg", None)
     search = [str(getattr(cfg, "chdir", "") or os.getcwd())]
     summary = summarize(settings, os.environ, read_cgroup(settings), view, ours,
                         str(getattr(cfg, "config", None) or "gunicorn defaults"),
                         asyncio_use(view.worker_class, view.app, search))
-    fields = {"pid": os.getpid(), "protection_effective": summary.exit_code == 0}
+    fields = {"pid": os.getpid() if pid is None else pid,
+              "protection_effective": summary.exit_code == 0}
     for level, line in start_lines(summary, said):
         _log.log(level, "%s", line, extra={"memwarden": fields})

@@ -26,7 +26,9 @@ import contextlib
 import functools
 import logging
 import os
+import signal
 import sys
+import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -155,20 +157,61 @@ def _log_summary(server: Any, watchdog: bool) -> None:
     or at the first fork when a config of one's own replaced when_ready."""
     if _summary_logged[0] == os.getpid():
         return
-    _summary_logged[0] = os.getpid()
-    try:
-        from memwarden.check_start import log_start_summary
-        from memwarden.hook_calls import LOST
+    master = _summary_logged[0] = os.getpid()
+    said = {"limit_dropped"}  # each worker says it, when it resolves its limits
+    if watchdog:
+        said |= {"no_limit", "cannot_shed", "unknown_variables"}
+    if _hooks_checked[0] == master:
+        said.add("replaced_hooks")
 
-        said = {"limit_dropped"}  # each worker says it, when it resolves its limits
-        if watchdog:
-            said |= {"no_limit", "cannot_shed", "unknown_variables"}
-        if _hooks_checked[0] == os.getpid():
-            said.add("replaced_hooks")
-        log_start_summary(server, memwarden_settings, {name: globals()[name] for name in LOST},
-                          frozenset(said))
-    except Exception:
-        _log.exception("memwarden could not log its start summary; continuing")
+    def summary() -> None:
+        try:
+            from memwarden.check_start import log_start_summary
+            from memwarden.hook_calls import LOST
+
+            log_start_summary(server, memwarden_settings,
+                              {name: globals()[name] for name in LOST}, frozenset(said), master)
+        except Exception:
+            _log.exception("memwarden could not log its start summary; continuing")
+
+    _in_child(server, summary)
+
+
+def _in_child(server: Any, work: Callable[[], None], timeout: float = 10.0) -> None:
+    """Run ``work`` in a child of the master, waited for (``timeout`` s at most).
+
+    The summary's code and what it reads (the app's source, the installed
+    distributions) would otherwise stay in the master, and every worker forked
+    from it would carry them: about a quarter of a MiB per worker. The child is
+    the master's copy without its threads, lives while it logs, and leaves by
+    ``os._exit``, so no exit handler of the master's runs in it. Where a fork
+    fails, ``work`` runs in the master.
+    """
+    try:
+        pid = os.fork()
+    except OSError:
+        work()
+        return
+    if pid == 0:  # pragma: no cover - the child: its lines are the test
+        try:
+            for sig in getattr(server, "SIGNALS", ()):  # gunicorn's handlers are the master's
+                signal.signal(sig, signal.SIG_DFL)
+            work()
+        finally:
+            with contextlib.suppress(Exception):
+                sys.stderr.flush()
+            os._exit(0)
+    deadline = time.monotonic() + timeout
+    try:
+        while os.waitpid(pid, os.WNOHANG) == (0, 0):
+            if time.monotonic() > deadline:
+                _log.error("memwarden's start summary took over %.0f s; stopped", timeout)
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+                return
+            time.sleep(0.005)
+    except ChildProcessError:  # reaped by gunicorn's SIGCHLD handling first
+        pass
 
 
 @_guarded

@@ -1,0 +1,54 @@
+"""What memwarden's gunicorn config makes every worker carry: a worker inherits the
+master's modules by fork, so what the master imports only for itself (the start
+summary) or only for a setting that is off (allocation sites) must stay out of it."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from support import gunicorn
+
+# Modules memwarden needs only when a setting asks for them.
+OPTIONAL = ("tracemalloc", "_tracemalloc", "sysconfig", "ctypes", "_ctypes", "asyncio",
+            "memwarden.alloc_sites")
+SUMMARY = ("memwarden.check", "memwarden.check_start", "memwarden.check_findings",
+           "memwarden.check_app")
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items()
+           if not k.upper().startswith("MEMWARDEN_") and k != "GUNICORN_CMD_ARGS"}
+    return {**env, **extra}
+
+
+def test_the_config_and_the_hold_hooks_import_no_optional_module() -> None:
+    code = ("import sys\nimport memwarden.gunicorn_conf, memwarden.hold.hooks\n"
+            f"print(' '.join(m for m in {OPTIONAL!r} if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env=clean_env(), check=True)
+    assert done.stdout.split() == []
+
+
+def worker_modules(tmp_path: Path, **env: str) -> set[str]:
+    with gunicorn("modules_app:app", tmp_path, args=["-w", "1"], env=clean_env(**env)
+                  ) as server:
+        status, _, body = server.request("GET", "/")
+        summary = server.lines("memwarden.check")
+    assert status == 200
+    assert summary and {x["pid"] for x in summary} == {server.proc.pid}
+    return set(body.decode().split())
+
+
+def test_a_worker_carries_neither_the_start_summary_nor_allocation_sites(tmp_path: Path
+                                                                         ) -> None:
+    modules = worker_modules(tmp_path, MEMWARDEN_ORPHANS="off")
+    assert "memwarden.see.wsgi" in modules  # the tracker is there
+    assert sorted(m for m in (*OPTIONAL, *SUMMARY) if m in modules) == []
+
+
+def test_allocation_sites_asked_for_are_in_the_worker(tmp_path: Path) -> None:
+    modules = worker_modules(tmp_path, MEMWARDEN_TRACEMALLOC="1")
+    assert {"memwarden.alloc_sites", "tracemalloc"} <= modules
