@@ -151,6 +151,18 @@ class FootprintSampler:
                 self._sample()
             return self._current()
 
+    def observe_rss(self, rss_bytes: int) -> Footprint | None:
+        """After a usual request (no census, no PSS): its RSS, sample if due.
+
+        What ``observe`` does with such a line's fields, without the fields.
+        """
+        with self._lock:
+            self._rss = rss_bytes
+            self._since_sample += 1
+            if self._due():
+                self._sample()
+            return self._current()
+
     def now(self, fresh: bool = False) -> Footprint | None:
         """Between requests (idle timer, shedding): RSS now, the rest as sampled."""
         with self._lock:

@@ -42,6 +42,20 @@ def _terminate_self() -> None:
     os.kill(os.getpid(), signal.SIGTERM)
 
 
+class _AfterRequest:
+    """``Recycler.on_request``: called with a line's fields, or ``usual`` with
+    the usual line's RSS."""
+
+    __slots__ = ("_fields", "usual")
+
+    def __init__(self, recycler: Recycler) -> None:
+        self._fields = recycler._after_request
+        self.usual = recycler._after_usual  # bound once: the meter calls it directly
+
+    def __call__(self, fields: dict[str, Any]) -> None:
+        self._fields(fields)
+
+
 class Recycler:
     """One worker's recycling. Create it in the worker, after fork."""
 
@@ -66,6 +80,9 @@ class Recycler:
         self._dry_run_recycles = 0  # dry-run: decisions logged as would_recycle
         self._thread: threading.Thread | None = None
         self._quit = threading.Event()
+        # The meter's observer (see.meter.UsualObserver): no dict of the usual
+        # line's fields is made for it.
+        self.on_request = _AfterRequest(self)
 
     # -- activity ------------------------------------------------------------------
 
@@ -104,14 +121,25 @@ class Recycler:
 
     # -- decisions -------------------------------------------------------------------
 
-    def on_request(self, fields: dict[str, Any]) -> None:
-        """The meter's observer: after every request in this worker."""
+    def _after_request(self, fields: dict[str, Any]) -> None:
+        """After any request in this worker, from its line's fields."""
         if self._done:
             return
         if not fields.get("health_check"):
             self._requests += 1
             self._last_end = self._clock()
         footprint = self.sampler.observe(fields) if self.limits.watches_memory else None
+        self._act(decide(self.limits, footprint.total_bytes if footprint else None,
+                         self._requests, None), footprint)
+
+    def _after_usual(self, rss_bytes: int, seq: int) -> None:
+        """After a usual request (no health check, no census, RSS read): the
+        same as ``_after_request`` with its fields, from its RSS alone."""
+        if self._done:
+            return
+        self._requests += 1
+        self._last_end = self._clock()
+        footprint = self.sampler.observe_rss(rss_bytes) if self.limits.watches_memory else None
         self._act(decide(self.limits, footprint.total_bytes if footprint else None,
                          self._requests, None), footprint)
 

@@ -20,34 +20,62 @@ import os
 import sys
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 from memwarden.see import census as _census
 from memwarden.see.request_log import RequestLineWriter
 from memwarden.settings import Settings
 from memwarden.system import probe as _probe
 
-__all__ = ["RequestMeter", "RequestObserver", "add_observer", "clean_label", "remove_observer",
-           "set_window_hook"]
+__all__ = ["RequestMeter", "RequestObserver", "UsualObserver", "add_observer", "clean_label",
+           "remove_observer", "set_window_hook"]
 
 REQUEST_LOGGER = "memwarden.request"
 _MAX_LABEL = 200
 _log = logging.getLogger("memwarden.meter")
 
-# Called after each request with the finished line's fields; used by recycling.
+# Called after each request with the finished line's fields; used by recycling
+# and the exporters.
 RequestObserver = Callable[[dict[str, Any]], None]
 _observers: list[RequestObserver] = []
 
 
-def add_observer(observer: RequestObserver) -> None:
-    """Call ``observer(fields)`` after every measured request in this process."""
+class UsualObserver(Protocol):
+    """An observer that needs only RSS from the usual line.
+
+    Called as ``observer(fields)`` for every other line (a census, an error, a
+    health check, RSS not read), and as ``observer.usual(rss_bytes, seq)`` for
+    the usual line, so the meter makes no dict of its fields.
+    """
+
+    def __call__(self, fields: dict[str, Any]) -> None: ...
+
+    def usual(self, rss_bytes: int, seq: int) -> None: ...
+
+
+# The usual line's calls when every observer has one (then no dict is made for
+# it); None when some observer needs the fields of every line.
+_usual_calls: tuple[Callable[[int, int], None], ...] | None = ()
+
+
+def _rederive() -> None:
+    global _usual_calls
+    calls = [getattr(observer, "usual", None) for observer in _observers]
+    _usual_calls = None if None in calls else tuple(c for c in calls if c is not None)
+
+
+def add_observer(observer: RequestObserver | UsualObserver) -> None:
+    """Call ``observer(fields)`` after every measured request in this process
+    (``observer.usual(rss_bytes, seq)`` on the usual line when it has one)."""
     if observer not in _observers:
         _observers.append(observer)
+        _rederive()
 
 
-def remove_observer(observer: RequestObserver) -> None:
+def remove_observer(observer: RequestObserver | UsualObserver) -> None:
     if observer in _observers:
         _observers.remove(observer)
+        _rederive()
 
 
 # Called with the worker's request count after each request while allocation
@@ -235,8 +263,15 @@ class RequestMeter:
                     request_id, worker.pid, worker.seq, method, route, status, duration_us,
                     rss, rss - last_rss, blocks,
                     None if blocks is None or last_blocks is None else blocks - last_blocks)
-                if written and not _observers:
-                    return  # nobody else reads the fields: no dict is made
+                if written:
+                    usual = _usual_calls
+                    if usual is not None:  # nobody reads the fields: no dict is made
+                        for call in usual:
+                            try:
+                                call(rss, worker.seq)
+                            except Exception:
+                                _log.exception("memwarden request observer failed")
+                        return
             fields: dict[str, Any] = {
                 "request_id": request_id, "pid": worker.pid, "seq": worker.seq,
                 "method": method, "route": route, "status": status,
