@@ -184,15 +184,17 @@ def _in_child(server: Any, work: Callable[[], None], timeout: float = 10.0) -> N
     distributions) would otherwise stay in the master, and every worker forked
     from it would carry them: about a quarter of a MiB per worker. The child is
     the master's copy without its threads, lives while it logs, and leaves by
-    ``os._exit``, so no exit handler of the master's runs in it. Where a fork
-    fails, ``work`` runs in the master.
+    ``os._exit``, so no exit handler of the master's runs in it. It forks
+    before the master's first worker does, so the at-fork hooks that run in
+    the master (the hand-over of events, the recycle slots') have nothing to
+    drop yet. Where a fork fails, ``work`` runs in the master.
     """
     try:
         pid = os.fork()
     except OSError:
         work()
         return
-    if pid == 0:  # pragma: no cover - the child: its lines are the test
+    if pid == 0:  # the child: its lines are the test (tests/test_check_start.py)
         try:
             for sig in getattr(server, "SIGNALS", ()):  # gunicorn's handlers are the master's
                 signal.signal(sig, signal.SIG_DFL)
