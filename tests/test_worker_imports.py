@@ -7,8 +7,10 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import pytest
 from support import gunicorn
 
 # Modules memwarden needs only when a setting asks for them.
@@ -52,3 +54,36 @@ def test_a_worker_carries_neither_the_start_summary_nor_allocation_sites(tmp_pat
 def test_allocation_sites_asked_for_are_in_the_worker(tmp_path: Path) -> None:
     modules = worker_modules(tmp_path, MEMWARDEN_TRACEMALLOC="1")
     assert {"memwarden.alloc_sites", "tracemalloc"} <= modules
+
+
+def test_the_summary_child_runs_the_work_and_is_reaped(tmp_path: Path) -> None:
+    from memwarden import gunicorn_conf
+
+    out = tmp_path / "pid"
+    gunicorn_conf._in_child(object(), lambda: out.write_text(str(os.getpid())))
+    child = int(out.read_text())
+    assert child != os.getpid()
+    assert not Path(f"/proc/{child}").exists()  # waited for: no zombie left
+
+
+def test_a_summary_child_that_hangs_is_killed_and_a_failed_fork_runs_it_here(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from memwarden import gunicorn_conf
+
+    out = tmp_path / "pid"
+
+    def hang() -> None:
+        out.write_text(str(os.getpid()))
+        time.sleep(60)
+
+    started = time.monotonic()
+    gunicorn_conf._in_child(object(), hang, timeout=2.0)
+    assert time.monotonic() - started < 10
+    assert not Path(f"/proc/{int(out.read_text())}").exists()
+
+    def no_fork() -> int:
+        raise OSError("no fork here")
+
+    monkeypatch.setattr(os, "fork", no_fork)
+    gunicorn_conf._in_child(object(), lambda: out.write_text(str(os.getpid())))
+    assert int(out.read_text()) == os.getpid()
