@@ -79,13 +79,12 @@ def feed_paths(stream: StreamAnalysis, paths: Iterable[str | os.PathLike[str]],
                opened: Callable[[BinaryIO], None] | None = None,
                each: Callable[[], None] | None = None, every: int = 65536) -> None:
     """Feed log files in order; ``each`` is called every ``every`` lines or so (progress)."""
-    add = stream.add
+    add_batch = stream.add_batch
     counters = stream.parser.counters
     for path in paths:
         count = 0
         for batch in read_path_batches(path, counters, opened):
-            for line in batch:
-                add(line)
+            add_batch(batch)
             if each is not None:
                 count += len(batch)
                 if count >= every:

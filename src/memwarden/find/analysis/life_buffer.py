@@ -26,9 +26,11 @@ from typing import Any
 from memwarden.find.analysis.lives import REORDER_TOLERANCE, WorkerLife
 from memwarden.find.analysis.records import ActionEvent, LifecycleEvent, RequestRecord
 
-__all__ = ["COLUMNS", "LIFE_POINTS", "MAX_END_EVENTS", "OpenLife", "Row"]
+__all__ = ["COLUMNS", "FLUSH_MASK", "LIFE_POINTS", "MAX_END_EVENTS", "OpenLife", "Row"]
 
 LIFE_POINTS = 8192
+FLUSH_ROWS = 128  # a power of two that divides LIFE_POINTS // 2: thinning comes at a flush
+FLUSH_MASK = FLUSH_ROWS - 1
 SEEN_SEQS = 8192
 MAX_END_EVENTS = 16
 NAN = math.nan
@@ -84,8 +86,8 @@ class OpenLife:
     """The requests, end events and marks of one life; see the module docstring."""
 
     __slots__ = ("after_census", "census", "cols", "end_events", "index", "last_line", "marks",
-                 "max_seq", "min_seq", "order", "pid", "prev_blocks", "requests", "route_ids",
-                 "seen", "seqs")
+                 "max_seq", "min_seq", "order", "pending", "pid", "prev_blocks", "requests",
+                 "route_ids", "seen", "seqs")
 
     def __init__(self, pid: int, index: int, order: int) -> None:
         self.pid = pid
@@ -96,6 +98,9 @@ class OpenLife:
         self.route_ids = array("I")
         self.cols = [array("d") for _ in COLUMNS]
         self.census: list[Mapping[str, float] | None] = []
+        # The numbers of the latest rows (fewer than FLUSH_ROWS), row after row: one
+        # extend a row instead of an append per column; ``flush`` moves them.
+        self.pending = array("d")
         self.end_events: list[LifecycleEvent] = []
         self.marks: list[tuple[int, ActionEvent]] = []
         self.seen = bytearray(SEEN_SEQS // 8 + 1)  # a bit per seq up to SEEN_SEQS
@@ -127,16 +132,20 @@ class OpenLife:
             self.min_seq = seq
         self.seqs.append(seq)
         self.route_ids.append(row[1])
-        cols = self.cols
-        cols[0].append(row[2])
-        cols[1].append(row[3])
-        cols[2].append(row[4])
-        cols[3].append(row[5])
-        cols[4].append(row[6])
-        cols[5].append(row[7])
-        cols[6].append(row[8])
-        cols[7].append(row[9])
         self.census.append(row[10])
+        self.pending.extend(row[2:10])
+        if not len(self.seqs) & FLUSH_MASK:
+            self.flush()
+
+    def flush(self) -> None:
+        """The pending numbers into their columns (a slice each), and the columns thinned
+        once they reach LIFE_POINTS: the values a row at a time gives."""
+        pending = self.pending
+        if pending:
+            width = len(self.cols)
+            for i, col in enumerate(self.cols):
+                col.extend(pending[i::width])
+            del pending[:]
         if len(self.seqs) >= LIFE_POINTS:
             self._thin()
 
@@ -177,6 +186,7 @@ class OpenLife:
 
     @property
     def thinned(self) -> bool:
+        self.flush()
         return len(self.seqs) < self.requests
 
     def worker_life(self, routes: Sequence[tuple[str, str | None]],
@@ -186,6 +196,7 @@ class OpenLife:
         ``records=False`` builds lighter request objects with the same fields, for
         judging; the suspects' lives get real records (their routes may be folded).
         """
+        self.flush()
         make: Any = RequestRecord if records else _Request
         n = len(self.seqs)
         order = sorted(range(n), key=self.seqs.__getitem__)
@@ -211,6 +222,7 @@ class OpenLife:
     # -- plain JSON, for partial summaries -----------------------------------------------
 
     def to_json(self) -> dict[str, Any]:
+        self.flush()
         return {"pid": self.pid, "index": self.index, "order": self.order,
                 "requests": self.requests, "seqs": list(self.seqs),
                 "route_ids": list(self.route_ids),
