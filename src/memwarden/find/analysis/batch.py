@@ -18,15 +18,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import Any
 
 from memwarden.find.analysis.fast_lines import DECODE_ERRORS, decode_request
 from memwarden.find.analysis.life_buffer import FLUSH_MASK, SEEN_SEQS
 from memwarden.find.analysis.lives import REORDER_TOLERANCE
 from memwarden.find.analysis.reader import MAX_LINE_BYTES
-
-if TYPE_CHECKING:
-    from memwarden.find.analysis.stream import StreamAnalysis
 
 __all__ = ["add_batch"]
 
@@ -34,9 +31,10 @@ REQUEST_LOGGER = "memwarden.request"
 NAN = math.nan
 
 
-def add_batch(stream: StreamAnalysis, lines: Sequence[bytes | None], sweep_every: int) -> None:
-    """``stream.add(line)`` for each line, in order (``stream.sweep`` every ``sweep_every``
-    requests, a power of two)."""
+def add_batch(stream: Any, lines: Sequence[bytes | None], sweep_every: int) -> None:
+    """``stream.add(line)`` for each line, in order, with ``stream.sweep`` every
+    ``sweep_every`` requests (a power of two). ``stream``: a ``StreamAnalysis``, untyped
+    here since that module imports this one."""
     decode = decode_request
     if decode is None:
         for raw in lines:
