@@ -24,6 +24,7 @@ from typing import Any, TypeVar
 import pytest
 
 from memwarden.footprint import Footprint
+from memwarden.gunicorn_conf import CHILD_NAME
 from memwarden.hold.pool import Pool
 
 T = TypeVar("T")
@@ -136,6 +137,14 @@ def proc_threads(pid: int) -> int:
     return int(re.search(r"^Threads:\s+(\d+)", text, re.M).group(1))  # type: ignore[union-attr]
 
 
+def _comm(pid: int) -> str | None:
+    """A process's name; None once it is gone."""
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return None
+
+
 class Gunicorn:
     """A real gunicorn on 127.0.0.1 with its stderr in a file."""
 
@@ -180,12 +189,22 @@ class Gunicorn:
             time.sleep(0.05)
 
     def worker_pids(self, expect: int | None = None, timeout: float = 15.0) -> list[int]:
-        """The master's children (its workers); waits until ``expect`` of them run."""
+        """The master's children that are workers; waits until ``expect`` of them run.
+
+        The start summary's short-lived child (named CHILD_NAME once it runs) is
+        not a worker: a pid counts when seen on two polls in a row and not so named.
+        """
         deadline = time.monotonic() + timeout
+        seen: list[int] | None = None
         while True:
             path = Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children")
-            pids = [int(x) for x in path.read_text().split()]
-            if expect is None or len(pids) == expect or time.monotonic() > deadline:
+            pids = [pid for pid in map(int, path.read_text().split())
+                    if _comm(pid) not in (CHILD_NAME, None)]
+            stable = pids == seen
+            seen = pids
+            if stable and (expect is None or len(pids) == expect):
+                return pids
+            if time.monotonic() > deadline:
                 return pids
             time.sleep(0.05)
 

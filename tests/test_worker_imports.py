@@ -60,9 +60,13 @@ def test_the_summary_child_runs_the_work_and_is_reaped(tmp_path: Path) -> None:
     from memwarden import gunicorn_conf
 
     out = tmp_path / "pid"
-    gunicorn_conf._in_child(object(), lambda: out.write_text(str(os.getpid())))
-    child = int(out.read_text())
+    gunicorn_conf._in_child(object(), lambda: out.write_text(
+        f"{os.getpid()} {Path('/proc/self/comm').read_text().strip()}"))
+    pid, name = out.read_text().split()
+    child = int(pid)
     assert child != os.getpid()
+    # Named, so that whatever counts the master's children can tell it from a worker.
+    assert name == gunicorn_conf.CHILD_NAME
     assert not Path(f"/proc/{child}").exists()  # waited for: no zombie left
 
 

@@ -177,6 +177,10 @@ def _log_summary(server: Any, watchdog: bool) -> None:
     _in_child(server, summary)
 
 
+# The start summary child's process name (at most 15 characters: the kernel's comm).
+CHILD_NAME = "memwarden-check"
+
+
 def _in_child(server: Any, work: Callable[[], None], timeout: float = 10.0) -> None:
     """Run ``work`` in a child of the master, waited for (``timeout`` s at most).
 
@@ -196,6 +200,10 @@ def _in_child(server: Any, work: Callable[[], None], timeout: float = 10.0) -> N
         return
     if pid == 0:  # the child: its lines are the test (tests/test_check_start.py)
         try:
+            # Named, so that ps and anything counting the master's children can
+            # tell it from a worker during the moment it lives.
+            with contextlib.suppress(OSError), open("/proc/self/comm", "w") as comm:
+                comm.write(CHILD_NAME)
             for sig in getattr(server, "SIGNALS", ()):  # gunicorn's handlers are the master's
                 signal.signal(sig, signal.SIG_DFL)
             work()
