@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from memwarden.gunicorn_conf import CHILD_NAME
+
 REPO = Path(__file__).resolve().parents[2]
 SERVICE = REPO / "examples" / "agent_service"
 CONF = SERVICE / "gunicorn_conf.py"
@@ -207,7 +209,9 @@ class Service:
         pids = []
         for pid in (int(x) for x in path.read_text().split()):
             with contextlib.suppress(OSError):
-                if b"gunicorn" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                # Not the start summary's short-lived child (gunicorn_conf.CHILD_NAME).
+                if (b"gunicorn" in Path(f"/proc/{pid}/cmdline").read_bytes()
+                        and Path(f"/proc/{pid}/comm").read_text().strip() != CHILD_NAME):
                     pids.append(pid)
         return pids
 
