@@ -3,7 +3,10 @@
 Every run is real: a small Flask app under gunicorn (one sync worker) on
 127.0.0.1, driven by memwarden's soak through ``memwarden.find.audit.run_audit``,
 with the census counting the live heap after a collection every 5 requests
-(``MEMWARDEN_CENSUS_COLLECT=1``). The app keeps 1 KB, 10 KB or 100 KB per
+(``MEMWARDEN_CENSUS_COLLECT=1``) and allocated blocks read as production
+reads them (``MEMWARDEN_BLOCKS_EVERY``, the library's default unless
+``--blocks-every`` says otherwise; an audit of one's own reads them on every
+request). The app keeps 1 KB, 10 KB or 100 KB per
 request (records of ~100-byte strings, the way session and context data
 pile up) or nothing; around that it does what real apps do and what fools
 memory tests: temporary work of random size, a rare report that raises the
@@ -57,6 +60,7 @@ from trend_power import report as trend_report
 
 from memwarden.find.analysis import analyze_lines
 from memwarden.find.audit import run_audit
+from memwarden.settings import Settings
 
 MIB = 1024 * 1024
 KIB = 1024
@@ -227,7 +231,8 @@ def judge(log: Path, step: int) -> tuple[int, int | None, int | None, int | None
             _first(prefixes, lambda k: ols_slope_positive(*points(k))), final)
 
 
-def one_run(run: Run, requests: int, step: int, workdir: Path) -> Outcome:
+def one_run(run: Run, requests: int, step: int, workdir: Path,
+            blocks_every: int = Settings().blocks_every) -> Outcome:
     rng = random.Random(run.seed * 7919 + run.leak_bytes)
     out = workdir / f"run-{run.leak_bytes}-{run.seed}"
     out.mkdir(parents=True)
@@ -237,7 +242,7 @@ def one_run(run: Run, requests: int, step: int, workdir: Path) -> Outcome:
     result = run_audit(
         "bench_app:app", workdir / "app", routes, requests=requests, workers=1, out=out / "audit",
         env={"MEMWARDEN_CENSUS_COLLECT": "1", "BENCH_LEAK_BYTES": str(run.leak_bytes),
-             "BENCH_SEED": str(run.seed)},
+             "BENCH_SEED": str(run.seed), "MEMWARDEN_BLOCKS_EVERY": str(blocks_every)},
         census_every=5, concurrency=(1, rng.randint(1, 6)), idle=(0.0, 0.0),
         new_users=rng.uniform(0.1, 0.5), seed=run.seed, seconds=300.0)
     total, ours, lmf, ols, final = judge(result.requests_log, step)
@@ -262,6 +267,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--requests", type=int, default=600, help="requests per run")
     parser.add_argument("--step", type=int, default=50, help="prefix step (requests)")
+    parser.add_argument("--blocks-every", type=int, default=Settings().blocks_every,
+                        help="MEMWARDEN_BLOCKS_EVERY in the app's workers (the default's)")
     parser.add_argument("--leak-runs", type=int, default=4, help="runs per leak size")
     parser.add_argument("--clean-runs", type=int, default=20, help="no-leak runs")
     parser.add_argument("--parallel", type=int, default=2, help="runs at a time")
@@ -280,7 +287,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         (workdir / "app" / "bench_app.py").write_text(APP, encoding="utf-8")
         with ThreadPoolExecutor(max_workers=max(1, args.parallel)) as pool:
             outcomes = list(pool.map(
-                lambda run: one_run(run, args.requests, args.step, workdir), runs))
+                lambda run: one_run(run, args.requests, args.step, workdir,
+                                   args.blocks_every), runs))
         # The same logs judged again with the earlier trend rule, one at a
         # time (the rule is swapped for the whole process while they are).
         with earlier_trend_rule():
