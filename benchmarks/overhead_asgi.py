@@ -1,11 +1,11 @@
 """Per-request CPU cost of the ASGI tracker, in process.
 
 A plain ASGI hello-world app that sets the route as FastAPI does (no
-framework, so the tracker's own cost is not
-lost in a framework's) is driven by a fake scope, receive and send in one
-asyncio loop, alone and under memwarden's defaults, interleaved round by
-round; logs go to /dev/null. Timed in this thread's CPU time: other
-processes' load on a shared machine stretches wall time, not this.
+framework, so the tracker's own cost is not lost in a framework's) is driven
+by a fake scope, receive and send in one asyncio loop, alone and under
+memwarden's defaults, interleaved round by round; logs go to /dev/null.
+Timed in this thread's CPU time: other processes' load on a shared machine
+stretches wall time, not this.
 
 Last line: ``bare_us=B tracked_us=T overhead_us=T-B ratio=B/T``.
 """
