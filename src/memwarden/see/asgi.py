@@ -28,7 +28,6 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 _MARK = "memwarden.tracked"
-_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"})
 
 
 def asgi_route(scope: Scope) -> str:
@@ -61,45 +60,16 @@ def _request_headers(scope: Scope) -> tuple[bytes | None, bytes | None]:
     return request_id, traceparent
 
 
-class _Request:
-    """One HTTP request: what the context knows of it (its id, its scope while it
-    runs) and the wrapper of the server's ``send``.
+class _Bound:
+    """The request as the context knows it: its id, and its scope while it runs."""
 
-    A single object per request with a bound ``send`` (rather than a closure
-    and its cells) keeps the per-request cost to one allocation; ``send``
-    passes the server's awaitable straight back except for the last body
-    message, the only one that needs a coroutine: it is measured once sent.
-    """
+    __slots__ = ("_private", "request_id", "scope", "slot")
 
-    __slots__ = ("_private", "_send", "end", "header", "meter", "request_id", "scope", "slot",
-                 "status")
-
-    def __init__(self, request_id: str, scope: Scope, send: Send, meter: RequestMeter) -> None:
+    def __init__(self, request_id: str, scope: Scope) -> None:
         self.request_id = request_id
         self.scope: Scope | None = scope
-        self._send = send
-        self.meter = meter
-        self.header = (b"x-request-id", request_id.encode("ascii"))
-        self.status: int | None = None
-        self.end: tuple[float, int | None, int | None] | None = None
         self._private: tuple[tuple[str, str], ...] | None = None
         self.slot = -1  # its in-flight record, when the master gave this worker some
-
-    def send(self, message: Message) -> Awaitable[None]:
-        kind = message.get("type")
-        if kind == "http.response.start":
-            self.status = message.get("status")
-            # The app's message is left as it is: it may reuse it.
-            message = {**message, "headers": [*message.get("headers", ()), self.header]}
-        elif kind == "http.response.body" and not message.get("more_body", False):
-            return self._send_last(message)
-        return self._send(message)
-
-    async def _send_last(self, message: Message) -> None:
-        await self._send(message)
-        # Measured now, logged when the app returns: frameworks send their 500
-        # response first and raise afterwards.
-        self.end = self.meter.readings()
 
     def route_now(self) -> str:
         """The route as far as the router knows it now (for a request cut short)."""
@@ -130,32 +100,46 @@ class AsgiMemoryTracker:
         scope[_MARK] = True
         raw_id, raw_trace = _request_headers(scope)
         request_id = _context.request_id_from(raw_id, raw_trace)
+        bound = _Bound(request_id, scope)
+        token = _set_request(bound)
+        method = clean_label(str(scope.get("method", "GET")))
+        header = (b"x-request-id", request_id.encode("ascii"))
+        status: int | None = None
+        end: tuple[float, int | None, int | None] | None = None
         meter = self.meter
-        request = _Request(request_id, scope, send, meter)
-        token = _set_request(request)
-        method = scope.get("method", "GET")
-        if type(method) is not str or method not in _METHODS:  # the usual ones are clean
-            method = clean_label(str(method))
         begin = meter.start()
         slots = _inflight.writer
         if slots is not None:
             raw_path = scope.get("path")
-            request.slot = slots.begin(request_id, method,
-                                       raw_path if isinstance(raw_path, str) else "/", begin)
+            bound.slot = slots.begin(request_id, method,
+                                     raw_path if isinstance(raw_path, str) else "/", begin)
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal status, end
+            kind = message.get("type")
+            if kind == "http.response.start":
+                status = message.get("status")
+                message = dict(message)
+                message["headers"] = [*message.get("headers", ()), header]
+            await send(message)
+            if kind == "http.response.body" and not message.get("more_body", False):
+                # Measured now, logged when the app returns: frameworks send
+                # their 500 response first and raise afterwards.
+                end = meter.readings()
+
         error: BaseException | None = None
         try:
-            await self.app(scope, receive, request.send)
+            await self.app(scope, receive, tracking_send)
         except BaseException as exc:
             error = exc
             raise
         finally:
             if error is not None:  # the server logs it after the request ended
-                _redact.remember_failure(request)
-            meter.finish(begin, request_id, method, asgi_route(scope), request.status, error,
-                         request.end)
-            if request.slot >= 0:
-                _inflight.end(request.slot)
-            request.scope = None  # it may stay bound in a context a task copied
+                _redact.remember_failure(bound)
+            meter.finish(begin, request_id, method, asgi_route(scope), status, error, end)
+            if bound.slot >= 0:
+                _inflight.end(bound.slot)
+            bound.scope = None  # it may stay bound in a context a task copied
             try:
                 _reset_request(token)
             except ValueError:
