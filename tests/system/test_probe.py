@@ -404,11 +404,14 @@ def test_smaps_rollup_of_this_process_is_consistent_with_psutil() -> None:
 
 @contextlib.contextmanager
 def spawned_tree(script: str, expected: int) -> Iterator[subprocess.Popen[bytes]]:
-    """Run ``sh -c script`` in its own session; wait until it has ``expected`` descendants."""
+    """Run ``sh -c script`` in its own session; wait until it has ``expected`` descendants
+    and every ``sleep`` in it runs: a forked shell not yet turned into ``sleep`` by exec
+    still has the shell's pages, and the memory figures compared would move under the test."""
     proc = subprocess.Popen(["sh", "-c", script], start_new_session=True)
+    sleeps = script.count("sleep ")
     try:
         deadline = time.monotonic() + 5
-        while len(psutil.Process(proc.pid).children(recursive=True)) < expected:
+        while not _started(proc.pid, expected, sleeps):
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{script!r} did not start {expected} processes")
             time.sleep(0.01)
@@ -417,6 +420,15 @@ def spawned_tree(script: str, expected: int) -> Iterator[subprocess.Popen[bytes]
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
+
+
+def _started(pid: int, expected: int, sleeps: int) -> bool:
+    children = psutil.Process(pid).children(recursive=True)
+    try:
+        running = sum(1 for c in children if c.name() == "sleep")
+    except psutil.NoSuchProcess:
+        return False
+    return len(children) >= expected and running >= sleeps
 
 
 def test_descendants_of_a_real_process_tree_are_found_with_their_pss_summed() -> None:
