@@ -81,6 +81,68 @@ def test_sampled_slopes_are_the_slopes_taken_one_by_one(ys: list[float],
     assert stats._pair_slopes(increasing, tuple(ys)) == _slopes_one_by_one(increasing, ys)
 
 
+def _signed(values: list[float]) -> list[tuple[float, float]]:
+    """Values with their signs: 0.0 and -0.0 compare equal, and print differently."""
+    return [(v, math.copysign(1.0, v)) for v in values]
+
+
+def _plain_pair_slopes(xs: list[float], ys: list[float]) -> list[float]:
+    """``_pair_slopes`` with numpy left out: the pure Python path."""
+    stats._NUMPY[:] = [None]
+    try:
+        return stats._pair_slopes(xs, ys)
+    finally:
+        stats._NUMPY.clear()
+
+
+def _slopes_of_every_pair(xs: list[float], ys: list[float]) -> list[float]:
+    n = len(xs)
+    return sorted((ys[j] - ys[i]) / dx for i in range(n) for j in range(i + 1, n)
+                  if (dx := xs[j] - xs[i]))
+
+
+def test_numpy_draws_the_pairs_drawn_one_by_one() -> None:
+    for n in (111, 500, 1639, 2000, 70_000):
+        firsts, seconds = stats._sampled_pairs_numpy(n)
+        assert (firsts.tolist(), seconds.tolist()) == _pairs_one_by_one(n)
+
+
+@PROPERTY
+@given(ys=st.lists(values, min_size=32, max_size=300), data=st.data())
+def test_numpy_pair_slopes_are_the_plain_ones_signs_of_zero_included(
+        ys: list[float], data: st.DataObject) -> None:
+    steps = data.draw(st.lists(st.integers(0, 3), min_size=len(ys), max_size=len(ys)))
+    stepped = [float(sum(steps[:k + 1])) for k in range(len(ys))]
+    # Ties in xs (pairs left out), strictly increasing xs, and integer xs and ys.
+    for xs in (stepped, [float(k) for k in range(len(ys))], list(range(3, 3 + 2 * len(ys), 2))):
+        fast = stats._pair_slopes(xs, ys)
+        assert stats._pair_slopes_numpy(stats._numpy(), xs, ys) is not None
+        plain = _plain_pair_slopes(xs, ys)
+        assert _signed(fast) == _signed(plain)
+        if len(ys) <= 110:
+            assert _signed(fast) == _signed(_slopes_of_every_pair(xs, ys))
+        else:
+            assert _signed(fast) == _signed(_slopes_one_by_one(xs, ys))
+
+
+def test_numpy_leaves_values_it_cannot_hold_exactly_to_the_plain_path() -> None:
+    xs = [float(k) for k in range(200)]
+    for odd in (math.nan, math.inf, -math.inf, 2.0 ** 52, -(2 ** 60) - 1, 10 ** 400):
+        ys = [float(k % 7) for k in range(200)]
+        ys[50] = odd  # type: ignore[call-overload]
+        assert stats._pair_slopes_numpy(stats._numpy(), xs, ys) is None
+        assert stats._pair_slopes_numpy(stats._numpy(), ys, xs) is None
+    fine = [float(k % 7) for k in range(200)]
+    assert stats._pair_slopes_numpy(stats._numpy(), xs, fine) is not None
+
+
+def test_the_plain_path_runs_without_numpy() -> None:
+    xs = [float(k) for k in range(300)]
+    ys = [float(k % 11) - 0.5 * (k % 3) for k in range(300)]
+    assert _signed(_plain_pair_slopes(xs, ys)) == _signed(_slopes_one_by_one(xs, ys))
+    assert stats._numpy() is not None  # and numpy is looked for again after
+
+
 def _bins_one_by_one(xs: list[float], ys: list[float], most: int
                      ) -> tuple[list[float], list[float]]:
     n = len(xs)

@@ -7,8 +7,12 @@ Memory series are strongly autocorrelated (every point carries all the
 allocations before it), and a test that treats them as independent points
 calls noise a trend.
 
-Pure Python and deterministic: the same series always gives the same
-answer, so a report can be reproduced from its log.
+Deterministic: the same series always gives the same answer, so a report
+can be reproduced from its log. Pure Python, but for the pairwise slopes of
+Theil-Sen (thousands a series): with numpy installed (``memwarden[fast]``)
+those are drawn, divided and sorted in it, to the same floats bit for bit
+(``_pair_slopes_numpy``), and numpy is imported only by the process that
+first fits a long series (a judge, not the reading process).
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from itertools import repeat
 from operator import add, call, ge, itemgetter, mul, sub, truediv
+from typing import Any
 
 __all__ = [
     "SlopeFit",
@@ -175,6 +180,12 @@ def _sampled_pairs(n: int) -> tuple[array[int], array[int]]:
 
 def _pair_slopes(xs: Sequence[float], ys: Sequence[float]) -> list[float]:
     n = len(xs)
+    if n >= NUMPY_MIN_POINTS:
+        np = _numpy()
+        if np is not None:
+            fast = _pair_slopes_numpy(np, xs, ys)
+            if fast is not None:
+                return fast
     slopes: list[float]
     if n * (n - 1) // 2 <= MAX_PAIRS:
         slopes = [(ys[j] - ys[i]) / dx for i in range(n - 1) for j in range(i + 1, n)
@@ -184,6 +195,88 @@ def _pair_slopes(xs: Sequence[float], ys: Sequence[float]) -> list[float]:
         slopes = _sampled_slopes(xs, ys, firsts, seconds)
     slopes.sort()
     return slopes
+
+
+# numpy takes over from this many points (fewer: its calls cost more than the loop).
+NUMPY_MIN_POINTS = 32
+# Values numpy's float64 holds exactly, and whose differences it holds exactly too:
+# there (y_j - y_i) / (x_j - x_i) is the same float as Python's, ints included.
+_EXACT_BELOW = 2.0 ** 52
+_NUMPY: list[Any] = []  # the module once looked for (None: not installed)
+
+
+def _numpy() -> Any:
+    if not _NUMPY:
+        try:
+            import numpy
+        except ImportError:  # memwarden[fast] not installed: the pure Python path
+            _NUMPY.append(None)
+        else:
+            _NUMPY.append(numpy)
+    return _NUMPY[0]
+
+
+@lru_cache(maxsize=32)
+def _sampled_pairs_numpy(n: int) -> tuple[Any, Any]:
+    """``_sampled_pairs(n)`` as numpy index arrays, drawn in bulk.
+
+    ``random()`` is ``(a >> 5) * 2**26 + (b >> 6)`` over 2**53 for two successive
+    32-bit outputs a, b of the generator, and ``getrandbits(32 * k)`` gives k
+    successive outputs as the little-endian words of one int: the same draws,
+    and every step of the arithmetic below exact, as in ``random()``.
+    """
+    np = _numpy()
+    words = 4 * MAX_PAIRS  # two draws a pair, two outputs a draw
+    bits = random.Random(n * 7919 + 1).getrandbits(32 * words)
+    out = np.frombuffer(bits.to_bytes(4 * words, "little"), dtype="<u4")
+    draws = ((out[0::2] >> 5).astype(np.float64) * 67108864.0 + (out[1::2] >> 6)) \
+        * (1.0 / 9007199254740992.0)
+    firsts = (draws[0::2] * float(n)).astype(np.int32)
+    others = (draws[1::2] * float(n - 1)).astype(np.int32)
+    return firsts, others + (others >= firsts)
+
+
+@lru_cache(maxsize=8)
+def _all_pairs_numpy(n: int) -> tuple[Any, Any]:
+    """Every pair i < j of ``n`` points, in the plain loop's order (i, then j)."""
+    pairs: tuple[Any, Any] = _numpy().triu_indices(n, 1)
+    return pairs
+
+
+def _pair_slopes_numpy(np: Any, xs: Sequence[float], ys: Sequence[float]
+                       ) -> list[float] | None:
+    """``_pair_slopes`` in numpy, the same floats in the same order; None (the plain path)
+    unless every x and y is a finite number below 2**52 in size.
+
+    The same pairs in the same order (pairs with equal xs left out), the same
+    subtractions and divisions (IEEE, in float64 either way), then sorted. Equal
+    floats are the same bits but for 0.0 and -0.0: Python's sort is stable, so
+    its zeros keep the order they came in, and here they are put back in it.
+    """
+    try:
+        x = np.asarray(xs, dtype=np.float64)
+        y = np.asarray(ys, dtype=np.float64)
+    except (TypeError, ValueError, OverflowError):
+        return None
+    if not (len(x) and abs(x).max() < _EXACT_BELOW and abs(y).max() < _EXACT_BELOW):
+        return None  # NaN and infinities fail the comparison too
+    n = len(x)
+    if n * (n - 1) // 2 <= MAX_PAIRS:
+        firsts, seconds = _all_pairs_numpy(n)
+    else:
+        firsts, seconds = _sampled_pairs_numpy(n)
+    dx = x[seconds] - x[firsts]
+    dy = y[seconds] - y[firsts]
+    if not dx.all():
+        kept = dx != 0.0
+        dx, dy = dx[kept], dy[kept]
+    slopes = dy / dx
+    ordered = np.sort(slopes)
+    low, high = ordered.searchsorted(0.0, "left"), ordered.searchsorted(0.0, "right")
+    if high > low:
+        ordered[low:high] = slopes[slopes == 0.0]
+    result: list[float] = ordered.tolist()
+    return result
 
 
 def _sampled_slopes(xs: Sequence[float], ys: Sequence[float], firsts: array[int],
