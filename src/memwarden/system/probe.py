@@ -79,7 +79,8 @@ def allocated_blocks() -> int:
 class Probe:
     """Memory probes for one process (this one by default)."""
 
-    __slots__ = ("_degraded", "_fd", "_fd_forks", "_fd_owner", "_pid", "proc_root", "sys_root")
+    __slots__ = ("_degraded", "_fd", "_fd_forks", "_fd_owner", "_pid", "_statm", "proc_root",
+                 "sys_root")
 
     def __init__(self, proc_root: str = "/proc", sys_root: str = "/sys",
                  pid: int | None = None) -> None:
@@ -90,6 +91,9 @@ class Probe:
         self._fd_forks = -1  # _forks when it was opened
         self._fd_owner = -1  # the process that opened it
         self._degraded: set[str] = set()
+        # The last statm text read and the RSS in it: the same text again (RSS
+        # mostly stands still from one request to the next) is not parsed again.
+        self._statm: tuple[bytes, int] = (b"", 0)
 
     # -- helpers -----------------------------------------------------------------
 
@@ -135,7 +139,12 @@ class Probe:
                 return None
         try:
             data = os.pread(fd, 128, 0)
-            return int(data.split(None, 2)[1]) * _PAGE_SIZE
+            last = self._statm
+            if data == last[0]:
+                return last[1]
+            rss = int(data.split(None, 2)[1]) * _PAGE_SIZE
+            self._statm = (data, rss)
+            return rss
         except (OSError, ValueError, IndexError) as exc:
             self._degrade("statm", exc)
             return None
