@@ -236,3 +236,39 @@ def test_a_long_line_through_logging_is_capped_too(tmp_path: Path) -> None:
     text = JsonFormatter().format(record)
     assert len(text) + 1 <= 4096
     assert json.loads(text)["truncated"] is True
+
+
+def test_a_change_anywhere_along_the_chain_reaches_the_very_next_line(tmp_path: Path) -> None:
+    """The writer's logger propagates to a parent with the JSON handler: a handler
+    or filter added to that parent, or the parent starting to propagate to a
+    logger with a handler of its own, sends the very next line through logging."""
+    path = tmp_path / "lines.log"
+    with json_logger(path, "memwarden_test_request_log_chain") as parent:
+        child = logging.getLogger("memwarden_test_request_log_chain.request")
+        writer = RequestLineWriter(child)
+        assert writer.write_usual(*usual_args(USUAL)) is True  # the fast path was open
+        extra = Collect()
+        parent.addHandler(extra)
+        try:
+            assert writer.write_usual(*usual_args(USUAL)) is False
+        finally:
+            parent.removeHandler(extra)
+        assert writer.write_usual(*usual_args(USUAL)) is True
+        parent.addFilter(logging.Filter())
+        try:
+            assert writer.write_usual(*usual_args(USUAL)) is False
+        finally:
+            parent.filters.clear()
+        assert writer.write_usual(*usual_args(USUAL)) is True
+        root = logging.getLogger()
+        above = Collect()
+        root.addHandler(above)
+        parent.propagate = True
+        try:
+            writer.write({**FIELDS})
+        finally:
+            parent.propagate = False
+            root.removeHandler(above)
+        assert [r.memwarden for r in above.records] == [FIELDS]  # type: ignore[attr-defined]
+        assert writer.write_usual(*usual_args(USUAL)) is True
+    assert len(path.read_text().splitlines()) == 5  # all but the two declined

@@ -20,6 +20,7 @@ import operator
 import os
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from memwarden.see.linecap import MAX_LINE, fit
@@ -84,11 +85,21 @@ def _fileno(stream: Any) -> int | None:
     return fileno
 
 
-# What decides where one logger sends a record, read in C: the chain's
-# signature is this for each of its loggers, compared on every request. Levels
-# and `disabled` are not in it: logging consults them on the first logger only
-# (isEnabledFor, asked on every line) and on each handler (checked as it writes).
-_ROUTING = operator.attrgetter("handlers", "filters", "propagate", "parent")
+# What decides where one logger sends a record: its handlers, its filters,
+# whether it propagates, and its parent. The chain's signature is these for
+# each of its loggers, read in C by one attrgetter of dotted names from the
+# first logger (``handlers``, ..., ``parent.handlers``, ...) and compared on
+# every request. Levels and `disabled` are not in it: logging consults them on
+# the first logger only (isEnabledFor, asked on every line) and on each
+# handler (checked as it writes).
+_ROUTING = ("handlers", "filters", "propagate", "parent")
+
+
+def _routing(depth: int) -> Callable[[logging.Logger], tuple[Any, ...]]:
+    """Reads the routing attributes of the first ``depth`` loggers of a chain."""
+    return operator.attrgetter(*("parent." * i + name
+                                 for i in range(depth) for name in _ROUTING))
+
 
 # A handler's stream and its descriptor (None: no descriptor), looked up once
 # per plan; re-looked-up if the handler's stream is swapped (setStream).
@@ -99,16 +110,21 @@ class RequestLineWriter:
     """Emits one request line per call: ``write(fields)`` for any line,
     ``write_usual(...)`` for the usual one, from its values."""
 
-    __slots__ = ("_chain", "_head", "_logger", "_plan", "_signature", "_stamp")
+    __slots__ = ("_head", "_logger", "_plan", "_routing", "_second", "_signature", "_stamp")
 
     def __init__(self, logger: logging.Logger) -> None:
         self._logger = logger
-        self._chain: tuple[logging.Logger, ...] = ()  # the loggers a record passes
+        # The chain's routing attributes as read now, against its signature as
+        # last derived (None: never derived, so the first line derives it).
+        self._routing: Callable[[logging.Logger], Any] = _routing(1)
         self._signature: tuple[Any, ...] | None = None
         self._plan: tuple[_Target, ...] | None = _SLOW
         # The bound method: calling the instance itself goes through its
         # type's __call__ slot, measurably slower inside a request.
         self._stamp = Stamper().__call__
+        # The usual line's own timestamp cache, as Stamper keeps it: (second,
+        # its text), one tuple swapped whole.
+        self._second: tuple[int, str] = (-1, "")
         name = _escape(logger.name)
         self._head = f'"level": "INFO", "logger": {name}, "message": "request"'
 
@@ -119,10 +135,10 @@ class RequestLineWriter:
         while logger is not None:
             chain.append(logger)
             logger = logger.parent if logger.propagate else None
-        self._chain = tuple(chain)
+        self._routing = _routing(len(chain))
         # Copies of the lists: the live ones are compared against them.
-        self._signature = tuple((list(h), list(f), *rest)
-                                for h, f, *rest in map(_ROUTING, chain))
+        self._signature = tuple(list(value) if type(value) is list else value
+                                for value in self._routing(self._logger))
         targets: list[_Target] = []
         for logger in chain:
             if logger.filters:
@@ -134,6 +150,20 @@ class RequestLineWriter:
                     return _SLOW
                 targets.append((handler, handler.stream, _fileno(handler.stream)))
         return tuple(targets) if targets else _SLOW
+
+    def _current_plan(self) -> tuple[_Target, ...] | None:
+        """The plan, re-derived first if anything along the chain changed."""
+        # Any change along the chain (a handler added or removed, a filter,
+        # propagation, a new parent logger) re-derives the plan, so a handler
+        # added at any time (pytest's capture, a file handler) sees the very
+        # next line.
+        try:
+            changed = self._routing(self._logger) != self._signature
+        except AttributeError:  # a logger of the chain lost its parent
+            changed = True
+        if changed:
+            self._plan = self._derive_plan()
+        return self._plan
 
     def write(self, fields: dict[str, Any]) -> None:
         """Write any request line: ``fields`` follow the head, in order."""
@@ -164,15 +194,37 @@ class RequestLineWriter:
         caller passes ints. False when the line was not written (it must go
         through ``logging``, or a text field is not a str): then the caller
         writes the fields with :meth:`write`.
+
+        Everything :meth:`_emit` does is done here in line: this is the one
+        call a usual request makes to write its line.
         """
+        logger = self._logger
+        if not logger.isEnabledFor(_INFO):
+            return True  # nothing to write, and logging would drop the record too
+        try:
+            changed = self._routing(logger) != self._signature
+        except AttributeError:  # a logger of the chain lost its parent
+            changed = True
+        if changed:
+            self._plan = self._derive_plan()
+        plan = self._plan
+        if plan is _SLOW:
+            return False
         if blocks is None:
             tail = "}\n"
         elif blocks_delta is None:
             tail = f', "blocks": {blocks}}}\n'
         else:
             tail = f', "blocks": {blocks}, "blocks_delta": {blocks_delta}}}\n'
+        now = time.time()
+        second = int(now)
+        cached = self._second
+        if cached[0] != second:
+            cached = (second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)))
+            self._second = cached
         try:
-            line = (f'{{"timestamp": "{self._stamp(time.time())}", {self._head}, '
+            line = (f'{{"timestamp": "{cached[1]}.{THOUSANDTHS[int((now - second) * 1000)]}Z", '
+                    f'{self._head}, '
                     f'"request_id": {_escape(request_id)}, "pid": {pid}, "seq": {seq}, '
                     f'"method": {_escape(method)}, "route": {_escape(route)}, '
                     f'"status": {status}, "duration_ms": {duration_us // 1000}.'
@@ -180,51 +232,53 @@ class RequestLineWriter:
                     f'"rss_bytes": {rss_bytes}, "rss_delta_bytes": {rss_delta_bytes}{tail}')
         except TypeError:  # a value of another type than the signature's
             return False  # written from the dict, as any line
-        if len(line) > MAX_LINE:  # only a long route or method can make it so
+        data = line.encode("ascii")  # every string in the line is escaped to ASCII
+        if len(data) > MAX_LINE:  # only a long route or method can make it so
             return False  # written from the dict, cut to fit
-        return self._emit(line)
+        for target in plan:
+            self._put(target, data, line)
+        return True
+
+    def _put(self, target: _Target, data: bytes, line: str) -> None:
+        """One line to one handler's stream, under the handler's lock."""
+        handler, stream, fileno = target
+        if handler.level > _INFO:
+            return
+        # The handler's own lock, as Handler.handle takes it. acquire() and
+        # release() rather than `with`: half the cost on an RLock.
+        lock = handler.lock or _NO_LOCK
+        lock.acquire()
+        try:
+            if handler.stream is not stream:
+                stream, fileno = handler.stream, _fileno(handler.stream)
+            # Whatever the stream buffered goes first; then one write(2) of
+            # the whole line, skipping the text layer's encode-and-buffer round.
+            stream.flush()
+            if fileno is None:
+                stream.write(line)
+                stream.flush()
+            else:
+                written = os.write(fileno, data)
+                if written < len(data):  # a full pipe may take a long line in parts
+                    view = memoryview(data)[written:]
+                    while view:
+                        view = view[os.write(fileno, view):]
+        except Exception:
+            logger = self._logger
+            handler.handleError(logger.makeRecord(logger.name, logging.INFO, "", 0,
+                                                  "request", (), None))
+        finally:
+            lock.release()
 
     def _emit(self, line: str) -> bool:
         """Write ``line`` straight to the handlers' streams. False when it must go
         through ``logging`` instead (the line is then not written)."""
-        if not self._logger.isEnabledFor(logging.INFO):
+        if not self._logger.isEnabledFor(_INFO):
             return True  # nothing to write, and logging would drop the record too
-        # Any change along the chain (a handler added or removed, a filter,
-        # propagation, a new parent logger) re-derives the plan, so a handler
-        # added at any time (pytest's capture, a file handler) sees the very
-        # next line.
-        if tuple(map(_ROUTING, self._chain)) != self._signature:
-            self._plan = self._derive_plan()
-        plan = self._plan
+        plan = self._current_plan()
         if plan is _SLOW:
             return False
         data = line.encode("ascii")  # every string in the line is escaped to ASCII
-        for handler, stream, fileno in plan:
-            if handler.level > _INFO:
-                continue
-            # The handler's own lock, as Handler.handle takes it. acquire() and
-            # release() rather than `with`: half the cost on an RLock.
-            lock = handler.lock or _NO_LOCK
-            lock.acquire()
-            try:
-                if handler.stream is not stream:
-                    stream, fileno = handler.stream, _fileno(handler.stream)
-                # Whatever the stream buffered goes first; then one write(2) of
-                # the whole line, skipping the text layer's encode-and-buffer round.
-                stream.flush()
-                if fileno is None:
-                    stream.write(line)
-                    stream.flush()
-                else:
-                    written = os.write(fileno, data)
-                    if written < len(data):  # a full pipe may take a long line in parts
-                        view = memoryview(data)[written:]
-                        while view:
-                            view = view[os.write(fileno, view):]
-            except Exception:
-                logger = self._logger
-                handler.handleError(logger.makeRecord(logger.name, logging.INFO, "", 0,
-                                                      "request", (), None))
-            finally:
-                lock.release()
+        for target in plan:
+            self._put(target, data, line)
         return True
