@@ -240,11 +240,22 @@ class RequestMeter:
                end: tuple[float, int | None, int | None] | None = None) -> None:
         """Measure the end of a request (or use ``end``) and log its line. Never raises."""
         try:
-            now, rss, blocks = end or self.readings()
             worker = _worker
-            worker.seq += 1
+            if end is None:  # readings() in line: the usual request's one call less
+                rss = self._probe.rss_bytes()
+                if worker.blocks_skip and (worker.blocks_gap or rss == worker.rss):
+                    worker.blocks_skip -= 1
+                    blocks = None
+                else:
+                    blocks = sys.getallocatedblocks()
+                    gap = worker.blocks_gap
+                    worker.blocks_skip = gap if gap > self._blocks_skip else self._blocks_skip
+                now = time.perf_counter()
+            else:
+                now, rss, blocks = end
+            seq = worker.seq = worker.seq + 1
             if _window_hook is not None:
-                _window_hook(worker.seq)
+                _window_hook(seq)
             last_rss, last_blocks = worker.rss, worker.blocks
             worker.rss, worker.blocks = rss, blocks
             # Whole microseconds (duration_ms / 1000 is the same float as
@@ -254,13 +265,13 @@ class RequestMeter:
                 status = 500
             # The census cadence: every census_every requests, at most
             # census_seconds apart, and on the worker's first request.
-            worker.census_left -= 1
-            census = worker.census_left <= 0 or now >= worker.census_due
+            left = worker.census_left = worker.census_left - 1
+            census = left <= 0 or now >= worker.census_due
             written = False
             if (not census and error is None and rss is not None and last_rss is not None
                     and type(status) is int and route not in self._health):
                 written = self._writer.write_usual(
-                    request_id, worker.pid, worker.seq, method, route, status, duration_us,
+                    request_id, worker.pid, seq, method, route, status, duration_us,
                     rss, rss - last_rss, blocks,
                     None if blocks is None or last_blocks is None else blocks - last_blocks)
                 if written:
@@ -268,12 +279,12 @@ class RequestMeter:
                     if usual is not None:  # nobody reads the fields: no dict is made
                         for call in usual:
                             try:
-                                call(rss, worker.seq)
+                                call(rss, seq)
                             except Exception:
                                 _log.exception("memwarden request observer failed")
                         return
             fields: dict[str, Any] = {
-                "request_id": request_id, "pid": worker.pid, "seq": worker.seq,
+                "request_id": request_id, "pid": worker.pid, "seq": seq,
                 "method": method, "route": route, "status": status,
                 "duration_ms": duration_us / 1000}
             if rss is not None:
