@@ -17,7 +17,8 @@ from memwarden.see import context as _context
 from memwarden.see import inflight_slot as _inflight
 from memwarden.see import redact as _redact
 from memwarden.see.context import _reset_request, _set_request
-from memwarden.see.meter import RequestMeter, clean_label
+from memwarden.see.context import new_request_id as _new_request_id
+from memwarden.see.meter import _MAX_LABEL, RequestMeter, clean_label
 from memwarden.settings import Settings
 
 __all__ = ["MemoryTracker"]
@@ -83,7 +84,16 @@ class _Request:
             self.status = None
         # Flask clears environ["werkzeug.request"] when its context pops, after
         # the response has started: read the route template now.
-        self.route = wsgi_route(self.environ or {})
+        environ = self.environ or {}
+        # Flask's matched rule, the usual case, without wsgi_route's calls.
+        request = environ.get("werkzeug.request")
+        rule = getattr(request, "url_rule", None)
+        label = getattr(rule, "rule", None)
+        if (type(label) is str and len(label) <= _MAX_LABEL and label.isprintable()
+                and "memwarden.route" not in environ):
+            self.route = label
+        else:
+            self.route = wsgi_route(environ)
         return self.start_response(status_line, [*headers, ("X-Request-ID", self.request_id)],
                                    exc_info)
 
@@ -148,8 +158,10 @@ class MemoryTracker:
         if environ.get(_MARK):
             return self.app(environ, start_response)
         environ[_MARK] = True
-        request_id = _context.request_id_from(environ.get("HTTP_X_REQUEST_ID"),
-                                              environ.get("HTTP_TRACEPARENT"))
+        x_request_id = environ.get("HTTP_X_REQUEST_ID")
+        traceparent = environ.get("HTTP_TRACEPARENT")
+        request_id = (_new_request_id() if x_request_id is None and traceparent is None
+                      else _context.request_id_from(x_request_id, traceparent))
         method = environ.get("REQUEST_METHOD", "GET")
         if method not in _METHODS:
             method = clean_label(str(method))
