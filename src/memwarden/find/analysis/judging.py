@@ -22,7 +22,7 @@ from memwarden.find.analysis.model import (
 )
 from memwarden.find.analysis.outcomes import LifeOutcome, priority
 from memwarden.find.analysis.records import LifecycleEvent
-from memwarden.find.analysis.series import life_series
+from memwarden.find.analysis.series import life_series, life_signals
 from memwarden.find.analysis.units import requests_asked
 from memwarden.find.analysis.verdict import LifeAssessment, assess_life
 
@@ -45,9 +45,11 @@ def action_markers(life: WorkerLife) -> tuple[ActionMarker, ...]:
                  for seq, event in life.marks)
 
 
-def summary(assessment: LifeAssessment, open_life: OpenLife) -> WorkerSummary:
+def summary(assessment: LifeAssessment, open_life: OpenLife,
+            rss_bytes: Sequence[float | None]) -> WorkerSummary:
+    """``rss_bytes``: the life's RSS column in seq order (None: absent)."""
     life = assessment.life
-    rss = [r.rss_bytes for r in life.requests if r.rss_bytes is not None]
+    rss = [value for value in rss_bytes if value is not None]
     rss_fit = assessment.rss.fit if assessment.rss is not None else None
     heap = assessment.heap if assessment.heap is not None else assessment.blocks
     blocks_fit = heap.fit if heap is not None else None
@@ -68,44 +70,46 @@ def summary(assessment: LifeAssessment, open_life: OpenLife) -> WorkerSummary:
 class Judged:
     """What the stream keeps of one judged life.
 
-    In the reading process ``worker_life`` is kept, to build the plotted
-    series only if the life is plotted; a life judged elsewhere brings its
-    ``series`` back instead (the stream decides later whether to plot it).
-    ``seconds``: how long judging took, wherever it ran.
+    In the reading process the ended ``life`` and its route ``names`` are kept,
+    to build the plotted series only if the life is plotted; a life judged
+    elsewhere brings its ``series`` back instead (the stream decides later
+    whether to plot it). ``seconds``: how long judging took, wherever it ran.
     """
 
     outcome: LifeOutcome
     summary: WorkerSummary
     markers: tuple[RecycleMarker, ...]
-    worker_life: WorkerLife | None = None
+    life: OpenLife | None = None
+    names: Sequence[tuple[str, str | None]] = ()
     series: LifeSeries | None = None
     seconds: float = 0.0
 
     def life_series(self, config: AnalysisConfig) -> LifeSeries:
         if self.series is not None:
             return self.series
-        if self.worker_life is None:
+        if self.life is None:
             raise RuntimeError("a life judged elsewhere without its series is plotted")
-        return life_series(self.worker_life, config, self.markers,
-                           action_markers(self.worker_life))
+        worker_life = self.life.worker_life(self.names, records=False)
+        return life_series(worker_life, config, self.markers, action_markers(worker_life))
 
 
 def judge(life: OpenLife, names: Sequence[tuple[str, str | None]],
           config: AnalysisConfig) -> Judged:
-    """Judge one ended life."""
+    """Judge one ended life: from its columns, with no request object built."""
     started = time.perf_counter()
-    worker_life = life.worker_life(names, records=False)
-    assessment = assess_life(worker_life, config)
+    columns = life.columns()
+    bare = life.bare_life()
+    assessment = assess_life(bare, config, life_signals(columns, config))
     outcome = LifeOutcome(assessment.verdict, assessment.conflicting, life.requests,
-                          life.order, worker_life.label, assessment.reason)
+                          life.order, bare.label, assessment.reason)
     markers = tuple(marker(event, life.index, life.max_seq) for event in life.end_events)
-    return Judged(outcome, summary(assessment, life), markers, worker_life=worker_life,
-                  seconds=time.perf_counter() - started)
+    return Judged(outcome, summary(assessment, life, columns.rss_bytes), markers, life=life,
+                  names=names, seconds=time.perf_counter() - started)
 
 
 def judge_with_series(life: OpenLife, names: Sequence[tuple[str, str | None]],
                       config: AnalysisConfig, bar: tuple[int, int, int] | None) -> Judged:
-    """``judge`` with the plotted series built, and the requests left behind.
+    """``judge`` with the plotted series built, and the life left behind.
 
     ``bar``: the plotted lives' ``Kept.bar()`` when the life was sent. It only
     falls, so a life whose key is not below it then will not be plotted: its
@@ -115,6 +119,7 @@ def judge_with_series(life: OpenLife, names: Sequence[tuple[str, str | None]],
     judged = judge(life, names, config)
     if bar is None or priority(judged.outcome) < bar:
         judged.series = judged.life_series(config)
-    judged.worker_life = None
+    judged.life = None
+    judged.names = ()
     judged.seconds = time.perf_counter() - started
     return judged

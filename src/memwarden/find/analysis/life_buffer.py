@@ -18,13 +18,14 @@ from __future__ import annotations
 
 import math
 from array import array
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from itertools import repeat
 from operator import itemgetter
 from typing import Any
 
 from memwarden.find.analysis.lives import REORDER_TOLERANCE, WorkerLife
 from memwarden.find.analysis.records import ActionEvent, LifecycleEvent, RequestRecord
+from memwarden.find.analysis.series import LifeColumns
 
 __all__ = ["COLUMNS", "FLUSH_MASK", "LIFE_POINTS", "MAX_END_EVENTS", "OpenLife", "Row"]
 
@@ -37,8 +38,10 @@ NAN = math.nan
 # The numeric columns, in the order of a row after (seq, route id).
 COLUMNS = ("status", "duration_ms", "rss_bytes", "rss_delta_bytes", "blocks_delta", "blocks",
            "pss_bytes", "uss_bytes")
+_RSS = 2
 _RSS_DELTA = 3
 _BLOCKS_DELTA = 4
+_BLOCKS = 5
 # (seq, route id, status, duration, rss, rss delta, blocks delta, blocks, pss, uss, census);
 # NaN stands for an absent number.
 Row = tuple[int, int, float, float, float, float, float, float, float, float,
@@ -189,35 +192,57 @@ class OpenLife:
         self.flush()
         return len(self.seqs) < self.requests
 
+    def _in_seq_order(self) -> Callable[[Sequence[Any]], Sequence[Any]]:
+        """A column's values in seq order (the requests as ``worker_life`` lists them)."""
+        self.flush()
+        n = len(self.seqs)
+        order = sorted(range(n), key=self.seqs.__getitem__)
+        if order == list(range(n)):
+            return lambda values: values
+        # Out of order means two requests at least, so itemgetter gives a tuple.
+        return itemgetter(*order)
+
     def worker_life(self, routes: Sequence[tuple[str, str | None]],
                     records: bool = True) -> WorkerLife:
         """The kept requests as a ``WorkerLife`` in seq order (``routes`` names the ids).
 
         ``records=False`` builds lighter request objects with the same fields, for
-        judging; the suspects' lives get real records (their routes may be folded).
+        the plotted series; the suspects' lives get real records (their routes may
+        be folded).
         """
-        self.flush()
+        column = self._in_seq_order()
         make: Any = RequestRecord if records else _Request
         n = len(self.seqs)
-        order = sorted(range(n), key=self.seqs.__getitem__)
-        in_order = order == list(range(n))
         # Column by column, then one constructor call per request through map: the
         # same values as a loop over the rows, at a fraction of its cost.
-
-        def column(values: Sequence[Any]) -> Sequence[Any]:
-            # Out of order means two requests at least, so itemgetter gives a tuple.
-            return values if in_order else itemgetter(*order)(values)
-
         names = [routes[i] for i in column(self.route_ids)]
         statuses = [None if v != v else int(v) for v in column(self.cols[0])]
         optional = [[None if v != v else v for v in column(col)] for col in self.cols[1:]]
         requests = list(map(make, repeat(self.pid, n), column(self.seqs),
                             [name[0] for name in names], [name[1] for name in names],
                             statuses, *optional, column(self.census)))
-        life = WorkerLife(pid=self.pid, index=self.index, requests=requests,
-                          end_events=list(self.end_events), marks=list(self.marks))
+        life = self.bare_life()
+        life.requests = requests
+        return life
+
+    def bare_life(self) -> WorkerLife:
+        """The life without its requests: its pid, index, end events and marks."""
+        life = WorkerLife(pid=self.pid, index=self.index, end_events=list(self.end_events),
+                          marks=list(self.marks))
         life._max_seq = self.max_seq
         return life
+
+    def columns(self) -> LifeColumns:
+        """The columns the trend tests read, in seq order: ``LifeColumns.of`` the
+        ``worker_life``'s requests, without building them."""
+        column = self._in_seq_order()
+
+        def optional(values: Sequence[float]) -> list[float | None]:
+            return [None if v != v else v for v in column(values)]
+
+        return LifeColumns(list(column(self.seqs)), optional(self.cols[_BLOCKS]),
+                           optional(self.cols[_BLOCKS_DELTA]), optional(self.cols[_RSS]),
+                           list(column(self.census)))
 
     # -- plain JSON, for partial summaries -----------------------------------------------
 

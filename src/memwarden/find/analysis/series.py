@@ -15,16 +15,18 @@ most recent full collection, new whenever ``gc_full_collections`` moves).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from itertools import pairwise
+from itertools import accumulate, pairwise
+from operator import add
 
 from memwarden.find.analysis.config import AnalysisConfig
 from memwarden.find.analysis.lives import WorkerLife
 from memwarden.find.analysis.model import ActionMarker, LifeSeries, RecycleMarker, SeriesPoint
 from memwarden.find.analysis.records import RequestRecord
 
-__all__ = ["LifeSignals", "Signal", "cumulative_blocks", "life_series", "life_signals"]
+__all__ = ["LifeColumns", "LifeSignals", "Signal", "cumulative_blocks", "life_series",
+           "life_signals"]
 
 EXACT_KEY = "blocks_collected"
 FULL_GC_KEY = "blocks_after_full_gc"
@@ -69,35 +71,61 @@ class LifeSignals:
         return self.requests - self.warmup
 
 
+@dataclass(frozen=True, slots=True)
+class LifeColumns:
+    """A life's requests as the columns its tests read, in seq order (None: absent).
+
+    Judging builds these straight from a buffered life's arrays
+    (``life_buffer.OpenLife.columns``), without a request object each.
+    """
+
+    seqs: Sequence[int]
+    blocks: Sequence[float | None]
+    blocks_delta: Sequence[float | None]
+    rss_bytes: Sequence[float | None]
+    census: Sequence[Mapping[str, float] | None]
+
+    @classmethod
+    def of(cls, requests: Sequence[RequestRecord]) -> LifeColumns:
+        return cls([r.seq for r in requests], [r.blocks for r in requests],
+                   [r.blocks_delta for r in requests], [r.rss_bytes for r in requests],
+                   [r.census for r in requests])
+
+
 def cumulative_blocks(requests: Sequence[RequestRecord]) -> tuple[list[float | None], str | None]:
     """Allocated blocks at each request, relative to the first; and which field gave them."""
-    n = len(requests)
+    return _cumulative_blocks([r.blocks for r in requests], [r.blocks_delta for r in requests])
+
+
+def _cumulative_blocks(blocks: Sequence[float | None], deltas: Sequence[float | None]
+                       ) -> tuple[list[float | None], str | None]:
+    n = len(blocks)
     if n == 0:
         return [], None
-    absolute = sum(1 for r in requests if r.blocks is not None)
+    absolute = n - blocks.count(None)
     if absolute >= ABSOLUTE_BLOCKS_SHARE * n:
-        base = next(r.blocks for r in requests if r.blocks is not None)
-        if base is None:  # unreachable: at least one request has blocks
-            return [None] * n, None
-        return [r.blocks - base if r.blocks is not None else None for r in requests], "blocks"
-    deltas = sum(1 for r in requests if r.blocks_delta is not None)
-    if deltas >= DELTA_BLOCKS_SHARE * n:
-        total = 0.0
-        out: list[float | None] = []
-        for r in requests:
-            total += r.blocks_delta or 0.0
-            out.append(total)
-        return out, "blocks_delta"
+        base = next(v for v in blocks if v is not None)
+        return [v - base if v is not None else None for v in blocks], "blocks"
+    counted = n - deltas.count(None)
+    if counted >= DELTA_BLOCKS_SHARE * n:
+        # total += delta or 0.0, request after request, from 0.0.
+        totals: list[float | None] = list(accumulate([d or 0.0 for d in deltas], add,
+                                                     initial=0.0))
+        del totals[0]
+        return totals, "blocks_delta"
     return [None] * n, None
 
 
-def _heap_blocks(requests: Sequence[RequestRecord]) -> float | None:
-    """The first absolute block count: the request's own, or a census's."""
-    for request in requests:
-        if request.blocks is not None:
-            return request.blocks
-        if request.census and "blocks" in request.census:
-            return request.census["blocks"]
+def _heap_blocks(columns: LifeColumns, start: int) -> float | None:
+    """The first absolute block count from ``start`` on: the request's own, or a census's."""
+    blocks, censuses = columns.blocks, columns.census
+    for index in range(start, len(blocks)):
+        value = blocks[index]
+        if value is not None:
+            return value
+        census = censuses[index]
+        if census and "blocks" in census:
+            return census["blocks"]
     return None
 
 
@@ -105,8 +133,7 @@ def _signal(xs: list[float], ys: list[float]) -> Signal | None:
     return Signal(tuple(xs), tuple(ys)) if xs else None
 
 
-def _full_gc_samples(requests: Sequence[RequestRecord], after_seq: float
-                     ) -> tuple[list[float], list[float]]:
+def _full_gc_samples(columns: LifeColumns, after_seq: float) -> tuple[list[float], list[float]]:
     """``blocks_after_full_gc`` where ``gc_full_collections`` moved, after ``after_seq``.
 
     The value was recorded by the collection itself, somewhere between this
@@ -115,67 +142,67 @@ def _full_gc_samples(requests: Sequence[RequestRecord], after_seq: float
     xs: list[float] = []
     ys: list[float] = []
     seen: float | None = None
-    for request in requests:
-        census = request.census
+    for seq, census in zip(columns.seqs, columns.census, strict=True):
         if not census or FULL_GC_COUNT_KEY not in census:
             continue
         count = census[FULL_GC_COUNT_KEY]
         value = census.get(FULL_GC_KEY)
-        if seen is not None and count > seen and value is not None and request.seq > after_seq:
-            xs.append(request.seq)
+        if seen is not None and count > seen and value is not None and seq > after_seq:
+            xs.append(seq)
             ys.append(value)
         seen = count
     return xs, ys
 
 
-def _census_every(requests: Sequence[RequestRecord]) -> float | None:
-    seqs = [r.seq for r in requests if r.census]
+def _census_every(columns: LifeColumns) -> float | None:
+    seqs = [seq for seq, census in zip(columns.seqs, columns.census, strict=True) if census]
     gaps = sorted(b - a for a, b in pairwise(seqs) if b > a)
     return float(gaps[len(gaps) // 2]) if gaps else None
 
 
-def life_signals(life: WorkerLife, config: AnalysisConfig) -> LifeSignals:
-    requests = life.requests
-    warmup = config.warmup_requests(len(requests))
-    blocks, source = cumulative_blocks(requests)
-    bx: list[float] = []
-    by: list[float] = []
-    rx: list[float] = []
-    ry: list[float] = []
+def life_signals(life: WorkerLife | LifeColumns, config: AnalysisConfig) -> LifeSignals:
+    """The tested series of a life (its requests, or their columns: the same signals)."""
+    columns = LifeColumns.of(life.requests) if isinstance(life, WorkerLife) else life
+    seqs = columns.seqs
+    n = len(seqs)
+    warmup = config.warmup_requests(n)
+    blocks, source = _cumulative_blocks(columns.blocks, columns.blocks_delta)
+    rss = columns.rss_bytes
+    tested = range(warmup, n)
+    bx: list[float] = [seqs[i] for i in tested if blocks[i] is not None]
+    by = [value for value in blocks[warmup:] if value is not None]
+    rx: list[float] = [seqs[i] for i in tested if rss[i] is not None]
+    ry = [value for value in rss[warmup:] if value is not None]
     census: dict[str, tuple[list[float], list[float]]] = {}
     ex: list[float] = []
     ey: list[float] = []
-    for index in range(warmup, len(requests)):
-        request = requests[index]
-        value = blocks[index]
-        if value is not None:
-            bx.append(request.seq)
-            by.append(value)
-        if request.rss_bytes is not None:
-            rx.append(request.seq)
-            ry.append(request.rss_bytes)
-        if request.census:
-            collected = request.census.get(EXACT_KEY)
-            if collected is not None:
-                ex.append(request.seq)
-                ey.append(collected)
-            for kind, count in request.census.items():
-                if kind in NOT_RESOURCES:
-                    continue
-                xs, ys = census.setdefault(kind, ([], []))
-                xs.append(request.seq)
-                ys.append(count)
+    censuses = columns.census
+    for index in tested:
+        request_census = censuses[index]
+        if not request_census:
+            continue
+        seq = seqs[index]
+        collected = request_census.get(EXACT_KEY)
+        if collected is not None:
+            ex.append(seq)
+            ey.append(collected)
+        for kind, count in request_census.items():
+            if kind in NOT_RESOURCES:
+                continue
+            xs, ys = census.setdefault(kind, ([], []))
+            xs.append(seq)
+            ys.append(count)
     return LifeSignals(
-        requests=len(requests),
+        requests=n,
         warmup=warmup,
         blocks=_signal(bx, by),
         blocks_source=source if bx else None,
-        heap_blocks=_heap_blocks(requests[warmup:]),
+        heap_blocks=_heap_blocks(columns, warmup),
         rss=_signal(rx, ry),
         census={kind: Signal(tuple(xs), tuple(ys)) for kind, (xs, ys) in census.items()},
         exact=_signal(ex, ey),
-        full_gc=_signal(*_full_gc_samples(requests, requests[warmup - 1].seq if warmup else 0)),
-        census_every=_census_every(requests),
+        full_gc=_signal(*_full_gc_samples(columns, seqs[warmup - 1] if warmup else 0)),
+        census_every=_census_every(columns),
     )
 
 

@@ -286,8 +286,12 @@ def _uses_exact(signals: LifeSignals, config: AnalysisConfig) -> bool:
             and signals.tested >= config.exact_min_requests)
 
 
-def assess_life(life: WorkerLife, config: AnalysisConfig) -> LifeAssessment:
-    signals = life_signals(life, config)
+def assess_life(life: WorkerLife, config: AnalysisConfig,
+                signals: LifeSignals | None = None) -> LifeAssessment:
+    """Judge one life; ``signals``: its ``life_signals``, when already taken (from the
+    columns of a buffered life, whose ``life`` then holds no requests)."""
+    if signals is None:
+        signals = life_signals(life, config)
     exact = _uses_exact(signals, config)
     if not exact and signals.tested < config.min_requests:
         if signals.exact is not None:
