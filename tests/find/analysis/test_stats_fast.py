@@ -116,7 +116,7 @@ def test_numpy_pair_slopes_are_the_plain_ones_signs_of_zero_included(
     # Ties in xs (pairs left out), strictly increasing xs, and integer xs and ys.
     for xs in (stepped, [float(k) for k in range(len(ys))], list(range(3, 3 + 2 * len(ys), 2))):
         fast = stats._pair_slopes(xs, ys)
-        assert stats._pair_slopes_numpy(stats._numpy(), xs, ys) is not None
+        assert stats._pair_slopes_numpy(stats.numpy_or_none(), xs, ys) is not None
         plain = _plain_pair_slopes(xs, ys)
         assert _signed(fast) == _signed(plain)
         if len(ys) <= 110:
@@ -130,17 +130,17 @@ def test_numpy_leaves_values_it_cannot_hold_exactly_to_the_plain_path() -> None:
     for odd in (math.nan, math.inf, -math.inf, 2.0 ** 52, -(2 ** 60) - 1, 10 ** 400):
         ys = [float(k % 7) for k in range(200)]
         ys[50] = odd  # type: ignore[call-overload]
-        assert stats._pair_slopes_numpy(stats._numpy(), xs, ys) is None
-        assert stats._pair_slopes_numpy(stats._numpy(), ys, xs) is None
+        assert stats._pair_slopes_numpy(stats.numpy_or_none(), xs, ys) is None
+        assert stats._pair_slopes_numpy(stats.numpy_or_none(), ys, xs) is None
     fine = [float(k % 7) for k in range(200)]
-    assert stats._pair_slopes_numpy(stats._numpy(), xs, fine) is not None
+    assert stats._pair_slopes_numpy(stats.numpy_or_none(), xs, fine) is not None
 
 
 def test_the_plain_path_runs_without_numpy() -> None:
     xs = [float(k) for k in range(300)]
     ys = [float(k % 11) - 0.5 * (k % 3) for k in range(300)]
     assert _signed(_plain_pair_slopes(xs, ys)) == _signed(_slopes_one_by_one(xs, ys))
-    assert stats._numpy() is not None  # and numpy is looked for again after
+    assert stats.numpy_or_none() is not None  # and numpy is looked for again after
 
 
 def _bins_one_by_one(xs: list[float], ys: list[float], most: int
@@ -232,3 +232,19 @@ def test_window_rises_count_the_steps_up(ys: list[float]) -> None:
     bounds = trend._split(len(ys), 4)
     assert got.window_rises == tuple(_rising_steps(ys, a, b) for a, b in bounds)
     assert got.strictly_rising == all(b > a for a, b in pairwise(ys))
+
+
+@PROPERTY
+@given(ys=st.lists(values, min_size=32, max_size=400), most=st.integers(1, 60))
+def test_numpy_bin_medians_are_the_plain_loops(ys: list[float], most: int) -> None:
+    xs = [float(k) for k in range(len(ys))]
+    fast = trend._bin_medians(xs, ys, most)
+    stats._NUMPY[:] = [None]
+    try:
+        plain = trend._bin_medians(xs, ys, most)
+    finally:
+        stats._NUMPY.clear()
+    assert fast == plain
+    assert [math.copysign(1.0, v) for v in fast[1]] == [math.copysign(1.0, v) for v in plain[1]]
+    ints = [int(y) for y in ys]  # integer counts, as a census gives them
+    assert trend._bin_medians(xs, ints, most) == _bins_one_by_one(xs, ints, most)

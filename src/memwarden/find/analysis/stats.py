@@ -31,8 +31,10 @@ from typing import Any
 
 __all__ = [
     "SlopeFit",
+    "exact_array",
     "median",
     "normal_cdf",
+    "numpy_or_none",
     "quantile",
     "theil_sen",
     "trimmed_mean",
@@ -181,7 +183,7 @@ def _sampled_pairs(n: int) -> tuple[array[int], array[int]]:
 def _pair_slopes(xs: Sequence[float], ys: Sequence[float]) -> list[float]:
     n = len(xs)
     if n >= NUMPY_MIN_POINTS:
-        np = _numpy()
+        np = numpy_or_none()
         if np is not None:
             fast = _pair_slopes_numpy(np, xs, ys)
             if fast is not None:
@@ -205,7 +207,7 @@ _EXACT_BELOW = 2.0 ** 52
 _NUMPY: list[Any] = []  # the module once looked for (None: not installed)
 
 
-def _numpy() -> Any:
+def numpy_or_none() -> Any:
     if not _NUMPY:
         try:
             import numpy
@@ -214,6 +216,18 @@ def _numpy() -> Any:
         else:
             _NUMPY.append(numpy)
     return _NUMPY[0]
+
+
+def exact_array(np: Any, values: Sequence[float]) -> Any:
+    """``values`` as a float64 array when it holds them and their differences exactly
+    (finite numbers, ints included, below 2**52 in size; at least one); else None."""
+    try:
+        array = np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError, OverflowError):
+        return None
+    if not len(array) or not abs(array).max() < _EXACT_BELOW:
+        return None  # NaN and infinities fail the comparison too
+    return array
 
 
 @lru_cache(maxsize=32)
@@ -225,7 +239,7 @@ def _sampled_pairs_numpy(n: int) -> tuple[Any, Any]:
     successive outputs as the little-endian words of one int: the same draws,
     and every step of the arithmetic below exact, as in ``random()``.
     """
-    np = _numpy()
+    np = numpy_or_none()
     words = 4 * MAX_PAIRS  # two draws a pair, two outputs a draw
     bits = random.Random(n * 7919 + 1).getrandbits(32 * words)
     out = np.frombuffer(bits.to_bytes(4 * words, "little"), dtype="<u4")
@@ -239,7 +253,7 @@ def _sampled_pairs_numpy(n: int) -> tuple[Any, Any]:
 @lru_cache(maxsize=8)
 def _all_pairs_numpy(n: int) -> tuple[Any, Any]:
     """Every pair i < j of ``n`` points, in the plain loop's order (i, then j)."""
-    pairs: tuple[Any, Any] = _numpy().triu_indices(n, 1)
+    pairs: tuple[Any, Any] = numpy_or_none().triu_indices(n, 1)
     return pairs
 
 
@@ -253,13 +267,10 @@ def _pair_slopes_numpy(np: Any, xs: Sequence[float], ys: Sequence[float]
     floats are the same bits but for 0.0 and -0.0: Python's sort is stable, so
     its zeros keep the order they came in, and here they are put back in it.
     """
-    try:
-        x = np.asarray(xs, dtype=np.float64)
-        y = np.asarray(ys, dtype=np.float64)
-    except (TypeError, ValueError, OverflowError):
+    x = exact_array(np, xs)
+    y = exact_array(np, ys)
+    if x is None or y is None:
         return None
-    if not (len(x) and abs(x).max() < _EXACT_BELOW and abs(y).max() < _EXACT_BELOW):
-        return None  # NaN and infinities fail the comparison too
     n = len(x)
     if n * (n - 1) // 2 <= MAX_PAIRS:
         firsts, seconds = _all_pairs_numpy(n)

@@ -25,7 +25,14 @@ from operator import gt
 from typing import Literal
 
 from memwarden.find.analysis.levels import Level, lift_z, long_run_variance, window_level
-from memwarden.find.analysis.stats import SlopeFit, median, theil_sen
+from memwarden.find.analysis.stats import (
+    NUMPY_MIN_POINTS,
+    SlopeFit,
+    exact_array,
+    median,
+    numpy_or_none,
+    theil_sen,
+)
 
 __all__ = ["Trend", "TrendRule", "TrendState", "assess_trend"]
 
@@ -169,12 +176,35 @@ def _bin_medians(xs: Sequence[float], ys: Sequence[float],
     high = min(low + 1, size - 1)
     fraction = middle - low
     full = n - n % size
-    for start in range(0, full, size):
-        ordered = sorted(ys[start:start + size])
-        by.append(ordered[low] + (ordered[high] - ordered[low]) * fraction)
+    fast = _full_bin_medians_numpy(ys, full, size, low, high, fraction)
+    if fast is not None:
+        by = fast
+    else:
+        for start in range(0, full, size):
+            ordered = sorted(ys[start:start + size])
+            by.append(ordered[low] + (ordered[high] - ordered[low]) * fraction)
     if full < n:
         by.append(median(ys[full:n]))
     return bx, by
+
+
+def _full_bin_medians_numpy(ys: Sequence[float], full: int, size: int, low: int, high: int,
+                            fraction: float) -> list[float] | None:
+    """The full bins' medians in numpy, each bin a row of a sorted copy: the same floats
+    (the same arithmetic, IEEE either way); None (the plain loop) without numpy, for
+    values it does not hold exactly, and where a -0.0 is (an unstable sort may put it on
+    either side of a 0.0, where Python's stable one keeps the order they came in)."""
+    if full < NUMPY_MIN_POINTS:
+        return None
+    np = numpy_or_none()
+    if np is None:
+        return None
+    values = exact_array(np, ys[:full])
+    if values is None or np.signbit(values[values == 0.0]).any():
+        return None
+    rows = np.sort(values.reshape(-1, size), axis=1)
+    medians: list[float] = (rows[:, low] + (rows[:, high] - rows[:, low]) * fraction).tolist()
+    return medians
 
 
 def _split(n: int, parts: int) -> list[tuple[int, int]]:
