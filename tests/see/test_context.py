@@ -6,6 +6,7 @@ import os
 import re
 import uuid
 
+import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
@@ -206,3 +207,13 @@ def test_next_sequence_restarts_at_one_in_a_forked_child() -> None:
     assert os.waitstatus_to_exitcode(status) == 0
     assert child == "1 2"
     assert next_sequence() == before + 1  # the parent's count is untouched
+
+
+def test_generated_ids_are_the_prefix_then_the_count_in_hex_across_every_256(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The id's head, kept for 256 ids at a time, is always the count's own."""
+    source = context._IdSource()
+    monkeypatch.setattr(context, "_ids", source)
+    ids = [new_request_id() for _ in range(600)]
+    first = context._FIRST_COUNT
+    assert ids == [f"{source.prefix}{n:x}" for n in range(first, first + 600)]
