@@ -272,3 +272,20 @@ def test_a_change_anywhere_along_the_chain_reaches_the_very_next_line(tmp_path: 
         assert [r.memwarden for r in above.records] == [FIELDS]  # type: ignore[attr-defined]
         assert writer.write_usual(*usual_args(USUAL)) is True
     assert len(path.read_text().splitlines()) == 5  # all but the two declined
+
+
+def test_someones_partial_line_in_the_stream_is_not_glued_to_the_request_line(
+        tmp_path: Path) -> None:
+    """Text left unflushed in the handler's stream (a write without a newline)
+    is finished after the request line, which stays one JSON line of its own."""
+    path = tmp_path / "lines.log"
+    with json_logger(path, "memwarden_test_request_log_partial") as log:
+        writer = RequestLineWriter(log)
+        stream = log.handlers[0].stream  # type: ignore[attr-defined]
+        stream.write("progress: 50%")
+        assert writer.write_usual(*usual_args(USUAL)) is True
+        stream.write(", 100%\n")
+        stream.flush()
+    first, second = path.read_text().splitlines()
+    assert json.loads(first)["request_id"] == USUAL["request_id"]
+    assert second == "progress: 50%, 100%"

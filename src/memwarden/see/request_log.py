@@ -10,6 +10,13 @@ through ``logging`` as a normal record, so nothing is ever bypassed. The
 choice is re-derived whenever the handler chain changes. Either way a line
 is one write of at most ``linecap.MAX_LINE`` bytes, so that workers sharing a
 pipe never interleave.
+
+The fast path does not flush the stream's text layer before its write(2): a
+StreamHandler flushes after every record, so whatever logging wrote through
+the handler is out already, in order. What else may sit in that buffer is
+someone's partial line (``sys.stderr.write("...")`` without a newline): it is
+finished after the request line rather than have the request line glued to
+its end, which would leave neither line readable.
 """
 
 from __future__ import annotations
@@ -104,6 +111,13 @@ def _routing(depth: int) -> Callable[[logging.Logger], tuple[Any, ...]]:
 # A handler's stream and its descriptor (None: no descriptor), looked up once
 # per plan; re-looked-up if the handler's stream is swapped (setStream).
 _Target = tuple[logging.StreamHandler[Any], Any, int | None]
+
+
+def _write_rest(fileno: int, data: bytes, written: int) -> None:
+    """The rest of a line a full pipe took in parts (a long line)."""
+    view = memoryview(data)[written:]
+    while view:
+        view = view[os.write(fileno, view):]
 
 
 class RequestLineWriter:
@@ -235,13 +249,28 @@ class RequestLineWriter:
         data = line.encode("ascii")  # every string in the line is escaped to ASCII
         if len(data) > MAX_LINE:  # only a long route or method can make it so
             return False  # written from the dict, cut to fit
-        for target in plan:
-            self._put(target, data, line)
+        for handler, stream, fileno in plan:  # _put's work in line: one call less
+            if handler.level > _INFO:
+                continue
+            lock = handler.lock or _NO_LOCK
+            lock.acquire()
+            try:
+                if handler.stream is not stream or fileno is None:
+                    self._put_locked(handler, data, line)
+                else:
+                    written = os.write(fileno, data)
+                    if written < len(data):
+                        _write_rest(fileno, data, written)
+            except Exception:
+                handler.handleError(logger.makeRecord(logger.name, logging.INFO, "", 0,
+                                                      "request", (), None))
+            finally:
+                lock.release()
         return True
 
     def _put(self, target: _Target, data: bytes, line: str) -> None:
         """One line to one handler's stream, under the handler's lock."""
-        handler, stream, fileno = target
+        handler = target[0]
         if handler.level > _INFO:
             return
         # The handler's own lock, as Handler.handle takes it. acquire() and
@@ -249,26 +278,28 @@ class RequestLineWriter:
         lock = handler.lock or _NO_LOCK
         lock.acquire()
         try:
-            if handler.stream is not stream:
-                stream, fileno = handler.stream, _fileno(handler.stream)
-            # Whatever the stream buffered goes first; then one write(2) of
-            # the whole line, skipping the text layer's encode-and-buffer round.
-            stream.flush()
-            if fileno is None:
-                stream.write(line)
-                stream.flush()
-            else:
-                written = os.write(fileno, data)
-                if written < len(data):  # a full pipe may take a long line in parts
-                    view = memoryview(data)[written:]
-                    while view:
-                        view = view[os.write(fileno, view):]
+            self._put_locked(handler, data, line)
         except Exception:
             logger = self._logger
             handler.handleError(logger.makeRecord(logger.name, logging.INFO, "", 0,
                                                   "request", (), None))
         finally:
             lock.release()
+
+    @staticmethod
+    def _put_locked(handler: logging.StreamHandler[Any], data: bytes, line: str) -> None:
+        """The write itself, the handler's lock held: the stream as it is now."""
+        stream = handler.stream
+        fileno = _fileno(stream)
+        # One write(2) of the whole line, skipping the text layer's
+        # encode-and-buffer round; nothing flushed first (see the module's doc).
+        if fileno is None:
+            stream.write(line)
+            stream.flush()
+        else:
+            written = os.write(fileno, data)
+            if written < len(data):
+                _write_rest(fileno, data, written)
 
     def _emit(self, line: str) -> bool:
         """Write ``line`` straight to the handlers' streams. False when it must go
