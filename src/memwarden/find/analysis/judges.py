@@ -6,7 +6,9 @@ requests, the route names and the configuration, so it can run anywhere:
 results back in the order the lives ended, which is all the stream's
 bookkeeping (the verdict tally, the kept lives) depends on. The report is
 the same as when every life is judged in the reading process; the reading
-process only reads, and a second core judges meanwhile.
+process only reads, and a second core judges meanwhile. The judges fit with
+numpy when it is installed, the reading process then without it (its peak
+memory stays that of reading; ``stats.use_numpy``).
 
 At most ``PENDING_PER_PROCESS`` lives per process wait to be judged: past
 that, reading waits for the oldest, so memory stays bounded when judging is
@@ -26,6 +28,7 @@ from concurrent.futures.process import BrokenProcessPool
 from memwarden.find.analysis.config import AnalysisConfig
 from memwarden.find.analysis.judging import Judged, judge_with_series
 from memwarden.find.analysis.life_buffer import OpenLife
+from memwarden.find.analysis.stats import use_numpy
 
 __all__ = ["Judges", "available_cpus", "default_judges"]
 
@@ -62,11 +65,13 @@ class Judges:
         # fork: the processes start from this one as it is now, before the
         # lives it buffers make it big, and need nothing re-imported.
         context = multiprocessing.get_context("fork" if "fork" in methods else None)
-        self.pool: ProcessPoolExecutor | None = ProcessPoolExecutor(processes,
-                                                                    mp_context=context)
+        # Each judge fits with numpy (when installed); this process, reading, without.
+        self.pool: ProcessPoolExecutor | None = ProcessPoolExecutor(
+            processes, mp_context=context, initializer=use_numpy, initargs=(True,))
         # Start them now, while this process is small.
         for started in [self.pool.submit(int) for _ in range(processes)]:
             started.result()
+        use_numpy(False)
 
     def submit(self, life: OpenLife, names: Sequence[tuple[str, str | None]],
                bar: tuple[int, int, int] | None = None) -> Iterator[tuple[OpenLife, Judged]]:

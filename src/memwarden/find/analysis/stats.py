@@ -11,8 +11,8 @@ Deterministic: the same series always gives the same answer, so a report
 can be reproduced from its log. Pure Python, but for the pairwise slopes of
 Theil-Sen (thousands a series): with numpy installed (``memwarden[fast]``)
 those are drawn, divided and sorted in it, to the same floats bit for bit
-(``_pair_slopes_numpy``), and numpy is imported only by the process that
-first fits a long series (a judge, not the reading process).
+(``_pair_slopes_numpy``), and numpy is imported only by a process that
+fits a long series (a judge, not the reading process: ``use_numpy``).
 """
 
 from __future__ import annotations
@@ -39,6 +39,7 @@ __all__ = [
     "theil_sen",
     "trimmed_mean",
     "trimmed_mean_se",
+    "use_numpy",
     "variance_inflation",
 ]
 
@@ -205,6 +206,17 @@ NUMPY_MIN_POINTS = 32
 # there (y_j - y_i) / (x_j - x_i) is the same float as Python's, ints included.
 _EXACT_BELOW = 2.0 ** 52
 _NUMPY: list[Any] = []  # the module once looked for (None: not installed)
+
+
+def use_numpy(allowed: bool) -> None:
+    """Whether this process may use numpy (looked for again on the next call when allowed).
+
+    The numbers are the same either way. ``memwarden analyze``'s reading
+    process turns it off once its judges run (``judges.Judges``): the long
+    fits are theirs, and the 11 MiB numpy takes would count in its peak for
+    the few fits of the report.
+    """
+    _NUMPY[:] = [] if allowed else [None]
 
 
 def numpy_or_none() -> Any:
