@@ -135,7 +135,9 @@ class _Request:
                 meter.finish(self.begin, self.request_id, self.method,
                              self.route or wsgi_route(self.environ or {}), self.status, error)
                 if self.slot >= 0:
-                    _inflight.end(self.slot)
+                    slots = _inflight.writer  # None after abort(): its records stay
+                    if slots is not None:
+                        slots.end(self.slot)
             finally:
                 # The request may stay bound in a context a thread or task copied.
                 self.environ = None
