@@ -254,13 +254,14 @@ def running(servers: list[Server]) -> Iterator[list[Server]]:
             server.stop()
 
 
-def throughput(work: Path, rounds: int, seconds: int) -> dict[str, dict[str, float]]:
-    """Median req/s per family and variant."""
+def throughput(work: Path, rounds: int, seconds: int, families: tuple[str, ...] = tuple(FAMILIES),
+               variants: tuple[Variant, ...] = VARIANTS) -> dict[str, dict[str, float]]:
+    """Median req/s per family and variant (the first variant is the ratios' base)."""
     script = work / "summary.lua"
     script.write_text(SUMMARY_LUA)
     medians: dict[str, dict[str, float]] = {}
-    for family in FAMILIES:
-        servers = [Server(family, v, work / f"{family}-{v.name}.log") for v in VARIANTS]
+    for family in families:
+        servers = [Server(family, v, work / f"{family}-{v.name}.log") for v in variants]
         with running(servers):
             for server in servers:  # warm-up: first census, caches
                 wrk(server.url(), 1, script)
@@ -313,6 +314,11 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true",
                         help="1 round of 1 s, 500 requests for memory: checks, not figures")
     parser.add_argument("--keep", type=Path, default=None, help="keep the logs here")
+    parser.add_argument("--family", action="append", choices=tuple(FAMILIES),
+                        help="only this family (repeatable); then no memory part and no "
+                             "summary lines: for quick looks, not the figures")
+    parser.add_argument("--variants", default=None,
+                        help="only these variants, comma-separated, bare first (with --family)")
     args = parser.parse_args()
     # A SIGTERM (a timeout, Ctrl-C's cousin) still stops the servers started.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
@@ -324,6 +330,14 @@ def main() -> None:
         workers = " ".join(f"{name}_workers={f.workers}" for name, f in FAMILIES.items())
         print(f"rounds={args.rounds} seconds={args.seconds} connections={CONNECTIONS} "
               f"{workers}")
+        if args.family or args.variants:
+            names = (args.variants or ",".join(v.name for v in VARIANTS)).split(",")
+            chosen = tuple(v for name in names for v in VARIANTS if v.name == name)
+            if len(chosen) != len(names):
+                parser.error(f"--variants: one of {names} is none of "
+                             f"{[v.name for v in VARIANTS]}")
+            throughput(work, args.rounds, args.seconds, tuple(args.family or FAMILIES), chosen)
+            return
         medians = throughput(work, args.rounds, args.seconds)
         own = own_memory(work, args.memory_requests)
     flask, fastapi = medians["flask"], medians["fastapi"]
