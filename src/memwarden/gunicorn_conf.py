@@ -293,6 +293,12 @@ def post_worker_init(worker: Any) -> None:
         if app is not None:
             # Shedding sits inside the tracker, so a 503 gets its request line.
             app = worker.wsgi = hold.wrap_app(worker, app, memwarden_settings, asgi)
+        if asgi:
+            # uvicorn builds every response's access-log arguments while its
+            # logger has handlers, even when the level drops the record.
+            from memwarden.see.uvicorn_access import drop_unwritten_access_log
+
+            drop_unwritten_access_log()
         if not memwarden_settings.wrap_app or app is None:
             return
         if asgi:
