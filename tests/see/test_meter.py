@@ -31,10 +31,18 @@ def lines() -> Iterator[list[dict[str, Any]]]:
         meter.remove_observer(observer)
 
 
-def run(m: RequestMeter, n: int) -> None:
+def run(m: RequestMeter, n: int, via_readings: bool = False) -> None:
     for i in range(n):
         begin = m.start()
-        m.finish(begin, f"id{i}", "GET", "/x", 200)
+        if via_readings:  # as the ASGI tracker does: the readings first, the line later
+            m.finish(begin, f"id{i}", "GET", "/x", 200, end=m.readings())
+        else:  # as the WSGI tracker does: finish takes the readings itself
+            m.finish(begin, f"id{i}", "GET", "/x", 200)
+
+
+# finish() inlines readings() for the usual request: both must keep one schedule.
+BOTH_PATHS = pytest.mark.parametrize("via_readings", [False, True],
+                                     ids=["finish-reads", "readings-first"])
 
 
 def fresh_worker() -> None:
@@ -156,13 +164,14 @@ def fake_statm(tmp_path: Path) -> tuple[Path, Probe]:
     return statm, Probe(proc_root=str(tmp_path))
 
 
+@BOTH_PATHS
 def test_blocks_every_n_reads_blocks_every_nth_request_while_rss_stands_still(
-        lines: list[dict[str, Any]], tmp_path: Path) -> None:
+        lines: list[dict[str, Any]], tmp_path: Path, via_readings: bool) -> None:
     fresh_worker()
     _, probe = fake_statm(tmp_path)
     m = RequestMeter(Settings(census_every=10**6, census_seconds=0, blocks_budget_us=0.0,
                               blocks_every=4), probe)
-    run(m, 41)
+    run(m, 41, via_readings)
     assert all(f["rss_bytes"] == 500 * os.sysconf("SC_PAGE_SIZE") for f in lines)
     assert [f["seq"] for f in lines if "blocks" in f] == list(range(1, 42, 4))
     # No delta spans a skipped request: a delta is one request's own (the
@@ -170,33 +179,36 @@ def test_blocks_every_n_reads_blocks_every_nth_request_while_rss_stands_still(
     assert [f["seq"] for f in lines if "blocks_delta" in f] == [1]
 
 
+@BOTH_PATHS
 def test_by_default_blocks_are_read_on_every_16th_request_while_rss_stands_still(
-        lines: list[dict[str, Any]], tmp_path: Path) -> None:
+        lines: list[dict[str, Any]], tmp_path: Path, via_readings: bool) -> None:
     fresh_worker()
     _, probe = fake_statm(tmp_path)
     m = RequestMeter(Settings(census_every=10**6, census_seconds=0, blocks_budget_us=0.0),
                      probe)
-    run(m, 40)
+    run(m, 40, via_readings)
     assert [f["seq"] for f in lines if "blocks" in f] == [1, 17, 33]
 
+@BOTH_PATHS
 def test_blocks_every_n_reads_blocks_whenever_rss_moved(
-        lines: list[dict[str, Any]], tmp_path: Path) -> None:
+        lines: list[dict[str, Any]], tmp_path: Path, via_readings: bool) -> None:
     fresh_worker()
     statm, probe = fake_statm(tmp_path)
     m = RequestMeter(Settings(census_every=10**6, census_seconds=0, blocks_budget_us=0.0,
                               blocks_every=100), probe)
-    run(m, 3)  # blocks at seq 1, then skipped
+    run(m, 3, via_readings)  # blocks at seq 1, then skipped
     statm.write_text("1000 520 100 10 0 300 0\n")
-    run(m, 2)  # seq 4 sees RSS move and reads blocks; seq 5 sees it still again
+    run(m, 2, via_readings)  # seq 4 sees RSS move and reads blocks; seq 5 sees it still again
     statm.write_text("1000 510 100 10 0 300 0\n")  # down counts too
-    run(m, 1)
+    run(m, 1, via_readings)
     assert [f["seq"] for f in lines if "blocks" in f] == [1, 4, 6]
     assert [f["rss_delta_bytes"] for f in lines if "rss_delta_bytes" in f] == [
         0, 0, 0, 20 * os.sysconf("SC_PAGE_SIZE"), 0, -10 * os.sysconf("SC_PAGE_SIZE")]
 
 
+@BOTH_PATHS
 def test_rss_moving_does_not_override_the_blocks_budget(
-        lines: list[dict[str, Any]], tmp_path: Path) -> None:
+        lines: list[dict[str, Any]], tmp_path: Path, via_readings: bool) -> None:
     """On a heap too big for the budget, blocks stay skipped however RSS moves."""
     fresh_worker()
     statm, probe = fake_statm(tmp_path)
@@ -204,7 +216,7 @@ def test_rss_moving_does_not_override_the_blocks_budget(
                               blocks_every=1), probe)
     for i in range(300):
         statm.write_text(f"1000 {500 + i} 100 10 0 300 0\n")
-        run(m, 1)
+        run(m, 1, via_readings)
     read_at = [f["seq"] for f in lines if "blocks" in f]
     assert len(read_at) < 30
     assert all(f["rss_delta_bytes"] > 0 for f in lines[1:])
