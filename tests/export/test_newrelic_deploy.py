@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import inspect
 import json
+import math
+import random
 import re
 from pathlib import Path
 from typing import Any
@@ -18,12 +20,15 @@ from memwarden.events import DEATH_CAUSES
 from memwarden.export import RECYCLE_REASONS
 from memwarden.export.newrelic import (
     ALL_ATTRIBUTES,
+    ATTRIBUTES,
     CENSUS_PREFIX,
     EVENT_ACTIONS,
     EVENT_ATTRIBUTES,
     EVENT_TYPE,
+    FOOTPRINT_ATTRIBUTE,
     HANDED_ACTIONS,
     METRICS,
+    UPTIME_ATTRIBUTE,
 )
 from memwarden.hold import watchdog
 
@@ -167,11 +172,11 @@ def test_alert_conditions_match_the_schema() -> None:
             assert term["thresholdDuration"] % window == 0, condition["name"]
 
 
-# Prometheus alerts without a condition here: NRQL has no linear prediction (New Relic
-# warns at 90% of the limit instead, MemwardenWorkerFootprintNearLimit), the cgroup's
-# gauges are exported to Prometheus only, and growth without a limit has none written.
-_NO_NRQL_TWIN = {"MemwardenWorkerFootprintPredictedOverLimit", "MemwardenWorkerFootprintGrowing",
-                 "MemwardenCgroupMemoryPredictedFull"}
+# Prometheus alerts without a condition here: the limit is sent only as a custom metric,
+# per host over all workers, so no query sets one worker's predicted footprint against
+# it (New Relic warns at 90% of the limit instead, MemwardenWorkerFootprintNearLimit),
+# and the cgroup's gauges are exported to Prometheus only.
+_NO_NRQL_TWIN = {"MemwardenWorkerFootprintPredictedOverLimit", "MemwardenCgroupMemoryPredictedFull"}
 
 
 def test_each_prometheus_alert_has_a_condition_of_its_name() -> None:
@@ -208,8 +213,8 @@ def test_a_wrong_input_fails_the_schemas() -> None:
 _KEYWORDS = frozenset(w.lower() for w in (
     "SELECT", "FROM", "WHERE", "FACET", "AND", "OR", "NOT", "IS", "TRUE", "FALSE", "NULL", "IN",
     "LIKE", "AS", "LIMIT", "SINCE", "UNTIL", "AGO", "TIMESERIES", "AUTO", "COMPARE", "WITH",
-    "count", "max", "min", "average", "sum", "filter", "uniqueCount", "latest", "minute",
-    "minutes", "hour", "hours", "day", "days"))
+    "count", "max", "min", "average", "sum", "filter", "uniqueCount", "latest", "derivative",
+    "minute", "minutes", "hour", "hours", "day", "days"))
 # What New Relic adds to every event or metric of an APM application.
 _BUILTIN = {"Metric": {"newrelic.timeslice.value", "metricTimesliceName", "appName", "host"},
             EVENT_TYPE: {"appName", "host", "timestamp"},
@@ -297,6 +302,9 @@ def test_each_query_names_only_what_memwarden_sends(title: str, query: str) -> N
     "WHERE metricTimesliceName = 'Custom/Memwarden/Worker/Deaths'",
     "SELECT max(newrelic.timeslice.value) FROM Metric WHERE metricName = 'x'",
     "SELECT average(memwarden.death_seconds) FROM Transaction",
+    "SELECT derivative(memwarden.footprint, 1 hour) FROM Transaction FACET memwarden.pid",
+    "SELECT derivative(memwarden.footprint_bytes, 1 hour) FROM Transaction "
+    "WHERE memwarden.uptime_s > 900 FACET memwarden.pid",
     "SELECT count(*) FROM Log WHERE message = 'worker_death'",
 ])
 def test_a_query_for_what_memwarden_does_not_send_fails(query: str) -> None:
@@ -324,3 +332,120 @@ def test_every_action_and_metric_is_shown() -> None:
         assert f"action = '{action}'" in text, action
     for name in ("footprint", "limit", "rss", "pss", "children_pss", "blocks"):
         assert METRICS[name] in text, name
+
+
+# -- a footprint that keeps growing ------------------------------------------------------
+
+GROWTH = "MemwardenWorkerFootprintGrowing"
+MIB = 1 << 20
+
+
+def _growth() -> dict[str, Any]:
+    (condition,) = [c for c in _load("alert_conditions.json")["conditions"]
+                    if c["name"] == GROWTH]
+    return condition
+
+
+def _growth_rule(condition: dict[str, Any]) -> tuple[int, int, int, float]:
+    """(warm-up seconds left out, window seconds, windows in a row, bytes an hour)."""
+    match = re.fullmatch(
+        r"SELECT derivative\((\S+), 1 hour\) FROM Transaction WHERE (.+) FACET (.+)",
+        condition["nrql"]["query"])
+    assert match, condition["nrql"]["query"]
+    assert match.group(1) == FOOTPRINT_ATTRIBUTE
+    warm = re.search(rf"\b{re.escape(UPTIME_ATTRIBUTE)} > (\d+)\b", match.group(2))
+    assert warm, match.group(2)
+    # One signal per worker life: a pid is a life (a recycle forks a new one).
+    assert [f.strip() for f in match.group(3).split(",")] == ["appName", "host",
+                                                              ATTRIBUTES["pid"]]
+    window = condition["signal"]["aggregationWindow"]
+    (term,) = condition["terms"]
+    assert (term["operator"], term["thresholdOccurrences"]) == ("ABOVE", "ALL")
+    assert condition["signal"].get("fillOption", "NONE") == "NONE"  # a gap breaks the run
+    return int(warm.group(1)), window, term["thresholdDuration"] // window, term["threshold"]
+
+
+def test_growth_condition_is_per_worker_life_and_says_its_threshold() -> None:
+    """The growth condition reads the per-worker footprint, one signal per pid, leaves out
+    the warm-up, asks for growth in two windows in a row at the Prometheus rule's rate, and
+    its description gives the same figures."""
+    condition = _growth()
+    warm, window, windows, per_hour = _growth_rule(condition)
+    assert warm >= 600 and windows >= 2
+    rules = (REPO / "deploy" / "prometheus" / "memwarden.rules.yml").read_text()
+    assert f"deriv(memwarden_worker_footprint_bytes[1h]) * 3600 > {int(per_hour)}" in rules
+    text = condition["description"]
+    for figure in (f"{per_hour / MIB:g} MiB an hour", f"{window // 60}-minute windows",
+                   f"{warm // 60} minutes", f"{UPTIME_ATTRIBUTE} > {warm}"):
+        assert figure in text, figure
+    doc = (REPO / "docs" / "newrelic.md").read_text()
+    assert f"`{GROWTH}`" in doc and f"{per_hour / MIB:g} MiB an hour" in doc
+
+
+def _slope_per_hour(points: list[tuple[float, float]]) -> float | None:
+    """Least-squares slope, per hour, as NRQL's derivative(); None under two points."""
+    if len(points) < 2:
+        return None
+    mean_t = sum(t for t, _ in points) / len(points)
+    mean_y = sum(y for _, y in points) / len(points)
+    var = sum((t - mean_t) ** 2 for t, _ in points)
+    cov = sum((t - mean_t) * (y - mean_y) for t, y in points)
+    return cov / var * 3600 if var else None
+
+
+def _fires(condition: dict[str, Any], life: list[tuple[float, float, float]]) -> bool:
+    """Whether the condition opens an incident on one worker life of census points
+    (time, uptime, footprint): its windows of the points after warm-up, each window's
+    slope above the threshold, so many windows in a row (a window without two points
+    breaks the run, as fillOption NONE does)."""
+    warm, window, windows, per_hour = _growth_rule(condition)
+    buckets: dict[int, list[tuple[float, float]]] = {}
+    for t, uptime, footprint in life:
+        if uptime > warm:
+            buckets.setdefault(int(t // window), []).append((t, footprint))
+    run, last = 0, None
+    for index in sorted(buckets):
+        slope = _slope_per_hour(buckets[index])
+        above = slope is not None and slope > per_hour
+        run = (run + 1 if last == index - 1 else 1) if above else 0
+        last = index
+        if run >= windows:
+            return True
+    return False
+
+
+def _life(shape: Any, start: float, hours: float = 4, every: int = 60,
+          seed: int = 1) -> list[tuple[float, float, float]]:
+    """A worker's census points, a minute apart, with 2 MiB of noise."""
+    noise = random.Random(seed)
+    return [(start + u, u, 200 * MIB + shape(u) + noise.uniform(-2 * MIB, 2 * MIB))
+            for u in range(every, int(hours * 3600), every)]
+
+
+def _warm(mib: float, tau: float) -> Any:
+    return lambda u: mib * MIB * (1 - math.exp(-u / tau))
+
+
+@pytest.mark.parametrize("start", [0, 1234, 1700])  # where the life falls in the windows
+@pytest.mark.parametrize(("shape", "fires"), [
+    # Caches warming: 250 MiB with a 5- or a 10-minute time constant. The slower one
+    # still adds over 100 MiB an hour in the first window after the warm-up, not in two.
+    (_warm(250, 300), False),
+    (_warm(250, 600), False),
+    # A burst whose 40 MiB the allocator keeps: one window, a steep one, then flat.
+    (lambda u: 40 * MIB * (u >= 3600), False),
+    # A cache that fills 100 MiB over its first 40 minutes and stops.
+    (lambda u: 100 * MIB * min(u, 2400) / 2400, False),
+    # Slow leaks, far below any limit: 60 MiB an hour fires, 40 does not.
+    (lambda u: 60 * MIB * u / 3600, True),
+    (lambda u: 40 * MIB * u / 3600, False),
+    # The same 60 MiB an hour behind a 250 MiB warm-up.
+    (lambda u: _warm(250, 300)(u) + 60 * MIB * u / 3600, True),
+], ids=["warm-5min", "warm-10min", "burst-step", "cache-fills-and-stops", "leak-60MiB/h",
+        "leak-40MiB/h", "warm-then-leak"])
+def test_growth_threshold_on_model_lives(shape: Any, fires: bool, start: int) -> None:
+    """The condition's figures, under a model of its evaluation (least-squares slope per
+    window, so many windows in a row): warm-up, a burst and a cache that fills stay quiet,
+    a slow leak fires. The threshold is what New Relic compares; the model is ours."""
+    assert _fires(_growth(), _life(shape, start)) is fires
+
