@@ -74,6 +74,9 @@ class StreamAnalysis:
 
     ``judges``: processes that judge the ended lives while this one reads
     (``judges.Judges``; 0: judged here). The report is the same either way.
+    The judges are forked where the platform can fork, as this process is when
+    the analysis is made: a caller running other threads then (whose locks a
+    fork copies as they are) should pass 0.
     """
 
     def __init__(self, config: AnalysisConfig | None = None,
