@@ -18,7 +18,7 @@ from memwarden.see import inflight_slot as _inflight
 from memwarden.see import redact as _redact
 from memwarden.see.context import _reset_request, _set_request
 from memwarden.see.context import new_request_id as _new_request_id
-from memwarden.see.meter import _MAX_LABEL, RequestMeter, clean_label
+from memwarden.see.meter import RequestMeter, clean_label
 from memwarden.settings import Settings
 
 __all__ = ["MemoryTracker"]
@@ -84,16 +84,7 @@ class _Request:
             self.status = None
         # Flask clears environ["werkzeug.request"] when its context pops, after
         # the response has started: read the route template now.
-        environ = self.environ or {}
-        # Flask's matched rule, the usual case, without wsgi_route's calls.
-        request = environ.get("werkzeug.request")
-        rule = getattr(request, "url_rule", None)
-        label = getattr(rule, "rule", None)
-        if (type(label) is str and len(label) <= _MAX_LABEL and label.isprintable()
-                and "memwarden.route" not in environ):
-            self.route = label
-        else:
-            self.route = wsgi_route(environ)
+        self.route = wsgi_route(self.environ or {})
         return self.start_response(status_line, [*headers, ("X-Request-ID", self.request_id)],
                                    exc_info)
 
@@ -135,9 +126,7 @@ class _Request:
                 meter.finish(self.begin, self.request_id, self.method,
                              self.route or wsgi_route(self.environ or {}), self.status, error)
                 if self.slot >= 0:
-                    slots = _inflight.writer  # None after abort(): its records stay
-                    if slots is not None:
-                        slots.end(self.slot)
+                    _inflight.end(self.slot)
             finally:
                 # The request may stay bound in a context a thread or task copied.
                 self.environ = None
